@@ -1,0 +1,56 @@
+// Elementwise kernels: hardtanh, ReLU, residual add, and their backwards.
+// 1D grid: flat index = gid.x + gid.y * nwg.x * 256 (see gpu::grid_1d).
+
+struct Params {
+    n: u32,
+}
+var<immediate> p: Params;
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+// out = clamp(a, -1, 1)
+@compute @workgroup_size(256)
+fn hardtanh_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = clamp(a[i], -1.0, 1.0);
+}
+
+// a = forward input x, b = dy: out = dy where -1 < x < 1, else 0 (PyTorch's hardtanh_backward
+// zeroes the gradient at the bounds themselves).
+@compute @workgroup_size(256)
+fn hardtanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= p.n { return; }
+    let x = a[i];
+    out[i] = select(0.0, b[i], x > -1.0 && x < 1.0);
+}
+
+@compute @workgroup_size(256)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = max(a[i], 0.0);
+}
+
+// a = forward input x, b = dy.
+@compute @workgroup_size(256)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = select(0.0, b[i], a[i] > 0.0);
+}
+
+// out = a + b (residual add; its backward passes dy to both inputs unchanged).
+@compute @workgroup_size(256)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = a[i] + b[i];
+}

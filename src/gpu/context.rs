@@ -1,0 +1,240 @@
+//! Adapter selection and the device every tensor and kernel belongs to.
+
+use super::kernel::{KernelCache, LayoutKey};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Features we use when the adapter has them; none is required except IMMEDIATES.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::IMMEDIATES);
+
+/// Message printed when no adapter exists at all.
+pub const NO_ADAPTER_HELP: &str = "no GPU adapter found (wgpu sees neither Vulkan, Metal, DX12 nor GL). \
+On Debian/Ubuntu, `apt-get install -y mesa-vulkan-drivers` installs lavapipe, a software Vulkan \
+adapter that runs everything here (slowly) on the CPU; with a GPU, install its Vulkan driver.";
+
+/// What `rbnn info` prints about one adapter.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+impl AdapterSummary {
+    pub fn describe(&self) -> String {
+        let i = &self.info;
+        let l = &self.limits;
+        let f = &self.features;
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        format!(
+            "{} | {:?} | {:?} | driver: {} {}\n    max storage binding {} MiB, max buffer {} MiB, \
+             storage buffers/stage {}, workgroup memory {} KiB, invocations/workgroup {}, \
+             workgroups/dim {}, immediates {} B\n    subgroup size {}..{}, subgroups: {}, \
+             timestamp queries: {} (inside passes: {}), f16: {}, cooperative matrix: {}",
+            i.name,
+            i.backend,
+            i.device_type,
+            i.driver,
+            i.driver_info,
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_buffer_size >> 20,
+            l.max_storage_buffers_per_shader_stage,
+            l.max_compute_workgroup_storage_size >> 10,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension,
+            l.max_immediate_size,
+            i.subgroup_min_size,
+            i.subgroup_max_size,
+            yes(f.contains(wgpu::Features::SUBGROUP)),
+            yes(f.contains(wgpu::Features::TIMESTAMP_QUERY)),
+            yes(f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)),
+            yes(f.contains(wgpu::Features::SHADER_F16)),
+            yes(f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)),
+        )
+    }
+}
+
+/// The device, its queue and the kernel cache. Created once per process (it is Send + Sync).
+pub struct Gpu {
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub(super) kernels: Mutex<KernelCache>,
+    pub(super) layouts: Mutex<HashMap<LayoutKey, Arc<wgpu::BindGroupLayout>>>,
+    /// Validation errors wgpu reports asynchronously (a misuse of the API, not of user input).
+    pub(super) errors: Arc<Mutex<Vec<String>>>,
+}
+
+fn instance() -> wgpu::Instance {
+    // Reads WGPU_BACKEND (vulkan, metal, dx12, gl) and the other WGPU_* variables.
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Lower is better: a real GPU before a software one.
+fn device_rank(t: wgpu::DeviceType, backend: wgpu::Backend) -> (u32, u32) {
+    let device = match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let backend = match backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (device, backend)
+}
+
+/// The name filter: the --adapter flag, else WGPU_ADAPTER_NAME (case-insensitive substring).
+fn name_filter(flag: Option<&str>) -> Option<String> {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_lowercase())
+}
+
+/// Every adapter wgpu can see, best first (the first one is what `Gpu::new(None)` picks).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let inst = instance();
+    let mut all: Vec<AdapterSummary> =
+        pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+            .into_iter()
+            .map(|a| AdapterSummary {
+                info: a.get_info(),
+                limits: a.limits(),
+                features: a.features(),
+            })
+            .collect();
+    all.sort_by_key(|a| device_rank(a.info.device_type, a.info.backend));
+    all
+}
+
+impl Gpu {
+    /// Every adapter wgpu can see, best first.
+    pub fn adapters() -> Vec<AdapterSummary> {
+        list_adapters()
+    }
+
+    /// Picks the adapter (name filter from `adapter_name` or WGPU_ADAPTER_NAME; else the best
+    /// ranked) and opens a device with the adapter's own limits.
+    pub fn new(adapter_name: Option<&str>) -> Result<Gpu> {
+        let inst = instance();
+        let mut adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+        if adapters.is_empty() {
+            bail!("{NO_ADAPTER_HELP}");
+        }
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            device_rank(i.device_type, i.backend)
+        });
+        let filter = name_filter(adapter_name);
+        let adapter = match &filter {
+            Some(f) => {
+                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(f))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "no adapter name contains {f:?} (from --adapter or WGPU_ADAPTER_NAME); \
+                             adapters present: {}",
+                            names.join(", ")
+                        )
+                    })?
+            }
+            None => adapters.remove(0),
+        };
+        Self::from_adapter(adapter)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let features = adapter.features() & WANTED_FEATURES;
+        if !features.contains(wgpu::Features::IMMEDIATES) {
+            bail!(
+                "adapter {} ({:?}) lacks immediates (push constants), which every rbnn kernel uses",
+                info.name,
+                info.backend
+            );
+        }
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("rbnn"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| format!("opening a device on adapter {}", info.name))?;
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        Ok(Gpu {
+            adapter,
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            kernels: Mutex::default(),
+            layouts: Mutex::default(),
+            errors,
+        })
+    }
+
+    pub fn summary(&self) -> AdapterSummary {
+        AdapterSummary {
+            info: self.info.clone(),
+            limits: self.limits.clone(),
+            features: self.features,
+        }
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// True for lavapipe, llvmpipe, WARP and other adapters that run on the CPU.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Fails with wgpu's own message if it reported a validation error since the last check.
+    pub fn check_errors(&self) -> Result<()> {
+        let mut errors = self.errors.lock().unwrap();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let all = errors.join("\n");
+        errors.clear();
+        bail!("wgpu reported: {all}")
+    }
+
+    /// Blocks until all submitted work has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("waiting for the GPU: {e}"))?;
+        self.check_errors()
+    }
+
+    /// Largest storage binding the adapter allows, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+}

@@ -1,0 +1,346 @@
+//! Kernels: one WGSL entry point, compiled once, with a bind group layout derived from the
+//! shader itself and shared between kernels of the same signature.
+
+use super::{Gpu, Tensor};
+use anyhow::{anyhow, bail, Result};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
+}
+
+/// Every shader of shaders/, by file stem, embedded at build time.
+pub fn shader_sources() -> &'static [(&'static str, &'static str)] {
+    embedded::SHADERS
+}
+
+pub fn shader_source(name: &str) -> Result<&'static str> {
+    embedded::SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| anyhow!("no shader shaders/{name}.wgsl"))
+}
+
+/// Parses and validates WGSL with naga; the error names the file, line and column.
+pub fn validate_wgsl(
+    file: &str,
+    source: &str,
+) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| anyhow!("{}", e.emit_to_string_with_path(source, file)))?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .map_err(|e| anyhow!("{}", e.emit_to_string_with_path(source, file)))?;
+    Ok((module, info))
+}
+
+/// ((binding, read_only) per used binding, immediate bytes): the "function signature" of a kernel.
+pub(super) type LayoutKey = (Vec<(u32, bool)>, u32);
+
+#[derive(Default)]
+pub(super) struct KernelCache {
+    modules: HashMap<String, Arc<ShaderModuleInfo>>,
+    kernels: HashMap<String, Arc<Kernel>>,
+}
+
+struct ShaderModuleInfo {
+    module: wgpu::ShaderModule,
+    naga: naga::Module,
+    info: naga::valid::ModuleInfo,
+}
+
+/// A compiled compute pipeline and what is needed to bind and dispatch it.
+pub struct Kernel {
+    pub name: String,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: Arc<wgpu::BindGroupLayout>,
+    /// (binding number, read_only) of each storage binding of group 0 the entry point uses, in
+    /// increasing binding order: `Gpu::dispatch` takes one buffer per entry, in this order.
+    pub bindings: Vec<(u32, bool)>,
+    pub immediate_size: u32,
+    pub workgroup_size: [u32; 3],
+}
+
+/// One dispatch with its bind group, created once and recorded every step.
+pub struct Dispatch {
+    pub kernel: Arc<Kernel>,
+    pub bind_group: wgpu::BindGroup,
+    pub workgroups: [u32; 3],
+    pub immediates: Vec<u8>,
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.record_with(pass, &self.immediates);
+    }
+
+    /// Records with other immediates (same size), e.g. the learning rate of this step.
+    pub fn record_with(&self, pass: &mut wgpu::ComputePass<'_>, immediates: &[u8]) {
+        debug_assert_eq!(immediates.len() as u32, self.kernel.immediate_size);
+        pass.set_pipeline(&self.kernel.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        if !immediates.is_empty() {
+            pass.set_immediates(0, immediates);
+        }
+        let [x, y, z] = self.workgroups;
+        if x > 0 && y > 0 && z > 0 {
+            pass.dispatch_workgroups(x, y, z);
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.kernel.name
+    }
+}
+
+/// Workgroup counts covering `threads` invocations with 1D workgroups of `wg` lanes, split over
+/// x and y when x would exceed the 65535 limit. Shaders take the flat index as
+/// `gid.x + gid.y * nwg.x * wg` (with `@builtin(num_workgroups) nwg`) and bound-check it.
+pub fn grid_1d(threads: usize, wg: u32) -> [u32; 3] {
+    let groups = threads.div_ceil(wg as usize).max(1) as u32;
+    if groups <= 65535 {
+        [groups, 1, 1]
+    } else {
+        let y = groups.div_ceil(65535);
+        [groups.div_ceil(y), y, 1]
+    }
+}
+
+impl Gpu {
+    fn shader_module(&self, cache: &mut KernelCache, name: &str) -> Result<Arc<ShaderModuleInfo>> {
+        if let Some(m) = cache.modules.get(name) {
+            return Ok(m.clone());
+        }
+        let source = shader_source(name)?;
+        let file = format!("shaders/{name}.wgsl");
+        let (naga_module, info) = validate_wgsl(&file, source)?;
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&file),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let m = Arc::new(ShaderModuleInfo {
+            module,
+            naga: naga_module,
+            info,
+        });
+        cache.modules.insert(name.to_string(), m.clone());
+        Ok(m)
+    }
+
+    fn bind_group_layout(&self, key: &LayoutKey) -> Arc<wgpu::BindGroupLayout> {
+        let mut layouts = self.layouts.lock().unwrap();
+        layouts
+            .entry(key.clone())
+            .or_insert_with(|| {
+                let entries: Vec<wgpu::BindGroupLayoutEntry> = key
+                    .0
+                    .iter()
+                    .map(|&(binding, read_only)| wgpu::BindGroupLayoutEntry {
+                        binding,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    })
+                    .collect();
+                let label = key
+                    .0
+                    .iter()
+                    .map(|&(_, r)| if r { 'r' } else { 'w' })
+                    .collect::<String>();
+                Arc::new(
+                    self.device
+                        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                            label: Some(&label),
+                            entries: &entries,
+                        }),
+                )
+            })
+            .clone()
+    }
+
+    /// The kernel `entry` of shaders/`shader`.wgsl with the given override constants, compiled
+    /// once and cached.
+    pub fn kernel(&self, shader: &str, entry: &str, constants: &[(&str, f64)]) -> Result<Arc<Kernel>> {
+        let key = format!("{shader}::{entry}{constants:?}");
+        let mut cache = self.kernels.lock().unwrap();
+        if let Some(k) = cache.kernels.get(&key) {
+            return Ok(k.clone());
+        }
+        let m = self.shader_module(&mut cache, shader)?;
+        let (ep_index, ep) = m
+            .naga
+            .entry_points
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.name == entry)
+            .ok_or_else(|| anyhow!("shaders/{shader}.wgsl has no entry point {entry}"))?;
+        let uses = m.info.get_entry_point(ep_index);
+        let mut bindings: Vec<(u32, bool)> = Vec::new();
+        let mut immediate_size = 0u32;
+        let mut layouter = naga::proc::Layouter::default();
+        layouter
+            .update(m.naga.to_ctx())
+            .map_err(|e| anyhow!("shaders/{shader}.wgsl: layout: {e}"))?;
+        for (handle, var) in m.naga.global_variables.iter() {
+            if uses[handle].is_empty() {
+                continue;
+            }
+            match var.space {
+                naga::AddressSpace::Storage { access } => {
+                    let b = var.binding.as_ref().ok_or_else(|| {
+                        anyhow!("shaders/{shader}.wgsl: storage variable without binding")
+                    })?;
+                    if b.group != 0 {
+                        bail!("shaders/{shader}.wgsl: kernels use bind group 0 only");
+                    }
+                    bindings.push((b.binding, !access.contains(naga::StorageAccess::STORE)));
+                }
+                naga::AddressSpace::Immediate => {
+                    immediate_size = layouter[var.ty].size;
+                }
+                naga::AddressSpace::Uniform | naga::AddressSpace::Handle => {
+                    bail!("shaders/{shader}.wgsl: kernels take storage buffers and immediates only")
+                }
+                _ => {}
+            }
+        }
+        bindings.sort();
+        if immediate_size > self.limits.max_immediate_size {
+            bail!(
+                "shaders/{shader}.wgsl {entry}: {immediate_size} B of immediates, adapter allows {}",
+                self.limits.max_immediate_size
+            );
+        }
+        let layout = self.bind_group_layout(&(bindings.clone(), immediate_size));
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&key),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size,
+            });
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&key),
+                layout: Some(&pipeline_layout),
+                module: &m.module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!("creating kernel {key}: {e}");
+        }
+        let workgroup_size = ep.workgroup_size;
+        let kernel = Arc::new(Kernel {
+            name: key.clone(),
+            pipeline,
+            layout,
+            bindings,
+            immediate_size,
+            workgroup_size,
+        });
+        cache.kernels.insert(key, kernel.clone());
+        Ok(kernel)
+    }
+
+    /// Binds `buffers` to the bindings `kernel` uses, in increasing binding number (bind group
+    /// created here, once).
+    pub fn dispatch(
+        &self,
+        kernel: &Arc<Kernel>,
+        buffers: &[&Tensor],
+        immediates: &[u8],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        if buffers.len() != kernel.bindings.len() {
+            bail!(
+                "kernel {} takes {} buffers, got {}",
+                kernel.name,
+                kernel.bindings.len(),
+                buffers.len()
+            );
+        }
+        if immediates.len() as u32 != kernel.immediate_size {
+            bail!(
+                "kernel {} takes {} bytes of immediates, got {}",
+                kernel.name,
+                kernel.immediate_size,
+                immediates.len()
+            );
+        }
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if workgroups.iter().any(|&w| w > max) {
+            bail!(
+                "kernel {}: {:?} workgroups exceeds the adapter's limit of {max} per dimension",
+                kernel.name,
+                workgroups
+            );
+        }
+        for t in buffers {
+            if t.bytes() > self.max_binding_bytes() {
+                bail!(
+                    "tensor {} needs {} MiB, over the adapter's storage binding limit of {} MiB \
+                     (max_storage_buffer_binding_size); use a smaller batch",
+                    t.label,
+                    t.bytes() >> 20,
+                    self.max_binding_bytes() >> 20
+                );
+            }
+        }
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .zip(&kernel.bindings)
+            .map(|(t, &(binding, _))| wgpu::BindGroupEntry {
+                binding,
+                resource: t.buffer.as_entire_binding(),
+            })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&kernel.name),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        Ok(Dispatch {
+            kernel: kernel.clone(),
+            bind_group,
+            workgroups,
+            immediates: immediates.to_vec(),
+        })
+    }
+
+    /// Records `dispatches` into one compute pass of one encoder, submits, and waits. For tests
+    /// and one-off work; the training step records its own pass.
+    pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("run"),
+                timestamp_writes: None,
+            });
+            for d in dispatches {
+                d.record(&mut pass);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+        self.wait()
+    }
+}

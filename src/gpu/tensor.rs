@@ -1,0 +1,132 @@
+//! Tensors: a storage buffer of 32-bit elements (f32, or u32 for packed bits and counters) with a
+//! shape. Allocated once per network and batch size; read back only outside the step loop.
+
+use super::Gpu;
+use anyhow::{anyhow, bail, Result};
+
+pub struct Tensor {
+    pub buffer: wgpu::Buffer,
+    pub shape: Vec<usize>,
+    pub label: String,
+}
+
+impl Tensor {
+    /// Number of 32-bit elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn bytes(&self) -> u64 {
+        (self.len() * 4) as u64
+    }
+}
+
+impl Gpu {
+    /// A zero-filled tensor. Zero-sized tensors get one element so they can still be bound.
+    pub fn tensor(&self, label: &str, shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (n.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Tensor {
+            buffer,
+            shape: shape.to_vec(),
+            label: label.to_string(),
+        }
+    }
+
+    /// Like `tensor`, but fails with the adapter limit named when it cannot be bound.
+    pub fn try_tensor(&self, label: &str, shape: &[usize]) -> Result<Tensor> {
+        let bytes = (shape.iter().product::<usize>() * 4) as u64;
+        if bytes > self.max_binding_bytes() {
+            bail!(
+                "tensor {label} {shape:?} needs {} MiB, over the adapter's limit of {} MiB per \
+                 storage binding (max_storage_buffer_binding_size / max_buffer_size); use a \
+                 smaller batch size",
+                bytes >> 20,
+                self.max_binding_bytes() >> 20
+            );
+        }
+        Ok(self.tensor(label, shape))
+    }
+
+    pub fn upload_f32(&self, label: &str, shape: &[usize], data: &[f32]) -> Tensor {
+        let t = self.tensor(label, shape);
+        assert_eq!(data.len(), t.len(), "upload {label}: data length vs shape {shape:?}");
+        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        t
+    }
+
+    pub fn upload_u32(&self, label: &str, shape: &[usize], data: &[u32]) -> Tensor {
+        let t = self.tensor(label, shape);
+        assert_eq!(data.len(), t.len(), "upload {label}: data length vs shape {shape:?}");
+        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        t
+    }
+
+    /// Overwrites a tensor's contents (takes effect before the next submit).
+    pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) {
+        assert_eq!(
+            std::mem::size_of_val(data) as u64,
+            t.bytes(),
+            "write {}: size mismatch",
+            t.label
+        );
+        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+    }
+
+    /// Blocking read of a whole tensor (staging buffer created here: never inside a step).
+    pub fn read<T: bytemuck::Pod>(&self, t: &Tensor) -> Result<Vec<T>> {
+        let size = (t.len().max(1) * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+        encoder.copy_buffer_to_buffer(&t.buffer, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|_| anyhow!("reading {}: map callback lost", t.label))?
+            .map_err(|e| anyhow!("reading {}: {e}", t.label))?;
+        let out = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| anyhow!("reading {}: {e}", t.label))?;
+            bytemuck::cast_slice::<u8, T>(&view)[..t.len()].to_vec()
+        };
+        // The view must be dropped before unmap.
+        staging.unmap();
+        Ok(out)
+    }
+
+    pub fn read_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
+        self.read::<f32>(t)
+    }
+
+    pub fn read_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
+        self.read::<u32>(t)
+    }
+
+    /// Records a whole-tensor copy (same size) into `encoder`.
+    pub fn copy(&self, encoder: &mut wgpu::CommandEncoder, src: &Tensor, dst: &Tensor) {
+        assert_eq!(src.bytes(), dst.bytes(), "copy {} -> {}", src.label, dst.label);
+        encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, src.bytes());
+    }
+}

@@ -1,0 +1,66 @@
+//! Shared test helpers: the one GPU of the test process, random data, tolerant comparisons.
+#![allow(dead_code)]
+
+use rbnn::gpu::Gpu;
+use std::sync::OnceLock;
+
+/// The adapter tests run on, or None (with a visible message) when the machine has none.
+pub fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new(None) {
+        Ok(g) => {
+            eprintln!("tests run on: {} ({:?})", g.info.name, g.info.backend);
+            Some(g)
+        }
+        Err(e) => {
+            eprintln!("SKIPPING GPU TESTS: {e:#}");
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// Early-returns from a test (with a message) when no adapter exists.
+#[macro_export]
+macro_rules! gpu_or_skip {
+    () => {
+        match common::gpu() {
+            Some(g) => g,
+            None => {
+                eprintln!("skipped: no GPU adapter");
+                return;
+            }
+        }
+    };
+}
+
+/// Asserts |got - want| <= atol + rtol * |want| elementwise, reporting the worst element.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f64, atol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0usize, 0.0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w as f64).abs() - (atol + rtol * (w as f64).abs());
+        if !(err <= worst.1) && (err > 0.0 || g.is_nan()) {
+            worst = (i, if err.is_nan() { f64::INFINITY } else { err });
+        }
+        assert!(!g.is_nan() || w.is_nan(), "{what}[{i}]: got NaN, want {w}");
+    }
+    let (i, excess) = worst;
+    assert!(
+        excess <= 0.0,
+        "{what}[{i}]: got {}, want {} (rtol {rtol}, atol {atol})",
+        got[i],
+        want[i]
+    );
+}
+
+/// Relative L2 error ||got - want|| / ||want||.
+pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w as f64).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
+    (num / den.max(1e-30)).sqrt()
+}
