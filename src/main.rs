@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use rbnn::gpu::Gpu;
 
 #[derive(Parser)]
-#[command(name = "rbnn", version, about = "Rotated Binary Neural Networks on any GPU (wgpu)")]
+#[command(
+    name = "rbnn",
+    version,
+    about = "Rotated Binary Neural Networks on any GPU (wgpu)"
+)]
 struct Cli {
     /// Use the first adapter whose name contains this (case-insensitive); else WGPU_ADAPTER_NAME;
     /// else the best one (a real GPU before a software adapter). WGPU_BACKEND picks the backend.

@@ -19,11 +19,31 @@ fn elementwise_kernels_match_cpu() {
     let dy = gpu.upload_f32("dy", &[n], &dyv);
     let out = gpu.tensor("out", &[n]);
     let cases: Vec<(&str, rbnn::gpu::Dispatch, Vec<f32>)> = vec![
-        ("hardtanh_forward", ew::hardtanh_forward(gpu, &x, &out).unwrap(), cpu::hardtanh_forward(&xv)),
-        ("hardtanh_backward", ew::hardtanh_backward(gpu, &x, &dy, &out).unwrap(), cpu::hardtanh_backward(&xv, &dyv)),
-        ("relu_forward", ew::relu_forward(gpu, &x, &out).unwrap(), cpu::relu_forward(&xv)),
-        ("relu_backward", ew::relu_backward(gpu, &x, &dy, &out).unwrap(), cpu::relu_backward(&xv, &dyv)),
-        ("add", ew::add(gpu, &x, &dy, &out).unwrap(), cpu::add(&xv, &dyv)),
+        (
+            "hardtanh_forward",
+            ew::hardtanh_forward(gpu, &x, &out).unwrap(),
+            cpu::hardtanh_forward(&xv),
+        ),
+        (
+            "hardtanh_backward",
+            ew::hardtanh_backward(gpu, &x, &dy, &out).unwrap(),
+            cpu::hardtanh_backward(&xv, &dyv),
+        ),
+        (
+            "relu_forward",
+            ew::relu_forward(gpu, &x, &out).unwrap(),
+            cpu::relu_forward(&xv),
+        ),
+        (
+            "relu_backward",
+            ew::relu_backward(gpu, &x, &dy, &out).unwrap(),
+            cpu::relu_backward(&xv, &dyv),
+        ),
+        (
+            "add",
+            ew::add(gpu, &x, &dy, &out).unwrap(),
+            cpu::add(&xv, &dyv),
+        ),
     ];
     for (name, d, want) in cases {
         gpu.run(&[&d]).unwrap();

@@ -14,7 +14,8 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::IMMEDIATES);
 
 /// Message printed when no adapter exists at all.
-pub const NO_ADAPTER_HELP: &str = "no GPU adapter found (wgpu sees neither Vulkan, Metal, DX12 nor GL). \
+pub const NO_ADAPTER_HELP: &str =
+    "no GPU adapter found (wgpu sees neither Vulkan, Metal, DX12 nor GL). \
 On Debian/Ubuntu, `apt-get install -y mesa-vulkan-drivers` installs lavapipe, a software Vulkan \
 adapter that runs everything here (slowly) on the CPU; with a GPU, install its Vulkan driver.";
 
@@ -74,9 +75,28 @@ pub struct Gpu {
     pub(super) errors: Arc<Mutex<Vec<String>>>,
 }
 
-fn instance() -> wgpu::Instance {
-    // Reads WGPU_BACKEND (vulkan, metal, dx12, gl) and the other WGPU_* variables.
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+/// Every adapter of the backends WGPU_BACKEND names (vulkan, metal, dx12, gl); without it, of
+/// Vulkan/Metal/DX12, and of GL only when those have none (GL lacks features we use and, headless,
+/// complains about the missing display).
+fn enumerate() -> Vec<wgpu::Adapter> {
+    let from_env = std::env::var_os("WGPU_BACKEND").is_some();
+    let make = |backends: Option<wgpu::Backends>| {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(b) = backends {
+            desc.backends = b;
+        }
+        let inst = wgpu::Instance::new(desc);
+        pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+    };
+    if from_env {
+        return make(None);
+    }
+    let primary = make(Some(wgpu::Backends::PRIMARY));
+    if primary.is_empty() {
+        make(Some(wgpu::Backends::all()))
+    } else {
+        primary
+    }
 }
 
 /// Lower is better: a real GPU before a software one.
@@ -105,16 +125,14 @@ fn name_filter(flag: Option<&str>) -> Option<String> {
 
 /// Every adapter wgpu can see, best first (the first one is what `Gpu::new(None)` picks).
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    let inst = instance();
-    let mut all: Vec<AdapterSummary> =
-        pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
-            .into_iter()
-            .map(|a| AdapterSummary {
-                info: a.get_info(),
-                limits: a.limits(),
-                features: a.features(),
-            })
-            .collect();
+    let mut all: Vec<AdapterSummary> = enumerate()
+        .into_iter()
+        .map(|a| AdapterSummary {
+            info: a.get_info(),
+            limits: a.limits(),
+            features: a.features(),
+        })
+        .collect();
     all.sort_by_key(|a| device_rank(a.info.device_type, a.info.backend));
     all
 }
@@ -128,8 +146,7 @@ impl Gpu {
     /// Picks the adapter (name filter from `adapter_name` or WGPU_ADAPTER_NAME; else the best
     /// ranked) and opens a device with the adapter's own limits.
     pub fn new(adapter_name: Option<&str>) -> Result<Gpu> {
-        let inst = instance();
-        let mut adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+        let mut adapters = enumerate();
         if adapters.is_empty() {
             bail!("{NO_ADAPTER_HELP}");
         }

@@ -24,10 +24,7 @@ pub fn shader_source(name: &str) -> Result<&'static str> {
 }
 
 /// Parses and validates WGSL with naga; the error names the file, line and column.
-pub fn validate_wgsl(
-    file: &str,
-    source: &str,
-) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
+pub fn validate_wgsl(file: &str, source: &str) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
     let module = naga::front::wgsl::parse_str(source)
         .map_err(|e| anyhow!("{}", e.emit_to_string_with_path(source, file)))?;
     let info = naga::valid::Validator::new(
@@ -171,7 +168,12 @@ impl Gpu {
 
     /// The kernel `entry` of shaders/`shader`.wgsl with the given override constants, compiled
     /// once and cached.
-    pub fn kernel(&self, shader: &str, entry: &str, constants: &[(&str, f64)]) -> Result<Arc<Kernel>> {
+    pub fn kernel(
+        &self,
+        shader: &str,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<Arc<Kernel>> {
         let key = format!("{shader}::{entry}{constants:?}");
         let mut cache = self.kernels.lock().unwrap();
         if let Some(k) = cache.kernels.get(&key) {
@@ -309,7 +311,7 @@ impl Gpu {
             .zip(&kernel.bindings)
             .map(|(t, &(binding, _))| wgpu::BindGroupEntry {
                 binding,
-                resource: t.buffer.as_entire_binding(),
+                resource: t.binding(),
             })
             .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -4,8 +4,12 @@
 use super::Gpu;
 use anyhow::{anyhow, bail, Result};
 
+/// A tensor owns its buffer, or is a view into an arena buffer (`offset` in bytes, aligned to the
+/// adapter's min_storage_buffer_offset_alignment) so that many small tensors can share one buffer.
+#[derive(Clone)]
 pub struct Tensor {
     pub buffer: wgpu::Buffer,
+    pub offset: u64,
     pub shape: Vec<usize>,
     pub label: String,
 }
@@ -20,6 +24,14 @@ impl Tensor {
     }
     pub fn bytes(&self) -> u64 {
         (self.len() * 4) as u64
+    }
+    /// The binding covering exactly this tensor (at least 4 bytes, so empty tensors bind).
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.bytes().max(4)),
+        })
     }
 }
 
@@ -37,9 +49,40 @@ impl Gpu {
         });
         Tensor {
             buffer,
+            offset: 0,
             shape: shape.to_vec(),
             label: label.to_string(),
         }
+    }
+
+    /// One buffer holding several tensors (e.g. all parameters of a network, so that the optimizer
+    /// is one dispatch over `whole`). Each view starts at an aligned offset; the gaps are zero and
+    /// stay zero under SGD. Returns (whole, views in the order of `shapes`).
+    pub fn arena(
+        &self,
+        label: &str,
+        shapes: &[(String, Vec<usize>)],
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let align = (self.limits.min_storage_buffer_offset_alignment as u64).max(4);
+        let mut offsets = Vec::with_capacity(shapes.len());
+        let mut end = 0u64;
+        for (_, shape) in shapes {
+            offsets.push(end);
+            let bytes = (shape.iter().product::<usize>() * 4) as u64;
+            end = (end + bytes.max(4)).div_ceil(align) * align;
+        }
+        let whole = self.try_tensor(label, &[(end / 4) as usize])?;
+        let views = shapes
+            .iter()
+            .zip(offsets)
+            .map(|((name, shape), offset)| Tensor {
+                buffer: whole.buffer.clone(),
+                offset,
+                shape: shape.clone(),
+                label: name.clone(),
+            })
+            .collect();
+        Ok((whole, views))
     }
 
     /// Like `tensor`, but fails with the adapter limit named when it cannot be bound.
@@ -59,15 +102,13 @@ impl Gpu {
 
     pub fn upload_f32(&self, label: &str, shape: &[usize], data: &[f32]) -> Tensor {
         let t = self.tensor(label, shape);
-        assert_eq!(data.len(), t.len(), "upload {label}: data length vs shape {shape:?}");
-        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        self.write(&t, data);
         t
     }
 
     pub fn upload_u32(&self, label: &str, shape: &[usize], data: &[u32]) -> Tensor {
         let t = self.tensor(label, shape);
-        assert_eq!(data.len(), t.len(), "upload {label}: data length vs shape {shape:?}");
-        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        self.write(&t, data);
         t
     }
 
@@ -79,7 +120,8 @@ impl Gpu {
             "write {}: size mismatch",
             t.label
         );
-        self.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        self.queue
+            .write_buffer(&t.buffer, t.offset, bytemuck::cast_slice(data));
     }
 
     /// Blocking read of a whole tensor (staging buffer created here: never inside a step).
@@ -93,8 +135,10 @@ impl Gpu {
         });
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
-        encoder.copy_buffer_to_buffer(&t.buffer, 0, &staging, 0, size);
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read"),
+            });
+        encoder.copy_buffer_to_buffer(&t.buffer, t.offset, &staging, 0, t.bytes().max(4).min(size));
         self.queue.submit([encoder.finish()]);
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -126,7 +170,19 @@ impl Gpu {
 
     /// Records a whole-tensor copy (same size) into `encoder`.
     pub fn copy(&self, encoder: &mut wgpu::CommandEncoder, src: &Tensor, dst: &Tensor) {
-        assert_eq!(src.bytes(), dst.bytes(), "copy {} -> {}", src.label, dst.label);
-        encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, src.bytes());
+        assert_eq!(
+            src.bytes(),
+            dst.bytes(),
+            "copy {} -> {}",
+            src.label,
+            dst.label
+        );
+        encoder.copy_buffer_to_buffer(
+            &src.buffer,
+            src.offset,
+            &dst.buffer,
+            dst.offset,
+            src.bytes(),
+        );
     }
 }

@@ -81,7 +81,9 @@ impl GpuTimer {
         };
         let mut encoder = gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("timed"),
+            });
         if self.inside_passes {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("timed"),

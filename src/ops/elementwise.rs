@@ -6,13 +6,23 @@ use anyhow::Result;
 fn unary(gpu: &Gpu, entry: &str, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
     let k = gpu.kernel("elementwise", entry, &[])?;
     let n = out.len();
-    gpu.dispatch(&k, &[x, out], Imm::new().u(n as u32).bytes(), grid_1d(n, 256))
+    gpu.dispatch(
+        &k,
+        &[x, out],
+        Imm::new().u(n as u32).bytes(),
+        grid_1d(n, 256),
+    )
 }
 
 fn binary(gpu: &Gpu, entry: &str, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispatch> {
     let k = gpu.kernel("elementwise", entry, &[])?;
     let n = out.len();
-    gpu.dispatch(&k, &[a, b, out], Imm::new().u(n as u32).bytes(), grid_1d(n, 256))
+    gpu.dispatch(
+        &k,
+        &[a, b, out],
+        Imm::new().u(n as u32).bytes(),
+        grid_1d(n, 256),
+    )
 }
 
 /// y = clamp(x, -1, 1).
