@@ -72,7 +72,7 @@ pub struct TensorSpec {
 /// a = the largest divisor of n with a <= floor(sqrt(n)); b = n / a (spec section 1).
 pub fn rotation_dims(n: usize) -> (usize, usize) {
     let mut a = (n as f64).sqrt().floor() as usize;
-    while a > 1 && n % a != 0 {
+    while a > 1 && !n.is_multiple_of(a) {
         a -= 1;
     }
     let a = a.max(1);
