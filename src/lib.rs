@@ -6,3 +6,4 @@
 pub mod gpu;
 pub mod ops;
 pub mod rng;
+pub mod train;
