@@ -1,15 +1,17 @@
 //! The rbnn command line (thin: each subcommand calls into the library).
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
 use rbnn::gpu::Gpu;
+use rbnn::model::ModelKind;
+use rbnn::train::config::{Config, LrType};
+use rbnn::train::step::{run_step, StepOptions};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(
-    name = "rbnn",
-    version,
-    about = "Rotated Binary Neural Networks on any GPU (wgpu)"
-)]
+#[command(name = "rbnn", version, about = "Rotated Binary Neural Networks on any GPU (wgpu)")]
 struct Cli {
     /// Use the first adapter whose name contains this (case-insensitive); else WGPU_ADAPTER_NAME;
     /// else the best one (a real GPU before a software adapter). WGPU_BACKEND picks the backend.
@@ -23,6 +25,130 @@ struct Cli {
 enum Command {
     /// List every adapter with its limits and features, and say which one rbnn uses.
     Info,
+    /// Train a model (defaults: resnet20_1w1a on the embedded Fashion-MNIST subset).
+    Train(TrainArgs),
+    /// Test loss, top-1 and top-5 of a checkpoint.
+    Eval {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Evaluate on this dataset instead of the one the checkpoint was trained on.
+        #[arg(long)]
+        dataset: Option<String>,
+        #[arg(long)]
+        data_path: Option<String>,
+        /// Model, for checkpoints without a training config (converted official ones).
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, default_value_t = 128)]
+        batch_size_test: usize,
+    },
+    /// One forward and backward of the training graph on a given batch, written as tensors.
+    Step(StepArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// GFLOP/s of the float conv kernels (forward, data gradient, weight gradient).
+    Kernels {
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+    },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// resnet20_1w1a, resnet20_bireal_1w1a, resnet18_1w1a or vgg_small_1w1a.
+    #[arg(long, default_value = "resnet20_1w1a")]
+    model: String,
+    /// embedded (the Fashion-MNIST subset in the binary), cifar10, cifar100, mnist,
+    /// fashion-mnist, folder or folder:SIZE.
+    #[arg(long, default_value = "fashion-mnist-subset")]
+    dataset: String,
+    /// Folder of the dataset files (not for the embedded dataset).
+    #[arg(long)]
+    data_path: Option<String>,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 0.1)]
+    lr: f64,
+    #[arg(short = 'b', long, default_value_t = 256)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size_test: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    #[arg(long, default_value_t = 1e-2)]
+    tmin: f64,
+    #[arg(long, default_value_t = 10.0)]
+    tmax: f64,
+    #[arg(long, value_enum, default_value_t = LrType::Cos)]
+    lr_type: LrType,
+    /// Milestone epochs of the step schedule (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    lr_decay_step: Vec<usize>,
+    /// Linear warm-up over the first 5 epochs.
+    #[arg(long)]
+    warm_up: bool,
+    /// Run the rotation update every this many epochs.
+    #[arg(long, default_value_t = 1)]
+    rotation_update: usize,
+    /// Keep activations full precision (1-bit weights only).
+    #[arg(long)]
+    a32: bool,
+    #[arg(long, default_value_t = 1234)]
+    seed: u64,
+    /// Run directory: checkpoints, metrics.jsonl, curves.png.
+    #[arg(long, default_value = "runs/latest")]
+    out: PathBuf,
+    /// Continue from this checkpoint (usually OUT/last.safetensors).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct StepArgs {
+    #[arg(long)]
+    model: String,
+    /// Parameters and buffers by official name (safetensors).
+    #[arg(long)]
+    weights: PathBuf,
+    /// "input" [N,C,H,W] f32 and "target" [N] int64 or int32 (safetensors).
+    #[arg(long)]
+    batch: PathBuf,
+    /// 0-based epoch whose t and k the backward uses.
+    #[arg(long)]
+    epoch: Option<usize>,
+    #[arg(long, default_value_t = 1000)]
+    epochs: usize,
+    #[arg(long, default_value_t = 1e-2)]
+    tmin: f64,
+    #[arg(long, default_value_t = 10.0)]
+    tmax: f64,
+    /// Run the rotation update before the forward and write the new R1/R2 too.
+    #[arg(long)]
+    rotate: bool,
+    /// Only the logits of the inference-mode forward.
+    #[arg(long)]
+    eval: bool,
+    /// Initialise tensors missing from --weights as the model does (else they are an error).
+    #[arg(long)]
+    init_missing: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    a32: bool,
+    /// Classes, when --weights has no classifier.
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+    #[arg(long)]
+    out: PathBuf,
 }
 
 fn main() {
@@ -33,10 +159,112 @@ fn main() {
     }
 }
 
+fn gpu(adapter: Option<&str>) -> Result<Gpu> {
+    let gpu = Gpu::new(adapter)?;
+    eprintln!("adapter: {} ({:?}, {:?})", gpu.info.name, gpu.info.backend, gpu.info.device_type);
+    Ok(gpu)
+}
+
 fn run(cli: Cli) -> Result<()> {
+    let adapter = cli.adapter.as_deref();
     match cli.command {
-        Command::Info => info(cli.adapter.as_deref()),
+        Command::Info => info(adapter),
+        Command::Train(a) => train(adapter, a),
+        Command::Eval { checkpoint, dataset, data_path, model, batch_size_test } => {
+            let gpu = gpu(adapter)?;
+            let mut cfg = None;
+            if dataset.is_some() || model.is_some() {
+                let base = rbnn::train::checkpoint::load(&checkpoint)?
+                    .info()
+                    .map(|i| i.config)
+                    .unwrap_or_default();
+                cfg = Some(Config {
+                    model: model.unwrap_or(base.model),
+                    dataset: dataset.clone().unwrap_or(base.dataset),
+                    data_path: if dataset.is_some() { data_path.clone() } else { base.data_path },
+                    batch_size_test,
+                    ..base
+                });
+            }
+            let (cfg, totals) = rbnn::train::trainer::eval_checkpoint(&gpu, &checkpoint, cfg.as_ref())?;
+            println!(
+                "{} on {} ({} test images): loss {:.4}, top-1 {:.2}%, top-5 {:.2}%",
+                cfg.model,
+                cfg.dataset,
+                totals.samples,
+                totals.mean_loss(),
+                100.0 * totals.top1_accuracy(),
+                100.0 * totals.top5_accuracy()
+            );
+            Ok(())
+        }
+        Command::Step(a) => {
+            let gpu = gpu(adapter)?;
+            let kind = ModelKind::parse(&a.model)?;
+            let opts = StepOptions {
+                epoch: a.epoch,
+                epochs: a.epochs,
+                tmin: a.tmin,
+                tmax: a.tmax,
+                rotate: a.rotate,
+                eval: a.eval,
+                init_missing: a.init_missing,
+                seed: a.seed,
+                a32: a.a32,
+                classes: a.classes,
+            };
+            let out = run_step(&gpu, kind, &a.weights, &a.batch, &opts)?;
+            rbnn::train::checkpoint::save_atomic(&a.out, &out, &Default::default())?;
+            println!("wrote {} tensors to {}", out.len(), a.out.display());
+            Ok(())
+        }
+        Command::Bench { what: BenchWhat::Kernels { batch } } => {
+            let gpu = gpu(adapter)?;
+            let rows = rbnn::bench::kernels(&gpu, batch)?;
+            print!("{}", rbnn::bench::format_table(&gpu, &rows));
+            Ok(())
+        }
     }
+}
+
+fn train(adapter: Option<&str>, a: TrainArgs) -> Result<()> {
+    let cfg = Config {
+        model: a.model,
+        dataset: a.dataset,
+        data_path: a.data_path,
+        epochs: a.epochs,
+        lr: a.lr,
+        batch_size: a.batch_size,
+        batch_size_test: a.batch_size_test,
+        weight_decay: a.weight_decay,
+        momentum: a.momentum,
+        tmin: a.tmin,
+        tmax: a.tmax,
+        lr_type: a.lr_type,
+        lr_decay_step: a.lr_decay_step,
+        warm_up: a.warm_up,
+        rotation_update: a.rotation_update,
+        a32: a.a32,
+        seed: a.seed,
+    };
+    let gpu = gpu(adapter)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: stopping after this step and saving a checkpoint (press again to quit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let summary = rbnn::train::trainer::train(&gpu, &cfg, &a.out, a.resume.as_deref(), &stop, true)?;
+    println!(
+        "done: {} epochs, best test top-1 {:.2}%; run directory {}",
+        summary.epochs_run,
+        summary.best_top1,
+        a.out.display()
+    );
+    Ok(())
 }
 
 fn info(adapter: Option<&str>) -> Result<()> {

@@ -472,6 +472,16 @@ impl Network {
         self.record_ops(pass, &self.backward, s);
     }
 
+    /// Evaluation of one batch whose first `valid` rows are real: forward and loss totals.
+    pub fn record_eval(&self, pass: &mut wgpu::ComputePass<'_>, valid: usize) -> Result<()> {
+        self.record_forward(pass);
+        let imm = loss::immediates(&self.logits.shape, valid)?;
+        for d in &self.loss_ops {
+            d.record_with(pass, &imm);
+        }
+        Ok(())
+    }
+
     /// Number of dispatches one step records (for the docs and the benchmark).
     pub fn dispatch_count(&self) -> usize {
         self.forward.len() + self.loss_ops.len() + self.backward.len()

@@ -1,0 +1,444 @@
+//! The epoch runner: data -> one submit per training step (forward, loss, backward, SGD) ->
+//! rotation update at the first batch of every rotation epoch -> evaluation -> metrics and
+//! checkpoints (atomic) -> curves.
+
+use crate::data::{self, BatchPlan, Batcher, Dataset, DatasetKind, Split};
+use crate::gpu::Gpu;
+use crate::model::network::{Mode, Network, StepScalars};
+use crate::model::{ModelKind, ModelSpec, Params};
+use crate::ops::{loss, sgd};
+use crate::rbnn::rotation::{LayerDiagnostics, RotationUpdate};
+use crate::rbnn::schedule::ApproxSignSchedule;
+use crate::rng::Rng;
+use crate::train::checkpoint::{self, CheckpointInfo, HostTensor, StateDict, MOMENTUM_PREFIX};
+use crate::train::config::Config;
+use crate::train::metrics::{self, EpochMetrics, MetricsWriter};
+use crate::train::plot;
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Loss and accuracy are read back (one small copy) every this many steps for the progress bar
+/// and the NaN check; never inside a step.
+const READBACK_EVERY: usize = 20;
+
+/// Where a run writes: last.safetensors (resume point, every epoch), best.safetensors,
+/// metrics.jsonl, curves.png.
+pub struct RunFiles {
+    pub dir: PathBuf,
+}
+
+impl RunFiles {
+    pub fn last(&self) -> PathBuf {
+        self.dir.join("last.safetensors")
+    }
+    pub fn best(&self) -> PathBuf {
+        self.dir.join("best.safetensors")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.jsonl")
+    }
+    pub fn curves(&self) -> PathBuf {
+        self.dir.join("curves.png")
+    }
+}
+
+/// What a finished (or interrupted) run reports.
+#[derive(Clone, Debug)]
+pub struct TrainSummary {
+    pub epochs_run: usize,
+    pub best_top1: f64,
+    pub last: Option<EpochMetrics>,
+    pub interrupted: bool,
+}
+
+pub fn load_split(cfg: &Config, split: Split) -> Result<Dataset> {
+    let kind: DatasetKind = cfg.dataset.parse()?;
+    let path = cfg.data_path.as_deref().map(Path::new);
+    data::load(kind, path, split)
+}
+
+/// The state of a model as a checkpoint holds it: parameters and buffers by official name,
+/// num_batches_tracked per BatchNorm, and the momentum buffers under "momentum.".
+pub fn state_dict(gpu: &Gpu, params: &Params, with_momentum: bool) -> Result<StateDict> {
+    let mut state = StateDict::new();
+    for (name, shape, data) in params.download(gpu)? {
+        state.insert(name, HostTensor::f32(&shape, data));
+    }
+    for bn in params.batchnorm_names() {
+        state.insert(
+            format!("{bn}.num_batches_tracked"),
+            HostTensor::i64(&[], vec![params.batches_tracked]),
+        );
+    }
+    if with_momentum {
+        for (name, shape, data) in params.download_momentum(gpu)? {
+            state.insert(format!("{MOMENTUM_PREFIX}{name}"), HostTensor::f32(&shape, data));
+        }
+    }
+    Ok(state)
+}
+
+/// Uploads a checkpoint's tensors into `params`, failing with every missing or mis-shaped
+/// tensor named. Returns whether momentum buffers were present.
+pub fn restore(gpu: &Gpu, params: &mut Params, state: &StateDict, file: &Path) -> Result<bool> {
+    let mut state = state.clone();
+    let momentum = state.split_prefix(MOMENTUM_PREFIX);
+    let mut expected: Vec<(String, Vec<usize>)> = params
+        .spec
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect();
+    for bn in params.batchnorm_names() {
+        expected.push((format!("{bn}.num_batches_tracked"), vec![]));
+    }
+    checkpoint::check_against(&state, &expected, file)?;
+    let values: Vec<(String, Vec<f32>)> = params
+        .spec
+        .tensors
+        .iter()
+        .map(|t| Ok((t.name.clone(), state.f32(&t.name)?)))
+        .collect::<Result<_>>()?;
+    params.upload(gpu, &values)?;
+    if let Some(bn) = params.batchnorm_names().first() {
+        params.batches_tracked = state.i64(&format!("{bn}.num_batches_tracked"))?[0];
+    }
+    if momentum.is_empty() {
+        return Ok(false);
+    }
+    let trainable: Vec<(String, Vec<usize>)> = params
+        .spec
+        .tensors
+        .iter()
+        .filter(|t| t.trainable)
+        .map(|t| (t.name.clone(), t.shape.clone()))
+        .collect();
+    checkpoint::check_against(&momentum, &trainable, file)
+        .context("momentum buffers (momentum.<name>)")?;
+    let values: Vec<(String, Vec<f32>)> = trainable
+        .iter()
+        .map(|(n, _)| Ok((n.clone(), momentum.f32(n)?)))
+        .collect::<Result<_>>()?;
+    params.upload_momentum(gpu, &values)?;
+    Ok(true)
+}
+
+/// Evaluates `net` (built in Mode::Eval) over a whole split; returns the loss totals.
+pub fn evaluate(gpu: &Gpu, net: &Network, ds: &Arc<Dataset>) -> Result<loss::LossTotals> {
+    loss::reset(gpu, &net.loss_acc)?;
+    let batcher = Batcher::new(ds.clone(), BatchPlan::eval(net.batch), 0..1)?;
+    for batch in batcher {
+        write_batch(gpu, net, &batch.images, &batch.labels);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            net.record_eval(&mut pass, batch.len())?;
+        }
+        gpu.queue.submit([encoder.finish()]);
+    }
+    loss::read_totals(gpu, &net.loss_acc)
+}
+
+/// Writes a batch (possibly shorter than the network's batch: the rest keeps stale data, which
+/// only evaluation allows, since it scores the first `len` rows).
+fn write_batch(gpu: &Gpu, net: &Network, images: &[f32], labels: &[u32]) {
+    gpu.queue.write_buffer(&net.input.buffer, net.input.offset, bytemuck::cast_slice(images));
+    gpu.queue.write_buffer(&net.target.buffer, net.target.offset, bytemuck::cast_slice(labels));
+}
+
+fn progress_bar(len: usize, visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Trains per `cfg`, writing into `out`. With `resume`, continues from that checkpoint (same
+/// numbers as an uninterrupted run on the same adapter). `stop` is polled after every step
+/// (Ctrl-C): the run then saves a checkpoint of the epochs completed so far and returns.
+pub fn train(
+    gpu: &Gpu,
+    cfg: &Config,
+    out: &Path,
+    resume: Option<&Path>,
+    stop: &AtomicBool,
+    show_progress: bool,
+) -> Result<TrainSummary> {
+    cfg.validate()?;
+    let kind = ModelKind::parse(&cfg.model)?;
+    let train_ds = Arc::new(load_split(cfg, Split::Train)?);
+    let test_ds = Arc::new(load_split(cfg, Split::Test)?);
+    let spec = ModelSpec::new(kind, train_ds.classes.len(), train_ds.c);
+    let mut params = Params::new(gpu, spec)?;
+    let files = RunFiles { dir: out.to_path_buf() };
+    std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
+
+    let mut rng = Rng::new(cfg.seed);
+    let mut start_epoch = 0;
+    let mut best_top1 = 0.0;
+    let mut has_momentum = false;
+    if let Some(path) = resume {
+        let ck = checkpoint::load(path)?;
+        checkpoint::check_model(&ck.metadata, kind.name(), path)?;
+        let info = ck.info()?;
+        if info.config.model != cfg.model || info.config.dataset != cfg.dataset {
+            bail!(
+                "{} was trained as {} on {}; this run asks for {} on {}",
+                path.display(),
+                info.config.model,
+                info.config.dataset,
+                cfg.model,
+                cfg.dataset
+            );
+        }
+        has_momentum = restore(gpu, &mut params, &ck.state, path)?;
+        start_epoch = info.epoch;
+        best_top1 = info.best_top1;
+        rng.state = info.rng_state;
+        metrics::retain_before(&files.metrics(), start_epoch)?;
+    } else {
+        let values = params.spec.initialise(&mut rng);
+        params.upload(gpu, &values)?;
+        // A fresh run starts a fresh log.
+        let _ = std::fs::remove_file(files.metrics());
+    }
+
+    let image = [train_ds.c, train_ds.h, train_ds.w];
+    let bs = cfg.batch_size.min(train_ds.n);
+    let train_net = Network::new(gpu, &params, bs, Mode::Train, cfg.a32, image)
+        .with_context(|| format!("building {} for training batch {bs}", kind.name()))?;
+    // The official loader keeps the last partial batch; BatchNorm's statistics then come from
+    // that smaller batch, so it gets a network of its own size (one sample cannot train BN).
+    let tail = train_ds.n % bs;
+    let tail_net = if tail >= 2 {
+        Some(Network::new(gpu, &params, tail, Mode::Train, cfg.a32, image)?)
+    } else {
+        None
+    };
+    let eval_bs = cfg.batch_size_test.min(test_ds.n);
+    let eval_net = Network::new(gpu, &params, eval_bs, Mode::Eval, cfg.a32, image)
+        .with_context(|| format!("building {} for evaluation batch {eval_bs}", kind.name()))?;
+    let layers: Vec<_> = train_net.binconvs.iter().collect();
+    let rotation = RotationUpdate::new(gpu, &layers)?;
+
+    let sgd_base = sgd::SgdStep {
+        lr: cfg.lr as f32,
+        momentum: cfg.momentum as f32,
+        weight_decay: cfg.weight_decay as f32,
+        first_step: false,
+    };
+    let sgd = sgd::step(gpu, &params.trainable, &params.grads, &params.momentum, &sgd_base)?;
+    let schedule = ApproxSignSchedule { t_min: cfg.tmin, t_max: cfg.tmax, epochs: cfg.epochs };
+    let mut writer = MetricsWriter::append(&files.metrics())?;
+    let mut plan = BatchPlan::train(&train_ds, bs, cfg.seed);
+    if tail_net.is_none() {
+        plan.drop_last = true;
+    }
+    let batcher = Batcher::new(train_ds.clone(), plan, start_epoch..cfg.epochs)?;
+    let per_epoch = batcher.batches_per_epoch();
+    let mut batches = batcher.into_iter();
+    let mut first_step = !has_momentum;
+    let mut summary = TrainSummary { epochs_run: 0, best_top1, last: None, interrupted: false };
+
+    for epoch in start_epoch..cfg.epochs {
+        let lr = cfg.learning_rate(epoch);
+        let (t, k) = schedule.at(epoch);
+        let scalars = StepScalars { t: t as f32, k: k as f32 };
+        let started = Instant::now();
+        let bar = progress_bar(per_epoch, show_progress);
+        bar.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
+        let rotated = if epoch % cfg.rotation_update.max(1) == 0 {
+            Some(rotation.update(gpu)?)
+        } else {
+            None
+        };
+        loss::reset(gpu, &train_net.loss_acc)?;
+        if let Some(n) = &tail_net {
+            loss::reset(gpu, &n.loss_acc)?;
+        }
+        let mut images = 0usize;
+        for step in 0..per_epoch {
+            let batch = batches.next().context("the batcher ended early")?;
+            let net = if batch.len() == bs { &train_net } else { tail_net.as_ref().context("partial batch")? };
+            write_batch(gpu, net, &batch.images, &batch.labels);
+            let imm = sgd::step_immediates(params.trainable.len(), &sgd::SgdStep { lr: lr as f32, first_step, ..sgd_base });
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                net.record_step(&mut pass, scalars);
+                sgd.record_with(&mut pass, &imm);
+            }
+            gpu.queue.submit([encoder.finish()]);
+            first_step = false;
+            params.batches_tracked += 1;
+            images += batch.len();
+            if (step + 1) % READBACK_EVERY == 0 || step + 1 == per_epoch {
+                let totals = loss::read_totals(gpu, &train_net.loss_acc)?;
+                if !totals.loss_sum.is_finite() {
+                    bail!(
+                        "the training loss became {} at epoch {} step {}; stopped. The last good \
+                         checkpoint is {}",
+                        totals.loss_sum,
+                        epoch,
+                        step,
+                        files.last().display()
+                    );
+                }
+                let rate = images as f64 / started.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "loss {:.4} top1 {:.2}% {:.0} img/s",
+                    totals.mean_loss(),
+                    100.0 * totals.top1_accuracy(),
+                    rate
+                ));
+            }
+            bar.set_position(step as u64 + 1);
+            if stop.load(Ordering::Relaxed) {
+                bar.abandon_with_message("interrupted");
+                summary.interrupted = true;
+                break;
+            }
+        }
+        if summary.interrupted {
+            // The epoch is incomplete: last.safetensors (the resume point) stays as it was, and
+            // the weights as they are now go beside it.
+            gpu.wait()?;
+            let info = CheckpointInfo {
+                model: cfg.model.clone(),
+                dataset: cfg.dataset.clone(),
+                epoch,
+                config: cfg.clone(),
+                best_top1,
+                rng_state: rng.state,
+            };
+            let path = files.dir.join("interrupted.safetensors");
+            checkpoint::save_atomic(&path, &state_dict(gpu, &params, true)?, &info.to_metadata())?;
+            eprintln!(
+                "interrupted in epoch {}: weights saved to {}; resume from {} to repeat that epoch \
+                 exactly",
+                epoch + 1,
+                path.display(),
+                files.last().display()
+            );
+            break;
+        }
+        gpu.wait()?;
+        let train_seconds = started.elapsed().as_secs_f64();
+        let mut train_totals = loss::read_totals(gpu, &train_net.loss_acc)?;
+        if let Some(n) = &tail_net {
+            let tail_totals = loss::read_totals(gpu, &n.loss_acc)?;
+            train_totals.loss_sum += tail_totals.loss_sum;
+            train_totals.top1 += tail_totals.top1;
+            train_totals.top5 += tail_totals.top5;
+            train_totals.samples += tail_totals.samples;
+        }
+        if !train_totals.loss_sum.is_finite() {
+            bail!(
+                "the training loss became {} in epoch {epoch}; stopped. The last good checkpoint is {}",
+                train_totals.loss_sum,
+                files.last().display()
+            );
+        }
+        let test = evaluate(gpu, &eval_net, &test_ds)?;
+        let diagnostics = match rotated {
+            Some(d) => d,
+            None => rotation.measure(gpu)?,
+        };
+        let test_top1 = 100.0 * test.top1_accuracy();
+        let is_best = test_top1 > best_top1;
+        if is_best {
+            best_top1 = test_top1;
+        }
+        let m = EpochMetrics {
+            epoch,
+            lr,
+            t,
+            k,
+            train_loss: train_totals.mean_loss(),
+            train_top1: 100.0 * train_totals.top1_accuracy(),
+            test_loss: test.mean_loss(),
+            test_top1,
+            test_top5: 100.0 * test.top5_accuracy(),
+            epoch_seconds: started.elapsed().as_secs_f64(),
+            images_per_second: images as f64 / train_seconds,
+            flip_rate: per_layer(&train_net.binconv_names, &diagnostics, |d| d.flip_rate),
+            angular_cosine: per_layer(&train_net.binconv_names, &diagnostics, |d| d.mean_cosine),
+        };
+        bar.finish_and_clear();
+        writer.write(&m)?;
+        let info = CheckpointInfo {
+            model: cfg.model.clone(),
+            dataset: cfg.dataset.clone(),
+            epoch: epoch + 1,
+            config: cfg.clone(),
+            best_top1,
+            rng_state: rng.state,
+        };
+        let state = state_dict(gpu, &params, true)?;
+        checkpoint::save_atomic(&files.last(), &state, &info.to_metadata())?;
+        if is_best {
+            checkpoint::save_atomic(&files.best(), &state, &info.to_metadata())?;
+        }
+        if show_progress {
+            println!(
+                "epoch {:>4}/{} lr {:.5} t {:.4} | train loss {:.4} top1 {:.2}% | test loss {:.4} \
+                 top1 {:.2}% top5 {:.2}% (best {:.2}%) | {:.1}s {:.0} img/s",
+                epoch + 1,
+                cfg.epochs,
+                lr,
+                t,
+                m.train_loss,
+                m.train_top1,
+                m.test_loss,
+                m.test_top1,
+                m.test_top5,
+                best_top1,
+                m.epoch_seconds,
+                m.images_per_second
+            );
+        }
+        summary.epochs_run += 1;
+        summary.best_top1 = best_top1;
+        summary.last = Some(m);
+    }
+    if summary.epochs_run > 0 {
+        plot::plot_metrics_file(&files.metrics(), &files.curves(), &format!("{} on {}", cfg.model, cfg.dataset))?;
+    }
+    Ok(summary)
+}
+
+fn per_layer(names: &[String], d: &[LayerDiagnostics], f: impl Fn(&LayerDiagnostics) -> f64) -> BTreeMap<String, f64> {
+    names.iter().zip(d).map(|(n, d)| (n.clone(), f(d))).collect()
+}
+
+/// `rbnn eval`: test loss, top-1 and top-5 of a checkpoint.
+pub fn eval_checkpoint(gpu: &Gpu, path: &Path, cfg_override: Option<&Config>) -> Result<(Config, loss::LossTotals)> {
+    let ck = checkpoint::load(path)?;
+    let cfg = match cfg_override {
+        Some(c) => c.clone(),
+        None => ck.info().map(|i| i.config).with_context(|| {
+            format!("{} has no training config; pass --model and --dataset", path.display())
+        })?,
+    };
+    let kind = ModelKind::parse(&cfg.model)?;
+    checkpoint::check_model(&ck.metadata, kind.name(), path)?;
+    let test_ds = Arc::new(load_split(&cfg, Split::Test)?);
+    let spec = ModelSpec::new(kind, test_ds.classes.len(), test_ds.c);
+    let mut params = Params::new(gpu, spec)?;
+    restore(gpu, &mut params, &ck.state, path)?;
+    let bs = cfg.batch_size_test.min(test_ds.n);
+    let net = Network::new(gpu, &params, bs, Mode::Eval, cfg.a32, [test_ds.c, test_ds.h, test_ds.w])?;
+    let totals = evaluate(gpu, &net, &test_ds)?;
+    Ok((cfg, totals))
+}
