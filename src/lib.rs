@@ -3,6 +3,7 @@
 //! Data flows top to bottom: `gpu` (runtime) -> `ops` (kernels with CPU references) -> `rbnn`
 //! (the binary conv layer and rotation) -> `model` -> `train` -> `infer`.
 
+pub mod bench;
 pub mod gpu;
 pub mod ops;
 pub mod rng;
