@@ -1,9 +1,12 @@
 //! rbnn: Rotated Binary Neural Networks (Lin et al., NeurIPS 2020) trained and run through wgpu.
 //!
-//! Data flows top to bottom: `gpu` (runtime) -> `ops` (kernels with CPU references) -> `rbnn`
-//! (the binary conv layer and rotation) -> `model` -> `train` -> `infer`.
+//! Data flows top to bottom: `data` (datasets, batches) -> `gpu` (runtime) -> `ops` (kernels with
+//! CPU references) -> `rbnn` (the binary conv layer and rotation) -> `model` -> `train`.
 
 pub mod bench;
+pub mod data;
 pub mod gpu;
+pub mod model;
 pub mod ops;
 pub mod rng;
+pub mod train;

@@ -25,6 +25,20 @@ impl Tensor {
     pub fn bytes(&self) -> u64 {
         (self.len() * 4) as u64
     }
+    /// The same memory seen with another shape of the same element count.
+    pub fn reshaped(&self, shape: &[usize]) -> Tensor {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            self.len(),
+            "reshape {}",
+            self.label
+        );
+        Tensor {
+            shape: shape.to_vec(),
+            ..self.clone()
+        }
+    }
+
     /// The binding covering exactly this tensor (at least 4 bytes, so empty tensors bind).
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {

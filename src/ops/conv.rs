@@ -9,7 +9,8 @@
 //! one from the shape and the `*_with` variants take one (for the benchmark and for tuning).
 
 use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
-use anyhow::{bail, ensure, Context, Result};
+use crate::ops::shape::expect_len;
+use anyhow::{ensure, Context, Result};
 
 /// One convolution: batch `n`, `ci` input channels of `h` x `w`, `co` output channels, a `kh` x
 /// `kw` kernel, `stride`, and `pad` zero pixels on every side.
@@ -232,15 +233,7 @@ impl Tiles {
 }
 
 fn check_len(what: &str, t: &Tensor, want: usize, s: &ConvShape) -> Result<()> {
-    if t.len() != want {
-        bail!(
-            "conv {s:?}: {what} tensor {} has {} elements {:?}, the shape needs {want}",
-            t.label,
-            t.len(),
-            t.shape
-        );
-    }
-    Ok(())
+    expect_len(t, want, &format!("conv {s:?} {what}"))
 }
 
 fn check_z(s: &ConvShape, z: usize) -> Result<u32> {

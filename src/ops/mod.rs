@@ -1,4 +1,11 @@
 //! One file per kernel family: the host wrapper (dispatch math, bind groups) and a plain-Rust CPU
 //! reference (f64 accumulation) of the forward and the backward.
+pub mod batchnorm;
 pub mod conv;
 pub mod elementwise;
+pub mod linear;
+pub mod loss;
+pub mod pool;
+pub mod sgd;
+pub mod shape;
+pub mod shortcut;

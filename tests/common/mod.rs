@@ -40,7 +40,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f64, atol: f64)
     let mut worst = (0usize, 0.0f64);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w as f64).abs() - (atol + rtol * (w as f64).abs());
-        if !(err <= worst.1) && (err > 0.0 || g.is_nan()) {
+        if (err > worst.1 || err.is_nan()) && (err > 0.0 || g.is_nan()) {
             worst = (i, if err.is_nan() { f64::INFINITY } else { err });
         }
         assert!(!g.is_nan() || w.is_nan(), "{what}[{i}]: got NaN, want {w}");

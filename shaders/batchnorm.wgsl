@@ -1,0 +1,223 @@
+// BatchNorm over x [N, C, HW] (BatchNorm2d; BatchNorm1d is HW = 1), PyTorch semantics.
+// Channel c holds M = N*HW elements; its element j = n*HW + hw lives at x[(n*C + c)*HW + hw].
+//
+// Per-channel reductions are deterministic two-stage fixed-order trees (no atomics):
+// - *_partials: workgroup (q, c) reduces chunk q of channel c. A chunk is CHUNK = 256 lanes x 16
+//   elements; lane l takes elements q*CHUNK + k*256 + l (k = 0..15) in that order, then the
+//   workgroup combines the 256 lane results in a binary tree.
+// - *_finish: one workgroup per channel; lane l combines partials l, l+256, l+512, ... in order,
+//   then the same tree.
+// The forward carries (count, mean, M2) summaries combined with Chan's formula, which stays
+// accurate when |mean| >> std (sum and sum-of-squares in f32 would cancel).
+// 1D elementwise kernels: flat index = gid.x + gid.y * nwg.x * 256 (see gpu::grid_1d).
+
+struct Params {
+    n: u32,
+    c: u32,
+    hw: u32,
+    chunks: u32,     // partials per channel = ceil(M / CHUNK)
+    total: u32,      // N*C*HW
+    eps: f32,
+    momentum: f32,
+    update: u32,     // stats_finish: 1 = also update the running statistics
+}
+var<immediate> p: Params;
+
+const WG: u32 = 256u;
+const PER_LANE: u32 = 16u;
+const CHUNK: u32 = 4096u;
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read> mean_in: array<f32>;
+@group(0) @binding(5) var<storage, read> rstd_in: array<f32>;
+@group(0) @binding(6) var<storage, read> dgamma_in: array<f32>;
+@group(0) @binding(7) var<storage, read> dbeta_in: array<f32>;
+@group(0) @binding(8) var<storage, read> partials_in: array<f32>;
+@group(0) @binding(9) var<storage, read> running_mean_in: array<f32>;
+@group(0) @binding(10) var<storage, read> running_var_in: array<f32>;
+@group(0) @binding(11) var<storage, read_write> partials_out: array<f32>;
+@group(0) @binding(12) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(13) var<storage, read_write> rstd_out: array<f32>;
+@group(0) @binding(14) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(15) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(16) var<storage, read_write> out: array<f32>;
+@group(0) @binding(17) var<storage, read_write> dgamma_out: array<f32>;
+@group(0) @binding(18) var<storage, read_write> dbeta_out: array<f32>;
+
+var<workgroup> stat: array<vec3<f32>, 256>;
+var<workgroup> sums: array<vec2<f32>, 256>;
+
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+// Index into x of channel c's element j.
+fn channel_elem(c: u32, j: u32) -> u32 {
+    let n = j / p.hw;
+    return (n * p.c + c) * p.hw + (j - n * p.hw);
+}
+
+// Chan et al.: combines two (count, mean, M2) summaries.
+fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    if b.x == 0.0 {
+        return a;
+    }
+    if a.x == 0.0 {
+        return b;
+    }
+    let n = a.x + b.x;
+    let d = b.y - a.y;
+    let f = b.x / n;
+    return vec3<f32>(n, a.y + d * f, a.z + b.z + d * d * a.x * f);
+}
+
+// Combines stat[0..256) into stat[0]; lane l holds stat[l] on entry.
+fn stat_tree(l: u32) {
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        workgroupBarrier();
+        if l < stride {
+            stat[l] = merge(stat[l], stat[l + stride]);
+        }
+    }
+}
+
+fn sums_tree(l: u32) {
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        workgroupBarrier();
+        if l < stride {
+            sums[l] = sums[l] + sums[l + stride];
+        }
+    }
+}
+
+// Workgroup (q, c): (count, mean, M2) of chunk q of channel c -> partials_out[(c*chunks + q)*3..].
+@compute @workgroup_size(256)
+fn stats_partials(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.y;
+    let m = p.n * p.hw;
+    var s = vec3<f32>(0.0);
+    for (var k = 0u; k < PER_LANE; k++) {
+        let j = wg.x * CHUNK + k * WG + l;
+        if j < m {
+            // Welford's update: one pass, no cancellation.
+            let v = x[channel_elem(c, j)];
+            s.x += 1.0;
+            let d = v - s.y;
+            s.y += d / s.x;
+            s.z += d * (v - s.y);
+        }
+    }
+    stat[l] = s;
+    stat_tree(l);
+    if l == 0u {
+        let o = (c * p.chunks + wg.x) * 3u;
+        partials_out[o] = stat[0].x;
+        partials_out[o + 1u] = stat[0].y;
+        partials_out[o + 2u] = stat[0].z;
+    }
+}
+
+// Workgroup c: batch mean and rstd = 1/sqrt(biased var + eps) of channel c; with p.update, also
+// running = (1 - m) * running + m * batch value, the variance unbiased (M - 1 divisor).
+@compute @workgroup_size(256)
+fn stats_finish(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.x;
+    var s = vec3<f32>(0.0);
+    for (var q = l; q < p.chunks; q += WG) {
+        let o = (c * p.chunks + q) * 3u;
+        s = merge(s, vec3<f32>(partials_in[o], partials_in[o + 1u], partials_in[o + 2u]));
+    }
+    stat[l] = s;
+    stat_tree(l);
+    if l == 0u {
+        let t = stat[0];
+        mean_out[c] = t.y;
+        rstd_out[c] = 1.0 / sqrt(t.z / t.x + p.eps);
+        if p.update != 0u {
+            let m = p.momentum;
+            running_mean[c] = (1.0 - m) * running_mean[c] + m * t.y;
+            running_var[c] = (1.0 - m) * running_var[c] + m * (t.z / (t.x - 1.0));
+        }
+    }
+}
+
+// out = (x - mean) * rstd * gamma + beta with the batch statistics.
+@compute @workgroup_size(256)
+fn normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= p.total {
+        return;
+    }
+    let c = (i / p.hw) % p.c;
+    out[i] = (x[i] - mean_in[c]) * rstd_in[c] * gamma[c] + beta[c];
+}
+
+// Inference: out = (x - running_mean) / sqrt(running_var + eps) * gamma + beta.
+@compute @workgroup_size(256)
+fn normalize_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= p.total {
+        return;
+    }
+    let c = (i / p.hw) % p.c;
+    let rstd = 1.0 / sqrt(running_var_in[c] + p.eps);
+    out[i] = (x[i] - running_mean_in[c]) * rstd * gamma[c] + beta[c];
+}
+
+// Workgroup (q, c): (sum dy, sum dy*(x - mean)) over chunk q of channel c -> partials_out[(c*chunks + q)*2..].
+@compute @workgroup_size(256)
+fn grad_partials(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.y;
+    let m = p.n * p.hw;
+    let mu = mean_in[c];
+    var s = vec2<f32>(0.0);
+    for (var k = 0u; k < PER_LANE; k++) {
+        let j = wg.x * CHUNK + k * WG + l;
+        if j < m {
+            let e = channel_elem(c, j);
+            let g = dy[e];
+            s += vec2<f32>(g, g * (x[e] - mu));
+        }
+    }
+    sums[l] = s;
+    sums_tree(l);
+    if l == 0u {
+        let o = (c * p.chunks + wg.x) * 2u;
+        partials_out[o] = sums[0].x;
+        partials_out[o + 1u] = sums[0].y;
+    }
+}
+
+// Workgroup c: dbeta = sum dy, dgamma = sum dy * xhat (xhat = (x - mean) * rstd).
+@compute @workgroup_size(256)
+fn grad_finish(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.x;
+    var s = vec2<f32>(0.0);
+    for (var q = l; q < p.chunks; q += WG) {
+        let o = (c * p.chunks + q) * 2u;
+        s += vec2<f32>(partials_in[o], partials_in[o + 1u]);
+    }
+    sums[l] = s;
+    sums_tree(l);
+    if l == 0u {
+        dbeta_out[c] = sums[0].x;
+        dgamma_out[c] = sums[0].y * rstd_in[c];
+    }
+}
+
+// out = dx = gamma * rstd * (dy - (dbeta + xhat * dgamma) / M): the batch-statistics backward.
+@compute @workgroup_size(256)
+fn grad_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= p.total {
+        return;
+    }
+    let c = (i / p.hw) % p.c;
+    let r = rstd_in[c];
+    let xhat = (x[i] - mean_in[c]) * r;
+    let inv_m = 1.0 / f32(p.n * p.hw);
+    out[i] = gamma[c] * r * (dy[i] - (dbeta_in[c] + xhat * dgamma_in[c]) * inv_m);
+}

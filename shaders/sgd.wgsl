@@ -1,0 +1,53 @@
+// PyTorch SGD with momentum and weight decay (dampening 0, no Nesterov) over a whole parameter
+// arena in one dispatch, and `fill` (set a tensor to a constant, e.g. to zero it inside a pass).
+// 1D grid: flat index = gid.x + gid.y * nwg.x * 256 (see gpu::grid_1d).
+
+struct Sgd {
+    n: u32,
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    first_step: u32,  // 1: buf = g' (PyTorch creates the momentum buffer from the first gradient)
+}
+var<immediate> sgd: Sgd;
+
+struct Fill {
+    n: u32,
+    bits: u32,  // the value's 32 bits (f32 or u32)
+}
+var<immediate> fill_params: Fill;
+
+@group(0) @binding(0) var<storage, read> grad: array<f32>;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read_write> momentum_buf: array<f32>;
+@group(0) @binding(3) var<storage, read_write> words: array<u32>;
+
+fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 256u;
+}
+
+// g' = g + wd * w; buf = momentum * buf + g' (buf = g' at the first step); w -= lr * buf.
+@compute @workgroup_size(256)
+fn step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= sgd.n {
+        return;
+    }
+    let w = param[i];
+    let g = grad[i] + sgd.weight_decay * w;
+    var b = g;
+    if sgd.first_step == 0u {
+        b = sgd.momentum * momentum_buf[i] + g;
+    }
+    momentum_buf[i] = b;
+    param[i] = w - sgd.lr * b;
+}
+
+@compute @workgroup_size(256)
+fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= fill_params.n {
+        return;
+    }
+    words[i] = fill_params.bits;
+}

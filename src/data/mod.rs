@@ -1,0 +1,236 @@
+//! Datasets: one in-memory form (`Dataset`, u8 NCHW) read from CIFAR-10/100 binary files, IDX
+//! files (MNIST, Fashion-MNIST), image folders, or the Fashion-MNIST subset compiled into the
+//! binary; augmentation (random crop with padding, horizontal flip, normalisation); and a
+//! background batcher that produces f32 NCHW batches whose content depends only on
+//! (seed, epoch, sample), never on thread timing.
+//!
+//! Every image is stored at the size the models take: 28x28 one-channel data (MNIST,
+//! Fashion-MNIST) is zero-padded (black, value 0) to 32x32 with 2 pixels on each side when loaded,
+//! so the CIFAR models apply unchanged; the number of input channels (1 or 3) and of classes come
+//! from the dataset.
+
+pub mod augment;
+pub mod batcher;
+pub mod cifar;
+pub mod idx;
+pub mod image_folder;
+
+pub use augment::{Augment, Crop, Normalizer};
+pub use batcher::{Batch, BatchPlan, Batcher};
+
+use anyhow::{bail, Result};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Mean and std per channel that the official RBNN code uses for CIFAR-10 (the ImageNet values),
+/// also used for CIFAR-100 and image folders so every RGB dataset follows the paper's recipe.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// Mean/std of the full 60,000-image Fashion-MNIST training set (28x28, pixel/255).
+pub const FASHION_MNIST_MEAN: f32 = 0.2860;
+pub const FASHION_MNIST_STD: f32 = 0.3530;
+/// Mean/std of the full 60,000-image MNIST training set (28x28, pixel/255).
+pub const MNIST_MEAN: f32 = 0.1307;
+pub const MNIST_STD: f32 = 0.3081;
+
+/// Which reader `load` uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DatasetKind {
+    /// The balanced Fashion-MNIST subset compiled into the binary (5,000 train / 1,000 test).
+    #[default]
+    Embedded,
+    /// CIFAR-10 binary version: data_batch_1..5.bin, test_batch.bin (+ batches.meta.txt).
+    Cifar10,
+    /// CIFAR-100 binary version: train.bin, test.bin (+ fine_label_names.txt); fine labels.
+    Cifar100,
+    /// MNIST IDX files (train-images-idx3-ubyte, ... optionally .gz).
+    Mnist,
+    /// Fashion-MNIST IDX files (same names as MNIST).
+    FashionMnist,
+    /// A folder with one sub-folder of PNG/JPEG files per class, resized to `size` x `size` RGB.
+    ImageFolder { size: usize },
+}
+
+/// Image size of an image folder when the kind is written as plain "folder".
+pub const DEFAULT_FOLDER_SIZE: usize = 32;
+
+impl FromStr for DatasetKind {
+    type Err = anyhow::Error;
+
+    /// Accepts embedded, cifar10, cifar100, mnist, fashion-mnist, folder, folder:SIZE.
+    fn from_str(s: &str) -> Result<DatasetKind> {
+        let lower = s.to_ascii_lowercase();
+        Ok(match lower.as_str() {
+            "embedded" | "fashion-mnist-subset" => DatasetKind::Embedded,
+            "cifar10" | "cifar-10" => DatasetKind::Cifar10,
+            "cifar100" | "cifar-100" => DatasetKind::Cifar100,
+            "mnist" => DatasetKind::Mnist,
+            "fashion-mnist" | "fashion_mnist" | "fashionmnist" => DatasetKind::FashionMnist,
+            "folder" => DatasetKind::ImageFolder {
+                size: DEFAULT_FOLDER_SIZE,
+            },
+            _ => match lower.strip_prefix("folder:").map(str::parse::<usize>) {
+                Some(Ok(size)) if (1..=4096).contains(&size) => DatasetKind::ImageFolder { size },
+                _ => bail!(
+                    "unknown dataset kind {s:?}: expected embedded, cifar10, cifar100, mnist, \
+                     fashion-mnist, folder or folder:SIZE (SIZE in 1..=4096)"
+                ),
+            },
+        })
+    }
+}
+
+impl fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatasetKind::Embedded => write!(f, "embedded"),
+            DatasetKind::Cifar10 => write!(f, "cifar10"),
+            DatasetKind::Cifar100 => write!(f, "cifar100"),
+            DatasetKind::Mnist => write!(f, "mnist"),
+            DatasetKind::FashionMnist => write!(f, "fashion-mnist"),
+            DatasetKind::ImageFolder { size } => write!(f, "folder:{size}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl Split {
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// A whole split in memory: `images` is [n, c, h, w] u8 (raw pixels, not normalised).
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// What it is and where it came from, e.g. "cifar10 train (/data/cifar-10-batches-bin)".
+    pub name: String,
+    pub images: Vec<u8>,
+    pub labels: Vec<u32>,
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub classes: Vec<String>,
+    /// Per channel (c entries), applied as (pixel/255 - mean) / std.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    /// Whether a random horizontal flip is a valid augmentation (off for digits).
+    pub hflip: bool,
+}
+
+impl Dataset {
+    /// Pixels of image i: [c, h, w].
+    pub fn image(&self, i: usize) -> &[u8] {
+        let s = self.c * self.h * self.w;
+        &self.images[i * s..(i + 1) * s]
+    }
+
+    /// Floats per image (c*h*w).
+    pub fn sample_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// Number of images of each class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+
+    /// Checks the invariants every reader promises (sizes agree, labels in range), so a reader
+    /// bug surfaces as an error at load time and not as an out-of-bounds panic in the batcher.
+    fn checked(self) -> Result<Dataset> {
+        let ok_sizes = self.images.len() == self.n * self.sample_len()
+            && self.labels.len() == self.n
+            && self.mean.len() == self.c
+            && self.std.len() == self.c;
+        if !ok_sizes {
+            bail!(
+                "{}: inconsistent dataset ({} pixels for {} images of {}x{}x{}, {} labels, \
+                 {} means, {} stds)",
+                self.name,
+                self.images.len(),
+                self.n,
+                self.c,
+                self.h,
+                self.w,
+                self.labels.len(),
+                self.mean.len(),
+                self.std.len()
+            );
+        }
+        if self.n == 0 {
+            bail!("{}: no images", self.name);
+        }
+        if self.std.iter().any(|&s| s <= 0.0) {
+            bail!("{}: std must be positive, got {:?}", self.name, self.std);
+        }
+        if let Some(i) = self
+            .labels
+            .iter()
+            .position(|&l| l as usize >= self.classes.len())
+        {
+            bail!(
+                "{}: label {} of image {i} is out of range ({} classes)",
+                self.name,
+                self.labels[i],
+                self.classes.len()
+            );
+        }
+        Ok(self)
+    }
+}
+
+/// Loads one split. `path` is the dataset folder (required for every kind but `Embedded`, which
+/// takes none); see each reader's module for the files it expects.
+pub fn load(kind: DatasetKind, path: Option<&Path>, split: Split) -> Result<Dataset> {
+    let need_path = || match path {
+        Some(p) => Ok(p),
+        None => Err(anyhow::anyhow!(
+            "dataset {kind} needs a path (a folder holding its files)"
+        )),
+    };
+    let ds = match kind {
+        DatasetKind::Embedded => {
+            if let Some(p) = path {
+                bail!(
+                    "the embedded dataset takes no path (got {}); use fashion-mnist to read \
+                     IDX files from a folder",
+                    p.display()
+                );
+            }
+            idx::load_embedded(split)?
+        }
+        DatasetKind::Cifar10 => cifar::load_cifar10(need_path()?, split)?,
+        DatasetKind::Cifar100 => cifar::load_cifar100(need_path()?, split)?,
+        DatasetKind::Mnist => idx::load_dir(need_path()?, split, idx::IdxKind::Mnist)?,
+        DatasetKind::FashionMnist => {
+            idx::load_dir(need_path()?, split, idx::IdxKind::FashionMnist)?
+        }
+        DatasetKind::ImageFolder { size } => image_folder::load(need_path()?, split, size)?,
+    };
+    ds.checked()
+}
+
+/// Reads a whole file, with an error that names it (and says "missing" when it does not exist).
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow::anyhow!("missing file {}", path.display())
+        } else {
+            anyhow::anyhow!("cannot read {}: {e}", path.display())
+        }
+    })
+}

@@ -1,0 +1,479 @@
+//! A model's computation graph on the GPU for one batch size: every activation and gradient
+//! tensor allocated once, every dispatch (with its bind group) created once, then recorded into
+//! one compute pass per step.
+//!
+//! Gradient flow: each op's backward OVERWRITES the gradient of its input. A tensor consumed by
+//! two ops (a residual block's input) gives each consumer its own gradient tensor, and a
+//! dispatch that sums them runs after both (see `Builder::fork`).
+
+use super::params::Params;
+use super::spec::ModelKind;
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
+use crate::ops::{batchnorm, elementwise, linear, loss, pool, shortcut};
+use crate::rbnn::layer::{BinaryConv2d, BinaryConvTensors};
+use anyhow::{bail, Context, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// BatchNorm with batch statistics; forward, loss and backward.
+    Train,
+    /// BatchNorm with running statistics; forward and loss only.
+    Eval,
+}
+
+/// An activation and the gradient tensor its consumers' backward writes.
+#[derive(Clone)]
+struct Act {
+    y: Tensor,
+    dy: Tensor,
+}
+
+enum Op {
+    Dispatch(Dispatch),
+    ConvWeight(ConvBackwardWeight),
+    BinForward(usize),
+    BinBackward(usize),
+}
+
+/// The per-step values that reach kernels as immediates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepScalars {
+    /// ApproxSign's t and k (spec section 1).
+    pub t: f32,
+    pub k: f32,
+}
+
+pub struct Network {
+    pub kind: ModelKind,
+    pub mode: Mode,
+    pub batch: usize,
+    /// [N, C, H, W] f32, written by the host before each submit.
+    pub input: Tensor,
+    /// [N] u32 class indices.
+    pub target: Tensor,
+    pub logits: Tensor,
+    pub dlogits: Tensor,
+    /// [loss_sum, top1, top5, samples] accumulated over steps (ops::loss).
+    pub loss_acc: Tensor,
+    /// Names of the binary conv layers, in forward order (same order as `binconvs`).
+    pub binconv_names: Vec<String>,
+    pub binconvs: Vec<BinaryConv2d>,
+    forward: Vec<Op>,
+    loss_ops: Vec<Dispatch>,
+    backward: Vec<Op>,
+    /// Per-sample loss workspace (kept alive for the bind groups).
+    _per_sample: Tensor,
+}
+
+struct Builder<'a> {
+    gpu: &'a Gpu,
+    params: &'a Params,
+    mode: Mode,
+    a32: bool,
+    batch: usize,
+    forward: Vec<Op>,
+    /// Backward segments in forward order; executed last to first.
+    backward: Vec<Vec<Op>>,
+    binconvs: Vec<BinaryConv2d>,
+    binconv_names: Vec<String>,
+    count: usize,
+}
+
+fn dims4(t: &Tensor) -> (usize, usize, usize, usize) {
+    (t.shape[0], t.shape[1], t.shape[2], t.shape[3])
+}
+
+impl<'a> Builder<'a> {
+    fn train(&self) -> bool {
+        self.mode == Mode::Train
+    }
+
+    fn tensor(&mut self, what: &str, shape: &[usize]) -> Result<Tensor> {
+        self.count += 1;
+        self.gpu.try_tensor(&format!("{what}#{}", self.count), shape)
+    }
+
+    /// A new activation of `shape` (and its gradient, in training).
+    fn act(&mut self, what: &str, shape: &[usize]) -> Result<Act> {
+        let y = self.tensor(what, shape)?;
+        let dy = self.grad(shape)?;
+        Ok(Act { y, dy })
+    }
+
+    fn push_backward(&mut self, ops: Vec<Op>) {
+        if self.train() {
+            self.backward.push(ops);
+        }
+    }
+
+    /// A gradient tensor of `shape` (in evaluation, where no gradient exists, a placeholder).
+    fn grad(&mut self, shape: &[usize]) -> Result<Tensor> {
+        if self.train() {
+            self.tensor("grad", shape)
+        } else {
+            self.tensor("unused grad", &[1])
+        }
+    }
+
+    /// `x` is about to feed two consumers: returns one view per consumer, each with its own
+    /// gradient tensor (the second one's may be given), and sums those gradients into x.dy after
+    /// both backwards have run.
+    fn fork(&mut self, x: &Act, second_dy: Option<Tensor>) -> Result<(Act, Act)> {
+        if !self.train() {
+            return Ok((x.clone(), x.clone()));
+        }
+        let a = Act { y: x.y.clone(), dy: self.tensor("dfork", &x.y.shape)? };
+        let dy = match second_dy {
+            Some(t) => t,
+            None => self.tensor("dfork", &x.y.shape)?,
+        };
+        let b = Act { y: x.y.clone(), dy };
+        let sum = elementwise::add(self.gpu, &a.dy, &b.dy, &x.dy)?;
+        // Pushed before either consumer's backward segment, so it runs after both.
+        self.push_backward(vec![Op::Dispatch(sum)]);
+        Ok((a, b))
+    }
+
+    fn conv(&mut self, x: &Act, name: &str, co: usize, k: usize, stride: usize, pad: usize, input_grad: bool) -> Result<Act> {
+        let (n, ci, h, w) = dims4(&x.y);
+        let s = ConvShape { n, ci, h, w, co, kh: k, kw: k, stride, pad };
+        let weight = self.params.get(&format!("{name}.weight"))?.clone();
+        let out = self.act(name, &[n, co, s.oh(), s.ow()])?;
+        self.forward.push(Op::Dispatch(conv::forward(self.gpu, &s, &x.y, &weight, &out.y)?));
+        if self.train() {
+            let dw = self.params.grad(&format!("{name}.weight"))?.clone();
+            let mut ops = vec![Op::ConvWeight(conv::backward_weight(self.gpu, &s, &x.y, &out.dy, &dw)?)];
+            if input_grad {
+                ops.push(Op::Dispatch(conv::backward_data(self.gpu, &s, &out.dy, &weight, &x.dy)?));
+            }
+            self.push_backward(ops);
+        }
+        Ok(out)
+    }
+
+    fn binconv(&mut self, x: &Act, name: &str, co: usize, k: usize, stride: usize, pad: usize) -> Result<Act> {
+        let (n, ci, h, w) = dims4(&x.y);
+        let s = ConvShape { n, ci, h, w, co, kh: k, kw: k, stride, pad };
+        let out = self.act(name, &[n, co, s.oh(), s.ow()])?;
+        let p = |field: &str| -> Result<Tensor> { Ok(self.params.get(&format!("{name}.{field}"))?.clone()) };
+        let g = |field: &str| -> Result<Option<Tensor>> {
+            Ok(if self.train() { Some(self.params.grad(&format!("{name}.{field}"))?.clone()) } else { None })
+        };
+        let tensors = BinaryConvTensors {
+            weight: p("weight")?,
+            alpha: p("alpha")?,
+            rotate: p("rotate")?,
+            r1: p("R1")?,
+            r2: p("R2")?,
+            weight_grad: g("weight")?,
+            alpha_grad: g("alpha")?,
+            rotate_grad: g("rotate")?,
+            x: x.y.clone(),
+            y: out.y.clone(),
+            dy: self.train().then(|| out.dy.clone()),
+            dx: self.train().then(|| x.dy.clone()),
+        };
+        let layer = BinaryConv2d::new(self.gpu, s, self.a32, tensors)
+            .with_context(|| format!("building binary conv {name}"))?;
+        let index = self.binconvs.len();
+        self.binconvs.push(layer);
+        self.binconv_names.push(name.to_string());
+        self.forward.push(Op::BinForward(index));
+        self.push_backward(vec![Op::BinBackward(index)]);
+        Ok(out)
+    }
+
+    /// BatchNorm2d or 1d (by the rank of x). `dy` reuses a gradient tensor for the output.
+    fn bn(&mut self, x: &Act, name: &str, dy: Option<Tensor>) -> Result<Act> {
+        let d = batchnorm::BnDims::of(&x.y.shape)?;
+        let shape = x.y.shape.clone();
+        let out = Act {
+            y: self.tensor(name, &shape)?,
+            dy: match dy {
+                Some(t) => t,
+                None => self.grad(&shape)?,
+            },
+        };
+        let mean = self.tensor("bn.mean", &[d.c])?;
+        let rstd = self.tensor("bn.rstd", &[d.c])?;
+        let partials = self.tensor("bn.partials", &[d.partials_len()])?;
+        let gamma = self.params.get(&format!("{name}.weight"))?.clone();
+        let beta = self.params.get(&format!("{name}.bias"))?.clone();
+        let running_mean = self.params.get(&format!("{name}.running_mean"))?.clone();
+        let running_var = self.params.get(&format!("{name}.running_var"))?.clone();
+        let bn = batchnorm::BatchNorm {
+            gamma: &gamma,
+            beta: &beta,
+            running_mean: &running_mean,
+            running_var: &running_var,
+            mean: &mean,
+            rstd: &rstd,
+            partials: &partials,
+        };
+        if self.train() {
+            for d in batchnorm::forward_train(self.gpu, &bn, &x.y, &out.y, true)? {
+                self.forward.push(Op::Dispatch(d));
+            }
+            let dgamma = self.params.grad(&format!("{name}.weight"))?;
+            let dbeta = self.params.grad(&format!("{name}.bias"))?;
+            let ops = batchnorm::backward(self.gpu, &bn, &x.y, &out.dy, &x.dy, dgamma, dbeta)?
+                .into_iter()
+                .map(Op::Dispatch)
+                .collect();
+            self.push_backward(ops);
+        } else {
+            self.forward.push(Op::Dispatch(batchnorm::forward_eval(self.gpu, &bn, &x.y, &out.y)?));
+        }
+        Ok(out)
+    }
+
+    fn hardtanh(&mut self, x: &Act) -> Result<Act> {
+        let out = self.act("hardtanh", &x.y.shape.clone())?;
+        self.forward.push(Op::Dispatch(elementwise::hardtanh_forward(self.gpu, &x.y, &out.y)?));
+        if self.train() {
+            let d = elementwise::hardtanh_backward(self.gpu, &x.y, &out.dy, &x.dy)?;
+            self.push_backward(vec![Op::Dispatch(d)]);
+        }
+        Ok(out)
+    }
+
+    /// out = a + b; the gradient of both inputs is the output's gradient, so `a` and `b` must
+    /// have been built with `dy` = the tensor passed here as `dout`.
+    fn add(&mut self, a: &Act, b: &Act, dout: &Tensor) -> Result<Act> {
+        let y = self.tensor("sum", &a.y.shape.clone())?;
+        self.forward.push(Op::Dispatch(elementwise::add(self.gpu, &a.y, &b.y, &y)?));
+        Ok(Act { y, dy: dout.clone() })
+    }
+
+    /// Option A shortcut: x[:, :, ::2, ::2] with zero channels padded to `planes`.
+    fn shortcut_a(&mut self, x: &Act, planes: usize, dy: Tensor) -> Result<Act> {
+        let shape = shortcut::output_shape(&x.y.shape, planes)?;
+        let y = self.tensor("shortcut", &shape)?;
+        self.forward.push(Op::Dispatch(shortcut::forward(self.gpu, &x.y, &y)?));
+        if self.train() {
+            let d = shortcut::backward(self.gpu, &dy, &x.dy)?;
+            self.push_backward(vec![Op::Dispatch(d)]);
+        }
+        Ok(Act { y, dy })
+    }
+
+    fn maxpool(&mut self, x: &Act) -> Result<Act> {
+        let out = self.act("maxpool", &pool::max2_shape(&x.y.shape))?;
+        self.forward.push(Op::Dispatch(pool::max2_forward(self.gpu, &x.y, &out.y)?));
+        if self.train() {
+            let d = pool::max2_backward(self.gpu, &x.y, &out.dy, &x.dy)?;
+            self.push_backward(vec![Op::Dispatch(d)]);
+        }
+        Ok(out)
+    }
+
+    fn global_avg(&mut self, x: &Act) -> Result<Act> {
+        let (n, c, _, _) = dims4(&x.y);
+        let out = self.act("avgpool", &[n, c])?;
+        self.forward.push(Op::Dispatch(pool::global_avg_forward(self.gpu, &x.y, &out.y)?));
+        if self.train() {
+            let d = pool::global_avg_backward(self.gpu, &out.dy, &x.dy)?;
+            self.push_backward(vec![Op::Dispatch(d)]);
+        }
+        Ok(out)
+    }
+
+    fn linear(&mut self, x: &Act, name: &str, fout: usize) -> Result<Act> {
+        let n = x.y.shape[0];
+        let out = self.act(name, &[n, fout])?;
+        let w = self.params.get(&format!("{name}.weight"))?.clone();
+        let b = self.params.get(&format!("{name}.bias"))?.clone();
+        self.forward.push(Op::Dispatch(linear::forward(self.gpu, &x.y, &w, &b, &out.y)?));
+        if self.train() {
+            let dw = self.params.grad(&format!("{name}.weight"))?;
+            let db = self.params.grad(&format!("{name}.bias"))?;
+            let ops = linear::backward(self.gpu, &x.y, &w, &out.dy, &x.dy, dw, db)?
+                .into_iter()
+                .map(Op::Dispatch)
+                .collect();
+            self.push_backward(ops);
+        }
+        Ok(out)
+    }
+
+    /// resnet20_1w1a, resnet18_1w1a block: ht(BN(bconv2(ht(BN(bconv1(x))))) + shortcut(x)).
+    fn basic_block(&mut self, x: &Act, p: &str, planes: usize, stride: usize) -> Result<Act> {
+        let (du, identity) = self.block_grad(x, planes, stride)?;
+        let (main_in, short_in) = self.fork(x, identity.then(|| du.clone()))?;
+        let y1 = self.binconv(&main_in, &format!("{p}.conv1"), planes, 3, stride, 1)?;
+        let z1 = self.bn(&y1, &format!("{p}.bn1"), None)?;
+        let a1 = self.hardtanh(&z1)?;
+        let y2 = self.binconv(&a1, &format!("{p}.conv2"), planes, 3, 1, 1)?;
+        let z2 = self.bn(&y2, &format!("{p}.bn2"), Some(du.clone()))?;
+        let s = self.shortcut(&short_in, p, planes, stride, identity, du.clone())?;
+        let u = self.add(&z2, &s, &du)?;
+        self.hardtanh(&u)
+    }
+
+    /// The gradient tensor of a block's residual sum, and whether its shortcut is the identity.
+    fn block_grad(&mut self, x: &Act, planes: usize, stride: usize) -> Result<(Tensor, bool)> {
+        let (n, cin, h, w) = dims4(&x.y);
+        // 3x3 conv with padding 1: out = (h - 1) / stride + 1.
+        let shape = [n, planes, (h - 1) / stride + 1, (w - 1) / stride + 1];
+        Ok((self.grad(&shape)?, stride == 1 && cin == planes))
+    }
+
+    /// resnet20_bireal_1w1a block: out = ht(BN(bconv1(x)) + sc(x)); ht(BN(bconv2(out)) + out).
+    fn bireal_block(&mut self, x: &Act, p: &str, planes: usize, stride: usize) -> Result<Act> {
+        let (du1, identity) = self.block_grad(x, planes, stride)?;
+        let (main_in, short_in) = self.fork(x, identity.then(|| du1.clone()))?;
+        let y1 = self.binconv(&main_in, &format!("{p}.conv1"), planes, 3, stride, 1)?;
+        let z1 = self.bn(&y1, &format!("{p}.bn1"), Some(du1.clone()))?;
+        let s = self.shortcut(&short_in, p, planes, stride, identity, du1.clone())?;
+        let u1 = self.add(&z1, &s, &du1)?;
+        let out1 = self.hardtanh(&u1)?;
+        let (du2, _) = self.block_grad(&out1, planes, 1)?;
+        let (main2, skip2) = self.fork(&out1, Some(du2.clone()))?;
+        let y2 = self.binconv(&main2, &format!("{p}.conv2"), planes, 3, 1, 1)?;
+        let z2 = self.bn(&y2, &format!("{p}.bn2"), Some(du2.clone()))?;
+        let u2 = self.add(&z2, &skip2, &du2)?;
+        self.hardtanh(&u2)
+    }
+
+    /// The block's shortcut, writing its output gradient `dy` back into x.dy. For the identity,
+    /// the fork already made x.dy that same tensor.
+    fn shortcut(&mut self, x: &Act, p: &str, planes: usize, stride: usize, identity: bool, dy: Tensor) -> Result<Act> {
+        if identity {
+            return Ok(Act { y: x.y.clone(), dy });
+        }
+        match self.params.spec.kind {
+            ModelKind::Resnet18 => {
+                let c = self.binconv(x, &format!("{p}.shortcut.0"), planes, 1, stride, 0)?;
+                self.bn(&c, &format!("{p}.shortcut.1"), Some(dy))
+            }
+            _ => self.shortcut_a(x, planes, dy),
+        }
+    }
+}
+
+impl Network {
+    pub fn new(gpu: &Gpu, params: &Params, batch: usize, mode: Mode, a32: bool, image: [usize; 3]) -> Result<Network> {
+        if batch == 0 {
+            bail!("batch size must be at least 1");
+        }
+        if mode == Mode::Train && batch < 2 {
+            bail!("training needs a batch of at least 2 (BatchNorm uses batch statistics)");
+        }
+        let spec = &params.spec;
+        let [c, h, w] = image;
+        if c != spec.in_channels {
+            bail!("model built for {} input channels, images have {c}", spec.in_channels);
+        }
+        let mut b = Builder {
+            gpu,
+            params,
+            mode,
+            a32,
+            batch,
+            forward: Vec::new(),
+            backward: Vec::new(),
+            binconvs: Vec::new(),
+            binconv_names: Vec::new(),
+            count: 0,
+        };
+        let input = gpu.try_tensor("input", &[batch, c, h, w])?;
+        let target = gpu.try_tensor("target", &[batch])?;
+        // The input needs no gradient: its "dy" is never written (the stem skips backward_data).
+        let x = Act { y: input.clone(), dy: input.clone() };
+        let logits = match spec.kind {
+            ModelKind::Resnet20 | ModelKind::Resnet20Bireal | ModelKind::Resnet18 => {
+                let resnet18 = spec.kind == ModelKind::Resnet18;
+                let stem = if resnet18 { 64 } else { 16 };
+                let c1 = b.conv(&x, "conv1", stem, 3, 1, 1, false)?;
+                let b1 = b.bn(&c1, "bn1", None)?;
+                let mut out = if resnet18 { b1 } else { b.hardtanh(&b1)? };
+                let (widths, blocks): (&[usize], usize) = if resnet18 { (&[64, 128, 256, 512], 2) } else { (&[16, 32, 64], 3) };
+                for (stage, &planes) in widths.iter().enumerate() {
+                    for block in 0..blocks {
+                        let stride = if block == 0 && stage > 0 { 2 } else { 1 };
+                        let p = format!("layer{}.{}", stage + 1, block);
+                        out = if spec.kind == ModelKind::Resnet20Bireal {
+                            b.bireal_block(&out, &p, planes, stride)?
+                        } else {
+                            b.basic_block(&out, &p, planes, stride)?
+                        };
+                    }
+                }
+                let pooled = b.global_avg(&out)?;
+                let normed = b.bn(&pooled, "bn2", None)?;
+                b.linear(&normed, "linear", spec.classes)?
+            }
+            ModelKind::VggSmall => {
+                let c0 = b.conv(&x, "conv0", 128, 3, 1, 1, false)?;
+                let b0 = b.bn(&c0, "bn0", None)?;
+                let mut out = b.hardtanh(&b0)?;
+                for (i, co) in [(1, 128), (2, 256), (3, 256), (4, 512), (5, 512)] {
+                    let mut y = b.binconv(&out, &format!("conv{i}"), co, 3, 1, 1)?;
+                    if i % 2 == 1 {
+                        y = b.maxpool(&y)?;
+                    }
+                    let z = b.bn(&y, &format!("bn{i}"), None)?;
+                    out = b.hardtanh(&z)?;
+                }
+                let (n, c, h, w) = dims4(&out.y);
+                let flat = Act { y: out.y.reshaped(&[n, c * h * w]), dy: out.dy.reshaped(&[n, c * h * w]) };
+                b.linear(&flat, "fc", spec.classes)?
+            }
+        };
+        let per_sample = gpu.tensor("loss per sample", &[loss::per_sample_len(batch)]);
+        let loss_acc = gpu.tensor("loss totals", &[loss::ACC_LEN]);
+        let loss_ops = match mode {
+            Mode::Train => loss::cross_entropy_train(gpu, &logits.y, &target, &logits.dy, &per_sample, &loss_acc)?,
+            Mode::Eval => loss::cross_entropy_eval(gpu, &logits.y, &target, &per_sample, &loss_acc, batch)?,
+        };
+        let backward = b.backward.drain(..).rev().flatten().collect();
+        Ok(Network {
+            kind: spec.kind,
+            mode,
+            batch,
+            input,
+            target,
+            logits: logits.y,
+            dlogits: logits.dy,
+            loss_acc,
+            binconv_names: b.binconv_names,
+            binconvs: b.binconvs,
+            forward: b.forward,
+            loss_ops,
+            backward,
+            _per_sample: per_sample,
+        })
+    }
+
+    fn record_ops(&self, pass: &mut wgpu::ComputePass<'_>, ops: &[Op], s: StepScalars) {
+        for op in ops {
+            match op {
+                Op::Dispatch(d) => d.record(pass),
+                Op::ConvWeight(c) => c.record(pass),
+                Op::BinForward(i) => self.binconvs[*i].record_forward(pass),
+                Op::BinBackward(i) => self.binconvs[*i].record_backward(pass, s.t, s.k),
+            }
+        }
+    }
+
+    /// The forward pass only (logits), no loss.
+    pub fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.record_ops(pass, &self.forward, StepScalars { t: 1.0, k: 1.0 });
+    }
+
+    /// Forward, loss (accumulated into `loss_acc`) and, in training, the backward that writes
+    /// every parameter gradient.
+    pub fn record_step(&self, pass: &mut wgpu::ComputePass<'_>, s: StepScalars) {
+        self.record_ops(pass, &self.forward, s);
+        for d in &self.loss_ops {
+            d.record(pass);
+        }
+        self.record_ops(pass, &self.backward, s);
+    }
+
+    /// Number of dispatches one step records (for the docs and the benchmark).
+    pub fn dispatch_count(&self) -> usize {
+        self.forward.len() + self.loss_ops.len() + self.backward.len()
+    }
+}

@@ -1,0 +1,332 @@
+//! BatchNorm2d over x [N, C, H, W] and BatchNorm1d over x [N, C] (HW = 1) with PyTorch's
+//! semantics (shaders/batchnorm.wgsl).
+//!
+//! Training: y = (x - mean) * rstd * gamma + beta with the batch mean and the BIASED batch
+//! variance, rstd = 1/sqrt(var + eps); the running statistics move by
+//! running = (1 - momentum) * running + momentum * batch value, the variance taken unbiased
+//! (divisor N*HW - 1). The forward saves mean and rstd per channel for the backward.
+//! Evaluation: the same affine map with the running statistics.
+//!
+//! Per-channel reductions (up to N*HW = 262,144 elements at batch 256 with as few as 16 channels)
+//! run in two deterministic fixed-order stages parallel within each channel: `*_partials` with
+//! one workgroup per (chunk of CHUNK elements, channel), then `*_finish` with one per channel.
+
+use super::shape::{expect_at_least, expect_len, expect_u32};
+use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
+use anyhow::{bail, Context, Result};
+
+/// PyTorch's default epsilon.
+pub const EPS: f32 = 1e-5;
+/// PyTorch's default momentum of the running statistics.
+pub const MOMENTUM: f32 = 0.1;
+/// Elements of one channel reduced by one first-stage workgroup (256 lanes x 16); equals CHUNK in
+/// the shader.
+pub const CHUNK: usize = 4096;
+/// Values per channel whose count an f32 holds exactly (the statistics carry counts as f32).
+const MAX_COUNT: usize = 1 << 24;
+/// f32 values per (channel, chunk) in the workspace: the forward's (count, mean, M2).
+const PARTIAL_WORDS: usize = 3;
+
+/// The sizes a BatchNorm sees: x is [n, c, hw] (BatchNorm1d: hw = 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BnDims {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+}
+
+impl BnDims {
+    /// [N, C, H, W] or [N, C].
+    pub fn of(shape: &[usize]) -> Result<BnDims> {
+        match *shape {
+            [n, c] => Ok(BnDims { n, c, hw: 1 }),
+            [n, c, h, w] => Ok(BnDims { n, c, hw: h * w }),
+            _ => bail!("BatchNorm input must be [N, C, H, W] or [N, C], got {shape:?}"),
+        }
+    }
+    /// Elements per channel, N*HW.
+    pub fn count(&self) -> usize {
+        self.n * self.hw
+    }
+    pub fn total(&self) -> usize {
+        self.n * self.c * self.hw
+    }
+    /// First-stage partials per channel.
+    pub fn chunks(&self) -> usize {
+        self.count().div_ceil(CHUNK).max(1)
+    }
+    /// Elements the `partials` workspace needs (the backward uses fewer).
+    pub fn partials_len(&self) -> usize {
+        self.c * self.chunks() * PARTIAL_WORDS
+    }
+}
+
+/// The tensors of one BatchNorm layer. All per-channel tensors are [C].
+pub struct BatchNorm<'a> {
+    /// Weight (PyTorch `bn.weight`).
+    pub gamma: &'a Tensor,
+    /// Bias (PyTorch `bn.bias`).
+    pub beta: &'a Tensor,
+    pub running_mean: &'a Tensor,
+    pub running_var: &'a Tensor,
+    /// Written by the training forward, read by the backward: batch mean.
+    pub mean: &'a Tensor,
+    /// Written by the training forward, read by the backward: 1/sqrt(biased var + eps).
+    pub rstd: &'a Tensor,
+    /// Workspace of at least `BnDims::partials_len()` elements; layers may share one, since
+    /// dispatches of a pass run in order.
+    pub partials: &'a Tensor,
+}
+
+/// The immediates every BatchNorm dispatch takes. `update_running` matters only to the second
+/// dispatch of `forward_train` (stats_finish): record it with `immediates(dims, false)` to run a
+/// training forward that leaves the running statistics alone.
+pub fn immediates(dims: BnDims, update_running: bool) -> Vec<u8> {
+    Imm::new()
+        .u(dims.n as u32)
+        .u(dims.c as u32)
+        .u(dims.hw as u32)
+        .u(dims.chunks() as u32)
+        .u(dims.total() as u32)
+        .f(EPS)
+        .f(MOMENTUM)
+        .u(update_running as u32)
+        .bytes()
+        .to_vec()
+}
+
+fn check(bn: &BatchNorm, x: &Tensor, out: &Tensor) -> Result<BnDims> {
+    let d = BnDims::of(&x.shape).with_context(|| format!("tensor {}", x.label))?;
+    expect_u32(d.total(), "BatchNorm elements")?;
+    for (t, what) in [
+        (bn.gamma, "BatchNorm gamma"),
+        (bn.beta, "BatchNorm beta"),
+        (bn.running_mean, "BatchNorm running_mean"),
+        (bn.running_var, "BatchNorm running_var"),
+        (bn.mean, "BatchNorm saved mean"),
+        (bn.rstd, "BatchNorm saved rstd"),
+    ] {
+        expect_len(t, d.c, what)?;
+    }
+    expect_len(out, d.total(), "BatchNorm output")?;
+    Ok(d)
+}
+
+fn elementwise_grid(d: BnDims) -> [u32; 3] {
+    grid_1d(d.total(), 256)
+}
+
+fn channel_grids(gpu: &Gpu, d: BnDims) -> Result<([u32; 3], [u32; 3])> {
+    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    if d.chunks() > max || d.c > max {
+        bail!(
+            "BatchNorm of {d:?}: {} chunks x {} channels exceeds {max} workgroups per dimension",
+            d.chunks(),
+            d.c
+        );
+    }
+    Ok(([d.chunks() as u32, d.c as u32, 1], [d.c as u32, 1, 1]))
+}
+
+/// Training forward, three dispatches: [stats_partials, stats_finish, normalize].
+/// Overwrites `y`, `bn.mean`, `bn.rstd` and `bn.partials`; with `update_running`, updates
+/// `bn.running_mean` and `bn.running_var` in place (see `immediates` to change that per record).
+/// `y` must not share a buffer with the tensors it is computed from.
+pub fn forward_train(
+    gpu: &Gpu,
+    bn: &BatchNorm,
+    x: &Tensor,
+    y: &Tensor,
+    update_running: bool,
+) -> Result<Vec<Dispatch>> {
+    let d = check(bn, x, y)?;
+    if d.count() < 2 {
+        bail!(
+            "BatchNorm training on {} {:?} needs more than one value per channel (as PyTorch)",
+            x.label,
+            x.shape
+        );
+    }
+    if d.count() > MAX_COUNT {
+        bail!(
+            "BatchNorm on {} {:?}: {} values per channel exceed {MAX_COUNT}, the most whose \
+             count the shader's f32 statistics hold exactly",
+            x.label,
+            x.shape,
+            d.count()
+        );
+    }
+    expect_at_least(bn.partials, d.partials_len(), "BatchNorm partials")?;
+    let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
+    let imm = immediates(d, update_running);
+    Ok(vec![
+        gpu.dispatch(
+            &gpu.kernel("batchnorm", "stats_partials", &[])?,
+            &[x, bn.partials],
+            &imm,
+            chunk_grid,
+        )?,
+        gpu.dispatch(
+            &gpu.kernel("batchnorm", "stats_finish", &[])?,
+            &[
+                bn.partials,
+                bn.mean,
+                bn.rstd,
+                bn.running_mean,
+                bn.running_var,
+            ],
+            &imm,
+            channel_grid,
+        )?,
+        gpu.dispatch(
+            &gpu.kernel("batchnorm", "normalize", &[])?,
+            &[x, bn.gamma, bn.beta, bn.mean, bn.rstd, y],
+            &imm,
+            elementwise_grid(d),
+        )?,
+    ])
+}
+
+/// Inference forward with the running statistics. Overwrites `y`.
+pub fn forward_eval(gpu: &Gpu, bn: &BatchNorm, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    let d = check(bn, x, y)?;
+    gpu.dispatch(
+        &gpu.kernel("batchnorm", "normalize_running", &[])?,
+        &[x, bn.gamma, bn.beta, bn.running_mean, bn.running_var, y],
+        &immediates(d, false),
+        elementwise_grid(d),
+    )
+}
+
+/// Backward of the training forward (batch statistics), three dispatches:
+/// [grad_partials, grad_finish, grad_input]. Reads x, dy, gamma and the saved mean and rstd.
+/// Overwrites `dx`, `dgamma`, `dbeta` (each [C]) and `bn.partials`.
+pub fn backward(
+    gpu: &Gpu,
+    bn: &BatchNorm,
+    x: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let d = check(bn, x, dx)?;
+    expect_len(dy, d.total(), "BatchNorm dy")?;
+    expect_len(dgamma, d.c, "BatchNorm dgamma")?;
+    expect_len(dbeta, d.c, "BatchNorm dbeta")?;
+    expect_at_least(bn.partials, d.partials_len(), "BatchNorm partials")?;
+    let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
+    let imm = immediates(d, false);
+    Ok(vec![
+        gpu.dispatch(
+            &gpu.kernel("batchnorm", "grad_partials", &[])?,
+            &[x, dy, bn.mean, bn.partials],
+            &imm,
+            chunk_grid,
+        )?,
+        gpu.dispatch(
+            &gpu.kernel("batchnorm", "grad_finish", &[])?,
+            &[bn.rstd, bn.partials, dgamma, dbeta],
+            &imm,
+            channel_grid,
+        )?,
+        gpu.dispatch(
+            &gpu.kernel("batchnorm", "grad_input", &[])?,
+            &[x, dy, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx],
+            &imm,
+            elementwise_grid(d),
+        )?,
+    ])
+}
+
+/// Plain-Rust references in f64.
+pub mod cpu {
+    use super::BnDims;
+
+    /// A layer's parameters and running statistics, each [C].
+    pub struct Params<'a> {
+        pub gamma: &'a [f64],
+        pub beta: &'a [f64],
+        pub running_mean: &'a [f64],
+        pub running_var: &'a [f64],
+    }
+
+    /// What the training forward produces.
+    pub struct TrainOutput {
+        pub y: Vec<f64>,
+        pub mean: Vec<f64>,
+        pub rstd: Vec<f64>,
+        pub running_mean: Vec<f64>,
+        pub running_var: Vec<f64>,
+    }
+
+    fn at(d: BnDims, n: usize, c: usize, i: usize) -> usize {
+        (n * d.c + c) * d.hw + i
+    }
+
+    pub fn forward_train(x: &[f64], d: BnDims, p: &Params, momentum: f64, eps: f64) -> TrainOutput {
+        let (gamma, beta) = (p.gamma, p.beta);
+        let m = d.count() as f64;
+        let mut out = TrainOutput {
+            y: vec![0.0; x.len()],
+            mean: vec![0.0; d.c],
+            rstd: vec![0.0; d.c],
+            running_mean: p.running_mean.to_vec(),
+            running_var: p.running_var.to_vec(),
+        };
+        for c in 0..d.c {
+            let elems = || (0..d.n).flat_map(move |n| (0..d.hw).map(move |i| at(d, n, c, i)));
+            let mean = elems().map(|e| x[e]).sum::<f64>() / m;
+            let var = elems().map(|e| (x[e] - mean).powi(2)).sum::<f64>() / m;
+            let rstd = 1.0 / (var + eps).sqrt();
+            for e in elems() {
+                out.y[e] = (x[e] - mean) * rstd * gamma[c] + beta[c];
+            }
+            out.mean[c] = mean;
+            out.rstd[c] = rstd;
+            out.running_mean[c] = (1.0 - momentum) * p.running_mean[c] + momentum * mean;
+            out.running_var[c] =
+                (1.0 - momentum) * p.running_var[c] + momentum * var * m / (m - 1.0);
+        }
+        out
+    }
+
+    pub fn forward_eval(x: &[f64], d: BnDims, p: &Params, eps: f64) -> Vec<f64> {
+        let mut y = vec![0.0; x.len()];
+        for n in 0..d.n {
+            for c in 0..d.c {
+                let rstd = 1.0 / (p.running_var[c] + eps).sqrt();
+                for i in 0..d.hw {
+                    let e = at(d, n, c, i);
+                    y[e] = (x[e] - p.running_mean[c]) * rstd * p.gamma[c] + p.beta[c];
+                }
+            }
+        }
+        y
+    }
+
+    /// (dx, dgamma, dbeta) of the training forward, from its saved mean and rstd.
+    pub fn backward(
+        x: &[f64],
+        dy: &[f64],
+        d: BnDims,
+        gamma: &[f64],
+        mean: &[f64],
+        rstd: &[f64],
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let m = d.count() as f64;
+        let mut dx = vec![0.0; x.len()];
+        let mut dgamma = vec![0.0; d.c];
+        let mut dbeta = vec![0.0; d.c];
+        for c in 0..d.c {
+            let elems = || (0..d.n).flat_map(move |n| (0..d.hw).map(move |i| at(d, n, c, i)));
+            let xhat = |e: usize| (x[e] - mean[c]) * rstd[c];
+            dbeta[c] = elems().map(|e| dy[e]).sum();
+            dgamma[c] = elems().map(|e| dy[e] * xhat(e)).sum();
+            for e in elems() {
+                dx[e] = gamma[c] * rstd[c] / m * (m * dy[e] - dbeta[c] - xhat(e) * dgamma[c]);
+            }
+        }
+        (dx, dgamma, dbeta)
+    }
+}

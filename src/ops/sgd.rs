@@ -1,0 +1,96 @@
+//! PyTorch SGD (momentum, weight decay, dampening 0, no Nesterov) over a whole parameter arena in
+//! one dispatch (shaders/sgd.wgsl), and `fill`.
+//!
+//! Per element: g' = g + wd * w; buf = momentum * buf + g' (buf = g' at the very first step);
+//! w -= lr * buf. Params, grads and momentum buffers are each one arena tensor (`Gpu::arena`) with
+//! the same layout; the arena's alignment gaps are zero in all three and stay zero.
+//! The step's scalars are immediates: build the dispatch once, then record it every step with
+//! `dispatch.record_with(&mut pass, &step_immediates(len, &hyper))`.
+
+use super::shape::expect_u32;
+use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
+use anyhow::{bail, Result};
+
+/// The scalars of one optimizer step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdStep {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    /// True at the very first step: the momentum buffer starts as g' (its old contents are
+    /// ignored).
+    pub first_step: bool,
+}
+
+/// The immediates of the step dispatch for an arena of `len` elements.
+pub fn step_immediates(len: usize, s: &SgdStep) -> Vec<u8> {
+    Imm::new()
+        .u(len as u32)
+        .f(s.lr)
+        .f(s.momentum)
+        .f(s.weight_decay)
+        .u(s.first_step as u32)
+        .bytes()
+        .to_vec()
+}
+
+/// One SGD step over whole arenas. Updates `params` and `momentum_buf` in place; reads `grads`.
+/// The three tensors must be distinct buffers of the same length.
+pub fn step(
+    gpu: &Gpu,
+    params: &Tensor,
+    grads: &Tensor,
+    momentum_buf: &Tensor,
+    s: &SgdStep,
+) -> Result<Dispatch> {
+    let n = params.len();
+    if grads.len() != n || momentum_buf.len() != n {
+        bail!(
+            "SGD: params {} ({}), grads {} ({}) and momentum {} ({}) must have the same length",
+            params.label,
+            n,
+            grads.label,
+            grads.len(),
+            momentum_buf.label,
+            momentum_buf.len()
+        );
+    }
+    expect_u32(n, "SGD arena elements")?;
+    gpu.dispatch(
+        &gpu.kernel("sgd", "step", &[])?,
+        &[grads, params, momentum_buf],
+        &step_immediates(n, s),
+        grid_1d(n, 256),
+    )
+}
+
+/// Sets every element of `t` to the 32 bits `bits` (f32 or u32). Overwrites `t`.
+pub fn fill(gpu: &Gpu, t: &Tensor, bits: u32) -> Result<Dispatch> {
+    let n = expect_u32(t.len(), "fill elements")?;
+    gpu.dispatch(
+        &gpu.kernel("sgd", "fill", &[])?,
+        &[t],
+        Imm::new().u(n).u(bits).bytes(),
+        grid_1d(t.len(), 256),
+    )
+}
+
+/// Sets every element of `t` to the f32 `value`. Overwrites `t`.
+pub fn fill_f32(gpu: &Gpu, t: &Tensor, value: f32) -> Result<Dispatch> {
+    fill(gpu, t, value.to_bits())
+}
+
+/// Plain-Rust reference in f64.
+pub mod cpu {
+    use super::SgdStep;
+
+    /// One step; updates `w` and `buf` in place.
+    pub fn step(w: &mut [f64], g: &[f64], buf: &mut [f64], s: &SgdStep) {
+        let (lr, m, wd) = (s.lr as f64, s.momentum as f64, s.weight_decay as f64);
+        for i in 0..w.len() {
+            let g2 = g[i] + wd * w[i];
+            buf[i] = if s.first_step { g2 } else { m * buf[i] + g2 };
+            w[i] -= lr * buf[i];
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The training configuration. Its defaults are the official recipe (spec section 5); the whole
+//! struct is saved as JSON in every checkpoint's metadata so a resumed run (and a reader of the
+//! checkpoint) knows exactly how it was trained.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The dataset used when none is named: the small Fashion-MNIST subset embedded in the binary, so
+/// a first run needs no download.
+pub const DEFAULT_DATASET: &str = "fashion-mnist-subset";
+
+/// Learning-rate schedule type (`--lr-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LrType {
+    /// Cosine annealing to 0 over the run.
+    Cos,
+    /// Multiply by 0.1 at each epoch listed in `lr_decay_step`.
+    Step,
+}
+
+/// Everything that determines a training run (the output folder and `--resume` are not part of
+/// it: they say where, not how).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+// Fields missing from an older checkpoint's config take their defaults.
+#[serde(default)]
+pub struct Config {
+    pub model: String,
+    pub dataset: String,
+    /// Folder of the dataset files; None for the embedded dataset or the dataset's usual place.
+    pub data_path: Option<String>,
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub batch_size_test: usize,
+    pub weight_decay: f64,
+    pub momentum: f64,
+    /// Tmin and Tmax of the t/k schedule of the sign approximation (spec section 1).
+    pub tmin: f64,
+    pub tmax: f64,
+    pub lr_type: LrType,
+    /// Milestone epochs of the step schedule.
+    pub lr_decay_step: Vec<usize>,
+    pub warm_up: bool,
+    /// Run the rotation update at epochs e with e % rotation_update == 0.
+    pub rotation_update: usize,
+    /// Keep activations full precision (1-bit weights, 32-bit activations).
+    pub a32: bool,
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            model: "resnet20_1w1a".into(),
+            dataset: DEFAULT_DATASET.into(),
+            data_path: None,
+            epochs: 1000,
+            lr: 0.1,
+            batch_size: 256,
+            batch_size_test: 128,
+            weight_decay: 1e-4,
+            momentum: 0.9,
+            tmin: 1e-2,
+            tmax: 10.0,
+            lr_type: LrType::Cos,
+            lr_decay_step: Vec::new(),
+            warm_up: false,
+            rotation_update: 1,
+            a32: false,
+            seed: 1234,
+        }
+    }
+}
+
+impl Config {
+    /// Rejects values the trainer cannot run with, naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            bail!("--epochs must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("--lr must be a positive number, got {}", self.lr);
+        }
+        if self.batch_size == 0 || self.batch_size_test == 0 {
+            bail!("--batch-size and --batch-size-test must be at least 1");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!("--weight-decay must be >= 0, got {}", self.weight_decay);
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            bail!("--momentum must be in [0, 1), got {}", self.momentum);
+        }
+        if !(self.tmin > 0.0 && self.tmax.is_finite() && self.tmin < self.tmax) {
+            bail!(
+                "need 0 < --tmin < --tmax, got tmin {} and tmax {}",
+                self.tmin,
+                self.tmax
+            );
+        }
+        if self.rotation_update == 0 {
+            bail!("--rotation-update must be at least 1 (1 = every epoch)");
+        }
+        if self.lr_type == LrType::Step {
+            if self.lr_decay_step.is_empty() {
+                bail!("--lr-type step needs --lr-decay-step, e.g. --lr-decay-step 30,60,90");
+            }
+            if self.lr_decay_step.windows(2).any(|w| w[0] >= w[1]) {
+                bail!(
+                    "--lr-decay-step must be increasing, got {:?}",
+                    self.lr_decay_step
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The learning rate of `epoch` (0-based) under this config's schedule.
+    pub fn learning_rate(&self, epoch: usize) -> f64 {
+        crate::train::lr::learning_rate(
+            self.lr,
+            epoch,
+            self.epochs,
+            self.lr_type,
+            &self.lr_decay_step,
+            self.warm_up,
+        )
+    }
+
+    /// The JSON stored in checkpoint metadata under "config".
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a Config always serialises")
+    }
+
+    /// Parses the JSON written by `to_json`; `source` names where it came from for the error.
+    pub fn from_json(json: &str, source: &str) -> Result<Config> {
+        serde_json::from_str(json)
+            .with_context(|| format!("{source}: invalid training config JSON"))
+    }
+}

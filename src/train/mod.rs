@@ -1,0 +1,9 @@
+//! Training infrastructure that is not kernels: the run configuration, the learning-rate
+//! schedule, checkpoints (safetensors, written atomically), the per-epoch metrics log and the
+//! plot of the training curves drawn from it.
+
+pub mod checkpoint;
+pub mod config;
+pub mod lr;
+pub mod metrics;
+pub mod plot;

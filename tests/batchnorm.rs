@@ -1,0 +1,350 @@
+//! BatchNorm kernels against the f64 CPU reference, the CPU backward against finite differences,
+//! the running-statistics update (and its switch), and bit-for-bit determinism.
+mod common;
+mod numeric;
+
+use numeric::{assert_close64, f64s, numeric_grad, project, run};
+use rbnn::gpu::{Gpu, Tensor};
+use rbnn::ops::batchnorm::{self as bn, cpu, BatchNorm, BnDims};
+use rbnn::rng::Rng;
+
+/// A layer's tensors on the GPU and their host values.
+struct Layer {
+    gamma: Tensor,
+    beta: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    partials: Tensor,
+    host: [Vec<f32>; 4],
+}
+
+impl Layer {
+    fn new(gpu: &Gpu, d: BnDims, rng: &mut Rng) -> Layer {
+        let c = d.c;
+        let host = [
+            rng.uniform_vec(c, 0.5, 1.5),
+            rng.normal_vec(c, 0.3),
+            rng.normal_vec(c, 0.5),
+            rng.uniform_vec(c, 0.5, 2.0),
+        ];
+        Layer {
+            gamma: gpu.upload_f32("gamma", &[c], &host[0]),
+            beta: gpu.upload_f32("beta", &[c], &host[1]),
+            running_mean: gpu.upload_f32("running_mean", &[c], &host[2]),
+            running_var: gpu.upload_f32("running_var", &[c], &host[3]),
+            mean: gpu.tensor("mean", &[c]),
+            rstd: gpu.tensor("rstd", &[c]),
+            // Oversized on purpose: a shared workspace may be larger than one layer needs.
+            partials: gpu.tensor("partials", &[d.partials_len() + 5]),
+            host,
+        }
+    }
+    fn bn(&self) -> BatchNorm<'_> {
+        BatchNorm {
+            gamma: &self.gamma,
+            beta: &self.beta,
+            running_mean: &self.running_mean,
+            running_var: &self.running_var,
+            mean: &self.mean,
+            rstd: &self.rstd,
+            partials: &self.partials,
+        }
+    }
+    fn host64(&self) -> [Vec<f64>; 4] {
+        self.host.clone().map(|v| f64s(&v))
+    }
+}
+
+/// x with a per-channel offset several times its spread, where sum/sum-of-squares statistics
+/// would lose digits.
+fn input(d: BnDims, rng: &mut Rng) -> Vec<f32> {
+    let offsets: Vec<f64> = (0..d.c).map(|_| rng.range(-4.0, 4.0)).collect();
+    let mut x = Vec::with_capacity(d.total());
+    for _ in 0..d.n {
+        for off in &offsets {
+            for _ in 0..d.hw {
+                x.push((off + 0.7 * rng.normal()) as f32);
+            }
+        }
+    }
+    x
+}
+
+// Batch 1; odd spatial; BatchNorm1d; 2 chunks with a ragged last one; 258 chunks (more partials
+// than the 256 lanes of the final stage).
+const SHAPES: &[&[usize]] = &[
+    &[1, 3, 5, 7],
+    &[4, 13, 9, 11],
+    &[7, 19],
+    &[3, 5, 37, 41],
+    &[1, 2, 1030, 1025],
+];
+
+#[test]
+fn forward_train_matches_cpu_and_updates_running_stats() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(11);
+    for shape in SHAPES {
+        let d = BnDims::of(shape).unwrap();
+        let layer = Layer::new(gpu, d, &mut rng);
+        let xv = input(d, &mut rng);
+        let x = gpu.upload_f32("x", shape, &xv);
+        let y = gpu.tensor("y", shape);
+        run(
+            gpu,
+            &bn::forward_train(gpu, &layer.bn(), &x, &y, true).unwrap(),
+        );
+
+        let [g, b, rm, rv] = layer.host64();
+        let p = cpu::Params {
+            gamma: &g,
+            beta: &b,
+            running_mean: &rm,
+            running_var: &rv,
+        };
+        let want = cpu::forward_train(&f64s(&xv), d, &p, bn::MOMENTUM as f64, bn::EPS as f64);
+        let read = |t: &Tensor| f64s(&gpu.read_f32(t).unwrap());
+        let tag = format!("{shape:?}");
+        // f32 statistics over up to 1M elements: mean within 2e-6 of the offset-sized values,
+        // rstd and y within 1e-4 relative.
+        assert_close64(&format!("y {tag}"), &read(&y), &want.y, 1e-4, 1e-4);
+        assert_close64(
+            &format!("mean {tag}"),
+            &read(&layer.mean),
+            &want.mean,
+            1e-6,
+            2e-6,
+        );
+        assert_close64(
+            &format!("rstd {tag}"),
+            &read(&layer.rstd),
+            &want.rstd,
+            1e-4,
+            0.0,
+        );
+        assert_close64(
+            &format!("running_mean {tag}"),
+            &read(&layer.running_mean),
+            &want.running_mean,
+            1e-6,
+            1e-6,
+        );
+        assert_close64(
+            &format!("running_var {tag}"),
+            &read(&layer.running_var),
+            &want.running_var,
+            1e-5,
+            0.0,
+        );
+    }
+}
+
+#[test]
+fn forward_train_can_leave_running_stats_alone() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(12);
+    let shape = [4, 13, 9, 11];
+    let d = BnDims::of(&shape).unwrap();
+    let layer = Layer::new(gpu, d, &mut rng);
+    let xv = input(d, &mut rng);
+    let x = gpu.upload_f32("x", &shape, &xv);
+    let (y_flag, y_imm) = (gpu.tensor("y", &shape), gpu.tensor("y", &shape));
+
+    // By the flag.
+    run(
+        gpu,
+        &bn::forward_train(gpu, &layer.bn(), &x, &y_flag, false).unwrap(),
+    );
+    assert_eq!(gpu.read_f32(&layer.running_mean).unwrap(), layer.host[2]);
+    assert_eq!(gpu.read_f32(&layer.running_var).unwrap(), layer.host[3]);
+
+    // By recording the stats dispatch of an updating forward with other immediates.
+    let ds = bn::forward_train(gpu, &layer.bn(), &x, &y_imm, true).unwrap();
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        ds[0].record(&mut pass);
+        ds[1].record_with(&mut pass, &bn::immediates(d, false));
+        ds[2].record(&mut pass);
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.wait().unwrap();
+    assert_eq!(gpu.read_f32(&layer.running_mean).unwrap(), layer.host[2]);
+    assert_eq!(gpu.read_f32(&layer.running_var).unwrap(), layer.host[3]);
+    assert_eq!(
+        gpu.read_f32(&y_flag).unwrap(),
+        gpu.read_f32(&y_imm).unwrap()
+    );
+}
+
+#[test]
+fn forward_eval_matches_cpu() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(13);
+    for shape in [&[1usize, 3, 5, 7][..], &[3, 10], &[2, 17, 8, 8]] {
+        let d = BnDims::of(shape).unwrap();
+        let layer = Layer::new(gpu, d, &mut rng);
+        let xv = input(d, &mut rng);
+        let x = gpu.upload_f32("x", shape, &xv);
+        let y = gpu.tensor("y", shape);
+        run(gpu, &[bn::forward_eval(gpu, &layer.bn(), &x, &y).unwrap()]);
+        let [g, b, rm, rv] = layer.host64();
+        let p = cpu::Params {
+            gamma: &g,
+            beta: &b,
+            running_mean: &rm,
+            running_var: &rv,
+        };
+        let want = cpu::forward_eval(&f64s(&xv), d, &p, bn::EPS as f64);
+        let got = f64s(&gpu.read_f32(&y).unwrap());
+        assert_close64(&format!("eval y {shape:?}"), &got, &want, 1e-5, 1e-5);
+    }
+}
+
+/// Runs forward_train then backward on the GPU; returns (y, mean, rstd, dx, dgamma, dbeta).
+fn forward_backward(
+    gpu: &Gpu,
+    layer: &Layer,
+    shape: &[usize],
+    xv: &[f32],
+    dyv: &[f32],
+) -> [Vec<f32>; 6] {
+    let c = shape[1];
+    let x = gpu.upload_f32("x", shape, xv);
+    let dy = gpu.upload_f32("dy", shape, dyv);
+    let y = gpu.tensor("y", shape);
+    let dx = gpu.tensor("dx", shape);
+    let dgamma = gpu.tensor("dgamma", &[c]);
+    let dbeta = gpu.tensor("dbeta", &[c]);
+    let mut ds = bn::forward_train(gpu, &layer.bn(), &x, &y, false).unwrap();
+    ds.extend(bn::backward(gpu, &layer.bn(), &x, &dy, &dx, &dgamma, &dbeta).unwrap());
+    run(gpu, &ds);
+    [&y, &layer.mean, &layer.rstd, &dx, &dgamma, &dbeta].map(|t| gpu.read_f32(t).unwrap())
+}
+
+#[test]
+fn backward_matches_cpu() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(14);
+    for shape in SHAPES {
+        let d = BnDims::of(shape).unwrap();
+        let layer = Layer::new(gpu, d, &mut rng);
+        let xv = input(d, &mut rng);
+        let dyv = rng.normal_vec(d.total(), 1.0);
+        let [_, mean, rstd, dx, dgamma, dbeta] = forward_backward(gpu, &layer, shape, &xv, &dyv);
+        // The CPU backward from the GPU's saved statistics checks the backward kernels alone.
+        let (want_dx, want_dgamma, want_dbeta) = cpu::backward(
+            &f64s(&xv),
+            &f64s(&dyv),
+            d,
+            &f64s(&layer.host[0]),
+            &f64s(&mean),
+            &f64s(&rstd),
+        );
+        let tag = format!("{shape:?}");
+        // dgamma and dbeta are sums of M = N*HW terms of size ~1 (|sum| ~ sqrt(M)): f32 error
+        // grows like sqrt(M) * 6e-8 per level of the trees.
+        let sum_tol = 1e-5 * (d.count() as f64).sqrt();
+        assert_close64(
+            &format!("dbeta {tag}"),
+            &f64s(&dbeta),
+            &want_dbeta,
+            1e-5,
+            sum_tol,
+        );
+        assert_close64(
+            &format!("dgamma {tag}"),
+            &f64s(&dgamma),
+            &want_dgamma,
+            1e-5,
+            sum_tol,
+        );
+        assert_close64(&format!("dx {tag}"), &f64s(&dx), &want_dx, 1e-4, 1e-5);
+    }
+}
+
+#[test]
+fn cpu_backward_matches_finite_differences() {
+    let mut rng = Rng::new(15);
+    for shape in [&[2usize, 3, 2, 3][..], &[4, 3], &[1, 2, 3, 1]] {
+        let d = BnDims::of(shape).unwrap();
+        let x: Vec<f64> = (0..d.total()).map(|_| rng.normal() + 0.5).collect();
+        let r: Vec<f64> = (0..d.total()).map(|_| rng.normal()).collect();
+        let gamma: Vec<f64> = (0..d.c).map(|_| rng.range(0.5, 1.5)).collect();
+        let beta: Vec<f64> = (0..d.c).map(|_| rng.normal()).collect();
+        let ones = vec![1.0; d.c];
+        let loss = |x: &[f64], gamma: &[f64], beta: &[f64]| {
+            let p = cpu::Params {
+                gamma,
+                beta,
+                running_mean: &ones,
+                running_var: &ones,
+            };
+            project(&cpu::forward_train(x, d, &p, 0.1, 1e-5).y, &r)
+        };
+        let p = cpu::Params {
+            gamma: &gamma,
+            beta: &beta,
+            running_mean: &ones,
+            running_var: &ones,
+        };
+        let fwd = cpu::forward_train(&x, d, &p, 0.1, 1e-5);
+        let (dx, dgamma, dbeta) = cpu::backward(&x, &r, d, &gamma, &fwd.mean, &fwd.rstd);
+        let h = 1e-6;
+        let tag = format!("{shape:?}");
+        // Central differences in f64 with h = 1e-6: truncation ~h^2, rounding ~1e-16/h.
+        let num_dx = numeric_grad(|v| loss(v, &gamma, &beta), &x, h);
+        assert_close64(&format!("fd dx {tag}"), &dx, &num_dx, 1e-6, 1e-7);
+        let num_dgamma = numeric_grad(|v| loss(&x, v, &beta), &gamma, h);
+        assert_close64(
+            &format!("fd dgamma {tag}"),
+            &dgamma,
+            &num_dgamma,
+            1e-6,
+            1e-7,
+        );
+        let num_dbeta = numeric_grad(|v| loss(&x, &gamma, v), &beta, h);
+        assert_close64(&format!("fd dbeta {tag}"), &dbeta, &num_dbeta, 1e-6, 1e-7);
+    }
+}
+
+#[test]
+fn reductions_are_deterministic() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(16);
+    let shape = [3, 5, 37, 41];
+    let d = BnDims::of(&shape).unwrap();
+    let layer = Layer::new(gpu, d, &mut rng);
+    let xv = input(d, &mut rng);
+    let dyv = rng.normal_vec(d.total(), 1.0);
+    let first = forward_backward(gpu, &layer, &shape, &xv, &dyv);
+    let second = forward_backward(gpu, &layer, &shape, &xv, &dyv);
+    for (i, (a, b)) in first.iter().zip(&second).enumerate() {
+        let (a, b): (Vec<u32>, Vec<u32>) = (
+            a.iter().map(|v| v.to_bits()).collect(),
+            b.iter().map(|v| v.to_bits()).collect(),
+        );
+        assert_eq!(a, b, "output {i} of forward+backward differs between runs");
+    }
+}
+
+#[test]
+fn training_rejects_one_value_per_channel() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(17);
+    let d = BnDims::of(&[1, 5]).unwrap();
+    let layer = Layer::new(gpu, d, &mut rng);
+    let x = gpu.tensor("x", &[1, 5]);
+    let y = gpu.tensor("y", &[1, 5]);
+    let err = bn::forward_train(gpu, &layer.bn(), &x, &y, true)
+        .err()
+        .expect("BatchNorm1d training with batch 1 must fail");
+    assert!(
+        format!("{err:#}").contains("more than one value"),
+        "{err:#}"
+    );
+    // Evaluation with batch 1 is fine.
+    assert!(bn::forward_eval(gpu, &layer.bn(), &x, &y).is_ok());
+}
