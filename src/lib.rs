@@ -3,6 +3,7 @@
 //! Data flows top to bottom: `data` (datasets, batches) -> `gpu` (runtime) -> `ops` (kernels with
 //! CPU references) -> `rbnn` (the binary conv layer and rotation) -> `model` -> `train`.
 
+pub mod bench;
 pub mod data;
 pub mod gpu;
 pub mod model;

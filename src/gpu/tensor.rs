@@ -27,7 +27,12 @@ impl Tensor {
     }
     /// The same memory seen with another shape of the same element count.
     pub fn reshaped(&self, shape: &[usize]) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), self.len(), "reshape {}", self.label);
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            self.len(),
+            "reshape {}",
+            self.label
+        );
         Tensor {
             shape: shape.to_vec(),
             ..self.clone()

@@ -83,12 +83,36 @@ pub fn rotation_dims(n: usize) -> (usize, usize) {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {
     /// Float conv (no bias).
-    Conv { name: String, ci: usize, co: usize, k: usize, stride: usize, pad: usize },
+    Conv {
+        name: String,
+        ci: usize,
+        co: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    },
     /// RBNN binary conv (no bias).
-    BinConv { name: String, ci: usize, co: usize, k: usize, stride: usize, pad: usize },
-    BatchNorm2d { name: String, c: usize },
-    BatchNorm1d { name: String, c: usize },
-    Linear { name: String, fin: usize, fout: usize },
+    BinConv {
+        name: String,
+        ci: usize,
+        co: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    },
+    BatchNorm2d {
+        name: String,
+        c: usize,
+    },
+    BatchNorm1d {
+        name: String,
+        c: usize,
+    },
+    Linear {
+        name: String,
+        fin: usize,
+        fout: usize,
+    },
 }
 
 /// Everything a model is made of, in state_dict order.
@@ -100,12 +124,22 @@ pub struct ModelSpec {
 }
 
 fn t(name: String, shape: Vec<usize>, init: Init, trainable: bool) -> TensorSpec {
-    TensorSpec { name, shape, init, trainable }
+    TensorSpec {
+        name,
+        shape,
+        init,
+        trainable,
+    }
 }
 
 impl ModelSpec {
     pub fn new(kind: ModelKind, classes: usize, in_channels: usize) -> ModelSpec {
-        let mut s = ModelSpec { kind, classes, in_channels, tensors: Vec::new() };
+        let mut s = ModelSpec {
+            kind,
+            classes,
+            in_channels,
+            tensors: Vec::new(),
+        };
         let bn2d_gamma = match kind {
             ModelKind::Resnet20 | ModelKind::Resnet20Bireal => 1e-8,
             _ => 1.0,
@@ -118,23 +152,36 @@ impl ModelSpec {
         for node in s.graph_nodes() {
             let is_bn2d = matches!(node, Node::BatchNorm2d { .. });
             match node {
-                Node::Conv { name, ci, co, k, .. } => {
+                Node::Conv {
+                    name, ci, co, k, ..
+                } => {
                     let init = match conv_init {
                         Init::Normal(_) => Init::Normal((2.0 / (k * k * co) as f64).sqrt()),
                         other => other,
                     };
-                    s.tensors.push(t(format!("{name}.weight"), vec![co, ci, k, k], init, true));
+                    s.tensors
+                        .push(t(format!("{name}.weight"), vec![co, ci, k, k], init, true));
                 }
-                Node::BinConv { name, ci, co, k, .. } => {
+                Node::BinConv {
+                    name, ci, co, k, ..
+                } => {
                     let init = match conv_init {
                         Init::Normal(_) => Init::Normal((2.0 / (k * k * co) as f64).sqrt()),
                         other => other,
                     };
                     let (a, b) = rotation_dims(ci * k * k);
-                    s.tensors.push(t(format!("{name}.weight"), vec![co, ci, k, k], init, true));
-                    s.tensors.push(t(format!("{name}.R1"), vec![a, a], Init::Orthogonal, false));
-                    s.tensors.push(t(format!("{name}.R2"), vec![b, b], Init::Orthogonal, false));
-                    s.tensors.push(t(format!("{name}.alpha"), vec![co, 1, 1], Init::AlphaFromDefaultInit, true));
+                    s.tensors
+                        .push(t(format!("{name}.weight"), vec![co, ci, k, k], init, true));
+                    s.tensors
+                        .push(t(format!("{name}.R1"), vec![a, a], Init::Orthogonal, false));
+                    s.tensors
+                        .push(t(format!("{name}.R2"), vec![b, b], Init::Orthogonal, false));
+                    s.tensors.push(t(
+                        format!("{name}.alpha"),
+                        vec![co, 1, 1],
+                        Init::AlphaFromDefaultInit,
+                        true,
+                    ));
                     s.tensors.push(t(
                         format!("{name}.rotate"),
                         vec![co, 1, 1, 1],
@@ -144,10 +191,26 @@ impl ModelSpec {
                 }
                 Node::BatchNorm2d { name, c } | Node::BatchNorm1d { name, c } => {
                     let gamma = if is_bn2d { bn2d_gamma } else { 1.0 };
-                    s.tensors.push(t(format!("{name}.weight"), vec![c], Init::Const(gamma), true));
-                    s.tensors.push(t(format!("{name}.bias"), vec![c], Init::Const(0.0), true));
-                    s.tensors.push(t(format!("{name}.running_mean"), vec![c], Init::Const(0.0), false));
-                    s.tensors.push(t(format!("{name}.running_var"), vec![c], Init::Const(1.0), false));
+                    s.tensors.push(t(
+                        format!("{name}.weight"),
+                        vec![c],
+                        Init::Const(gamma),
+                        true,
+                    ));
+                    s.tensors
+                        .push(t(format!("{name}.bias"), vec![c], Init::Const(0.0), true));
+                    s.tensors.push(t(
+                        format!("{name}.running_mean"),
+                        vec![c],
+                        Init::Const(0.0),
+                        false,
+                    ));
+                    s.tensors.push(t(
+                        format!("{name}.running_var"),
+                        vec![c],
+                        Init::Const(1.0),
+                        false,
+                    ));
                 }
                 Node::Linear { name, fin, fout } => {
                     let (w, b) = match kind {
@@ -155,8 +218,10 @@ impl ModelSpec {
                         ModelKind::Resnet18 => (Init::DefaultUniform, Init::DefaultUniform),
                         _ => (Init::KaimingNormal, Init::DefaultUniform),
                     };
-                    s.tensors.push(t(format!("{name}.weight"), vec![fout, fin], w, true));
-                    s.tensors.push(t(format!("{name}.bias"), vec![fout], b, true));
+                    s.tensors
+                        .push(t(format!("{name}.weight"), vec![fout, fin], w, true));
+                    s.tensors
+                        .push(t(format!("{name}.bias"), vec![fout], b, true));
                 }
             }
         }
@@ -165,8 +230,22 @@ impl ModelSpec {
 
     /// The parameterised nodes in forward order (the graph's wiring lives in model::network).
     pub fn graph_nodes(&self) -> Vec<Node> {
-        let conv = |name: &str, ci, co, k, stride, pad| Node::Conv { name: name.into(), ci, co, k, stride, pad };
-        let bconv = |name: String, ci, co, k, stride, pad| Node::BinConv { name, ci, co, k, stride, pad };
+        let conv = |name: &str, ci, co, k, stride, pad| Node::Conv {
+            name: name.into(),
+            ci,
+            co,
+            k,
+            stride,
+            pad,
+        };
+        let bconv = |name: String, ci, co, k, stride, pad| Node::BinConv {
+            name,
+            ci,
+            co,
+            k,
+            stride,
+            pad,
+        };
         let bn = |name: String, c| Node::BatchNorm2d { name, c };
         let mut nodes = Vec::new();
         let classes = self.classes;
@@ -195,8 +274,15 @@ impl ModelSpec {
                         cin = planes;
                     }
                 }
-                nodes.push(Node::BatchNorm1d { name: "bn2".into(), c: cin });
-                nodes.push(Node::Linear { name: "linear".into(), fin: cin, fout: classes });
+                nodes.push(Node::BatchNorm1d {
+                    name: "bn2".into(),
+                    c: cin,
+                });
+                nodes.push(Node::Linear {
+                    name: "linear".into(),
+                    fin: cin,
+                    fout: classes,
+                });
             }
             ModelKind::VggSmall => {
                 nodes.push(conv("conv0", self.in_channels, 128, 3, 1, 1));
@@ -206,7 +292,11 @@ impl ModelSpec {
                     nodes.push(bconv(format!("conv{i}"), chans[i - 1], chans[i], 3, 1, 1));
                     nodes.push(bn(format!("bn{i}"), chans[i]));
                 }
-                nodes.push(Node::Linear { name: "fc".into(), fin: 512 * 4 * 4, fout: classes });
+                nodes.push(Node::Linear {
+                    name: "fc".into(),
+                    fin: 512 * 4 * 4,
+                    fout: classes,
+                });
             }
         }
         nodes
@@ -235,7 +325,10 @@ impl ModelSpec {
                     }
                     Init::Const(v) => vec![v; n],
                     Init::AlphaFromDefaultInit => {
-                        let weight = &self.find(&spec.name.replace(".alpha", ".weight")).unwrap().shape;
+                        let weight = &self
+                            .find(&spec.name.replace(".alpha", ".weight"))
+                            .unwrap()
+                            .shape;
                         let per = fan_in(weight) as usize;
                         let bound = 1.0 / (per as f64).sqrt();
                         (0..spec.shape[0])

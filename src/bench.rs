@@ -1,0 +1,144 @@
+//! Kernel benchmarks (`rbnn bench kernels`): GFLOP/s of the float conv kernels at the layer shapes
+//! of the models, timed on the GPU (timestamp queries where the adapter has them).
+
+use crate::gpu::{Dispatch, Gpu, GpuTimer};
+use crate::ops::conv::{self, ConvShape, Tiles};
+use crate::rng::Rng;
+use anyhow::{Context, Result};
+
+/// Timed runs per kernel after one untimed warm-up run; the median is reported.
+const RUNS: usize = 5;
+
+/// One kernel at one layer shape.
+#[derive(Clone, Debug)]
+pub struct KernelBenchRow {
+    /// The model layer the shape comes from, e.g. "resnet20 stage 1".
+    pub layer: &'static str,
+    /// "forward", "forward (naive)", "data grad" or "weight grad".
+    pub kernel: &'static str,
+    pub shape: ConvShape,
+    /// Tile shape (bm x bn x bk) or "-" for the naive kernel.
+    pub tiles: String,
+    /// 2 FLOP per multiply-add.
+    pub gflop: f64,
+    /// Median seconds of the timed runs.
+    pub seconds: f64,
+    pub gflops: f64,
+    /// "timestamp" (GPU timestamp queries) or "wall clock" (submit and wait, adapters without
+    /// timestamps: includes the submission overhead).
+    pub method: &'static str,
+}
+
+/// The 3x3, pad 1 layer shapes at `batch`: ResNet-20's three stages and resnet18's last two.
+/// The naive forward, far slower, runs at the ResNet-20 shapes only.
+fn layers(batch: usize) -> [(&'static str, ConvShape, bool); 5] {
+    let sq = |ci, hw, co| ConvShape::square(batch, ci, hw, co, 3, 1, 1);
+    [
+        ("resnet20 stage 1", sq(16, 32, 16), true),
+        ("resnet20 stage 2", sq(32, 16, 32), true),
+        ("resnet20 stage 3", sq(64, 8, 64), true),
+        ("resnet18 stage 3", sq(256, 8, 256), false),
+        ("resnet18 stage 4", sq(512, 4, 512), false),
+    ]
+}
+
+fn tiles_label(t: Tiles) -> String {
+    format!("{}x{}x{}", t.bm, t.bn, t.bk)
+}
+
+/// Warm-up, then RUNS timed runs of `dispatches` as one group each; the median in seconds.
+fn time_median(gpu: &Gpu, timer: &GpuTimer, dispatches: &[&Dispatch]) -> Result<f64> {
+    gpu.run(dispatches)?;
+    let groups: Vec<Vec<&Dispatch>> = (0..RUNS).map(|_| dispatches.to_vec()).collect();
+    let mut seconds = timer.time_groups(gpu, &groups)?.seconds;
+    seconds.sort_by(f64::total_cmp);
+    Ok(seconds[RUNS / 2])
+}
+
+/// Times the conv forward, data gradient and weight gradient (and the naive forward as a baseline)
+/// at the model layer shapes with batch `batch`.
+pub fn kernels(gpu: &Gpu, batch: usize) -> Result<Vec<KernelBenchRow>> {
+    let timer = GpuTimer::new(gpu, RUNS as u32);
+    let mut rng = Rng::new(0x00c0_ffee);
+    let mut rows = Vec::new();
+    for (layer, s, with_naive) in layers(batch) {
+        let x = gpu.try_tensor("bench x", &[s.input_len()])?;
+        let w = gpu.try_tensor("bench w", &[s.weight_len()])?;
+        let y = gpu.try_tensor("bench y", &[s.output_len()])?;
+        let dy = gpu.try_tensor("bench dy", &[s.output_len()])?;
+        let dx = gpu.try_tensor("bench dx", &[s.input_len()])?;
+        let dw = gpu.try_tensor("bench dw", &[s.weight_len()])?;
+        gpu.write(&x, &rng.uniform_vec(s.input_len(), -1.0, 1.0));
+        gpu.write(&w, &rng.uniform_vec(s.weight_len(), -1.0, 1.0));
+        gpu.write(&dy, &rng.uniform_vec(s.output_len(), -1.0, 1.0));
+
+        let forward_tiles = Tiles::for_columns(s.co);
+        let data_tiles = Tiles::for_columns(s.ci);
+        let weight_tiles = Tiles::for_weight_grad(s.co);
+        let forward = conv::forward_with(gpu, &s, forward_tiles, &x, &w, &y)?;
+        let data = conv::backward_data_with(gpu, &s, data_tiles, &dy, &w, &dx)?;
+        let weight = conv::backward_weight_with(gpu, &s, weight_tiles, &x, &dy, &dw)?;
+        let mut cases = vec![
+            ("forward", tiles_label(forward_tiles), vec![&forward]),
+            ("data grad", tiles_label(data_tiles), vec![&data]),
+            (
+                "weight grad",
+                format!("{} / {} splits", tiles_label(weight_tiles), weight.splits()),
+                weight.dispatches(),
+            ),
+        ];
+        let naive = if with_naive {
+            Some(conv::forward_naive(gpu, &s, &x, &w, &y)?)
+        } else {
+            None
+        };
+        if let Some(d) = &naive {
+            cases.push(("forward (naive)", "-".to_string(), vec![d]));
+        }
+        let gflop = 2.0 * s.macs() as f64 * 1e-9;
+        for (kernel, tiles, dispatches) in cases {
+            let seconds = time_median(gpu, &timer, &dispatches)
+                .with_context(|| format!("timing conv {kernel} at {layer} {s:?}"))?;
+            rows.push(KernelBenchRow {
+                layer,
+                kernel,
+                shape: s,
+                tiles,
+                gflop,
+                seconds,
+                gflops: gflop / seconds,
+                method: timer.method(),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// A readable table of `rows`, one line per kernel and shape, and how they were timed.
+pub fn format_kernels(rows: &[KernelBenchRow]) -> String {
+    let mut out = format!(
+        "{:<17} {:<22} {:<16} {:<24} {:>8} {:>10} {:>9}\n",
+        "layer", "shape", "kernel", "tiles", "GFLOP", "ms", "GFLOP/s"
+    );
+    for r in rows {
+        let s = &r.shape;
+        let shape = format!("{}x{}x{} {}->{} k{}", s.n, s.h, s.w, s.ci, s.co, s.kh);
+        out += &format!(
+            "{:<17} {:<22} {:<16} {:<24} {:>8.3} {:>10.3} {:>9.1}\n",
+            r.layer,
+            shape,
+            r.kernel,
+            r.tiles,
+            r.gflop,
+            r.seconds * 1e3,
+            r.gflops
+        );
+    }
+    if let Some(r) = rows.first() {
+        out += &format!(
+            "timed with {}; median of {RUNS} runs after a warm-up; 2 FLOP per multiply-add\n",
+            r.method
+        );
+    }
+    out
+}

@@ -1,0 +1,260 @@
+//! Float conv kernels against the CPU reference on awkward shapes, the CPU backward against
+//! finite differences, and the determinism of the split weight gradient.
+mod common;
+use common::assert_close;
+use rbnn::gpu::{Dispatch, Gpu};
+use rbnn::ops::conv::{self, cpu, ConvShape, Tiles};
+use rbnn::rng::Rng;
+
+/// [n, ci, h, w, co, kh, kw, stride, pad].
+fn shape([n, ci, h, w, co, kh, kw, stride, pad]: [usize; 9]) -> ConvShape {
+    ConvShape {
+        n,
+        ci,
+        h,
+        w,
+        co,
+        kh,
+        kw,
+        stride,
+        pad,
+    }
+}
+
+/// Batch 1, stride 2 (odd sizes: phases of different sizes) and 3, pad 0/1/2, 1x1, 3x3, 5x5 and
+/// 2x3 kernels, channel counts that are not multiples of any tile, 3x3 inputs, shapes with several
+/// tiles along every GEMM dimension, and weight gradients split into several chunks.
+fn awkward_shapes() -> Vec<ConvShape> {
+    vec![
+        shape([1, 3, 7, 5, 5, 3, 3, 1, 1]),
+        shape([2, 5, 9, 9, 7, 3, 3, 2, 1]),
+        shape([3, 4, 6, 7, 3, 1, 1, 2, 0]),
+        shape([2, 3, 8, 6, 4, 5, 5, 1, 2]),
+        shape([2, 6, 5, 7, 5, 2, 3, 2, 0]),
+        shape([1, 2, 3, 3, 3, 3, 3, 1, 0]),
+        shape([2, 3, 3, 3, 2, 3, 3, 2, 1]),
+        shape([2, 20, 12, 11, 70, 3, 3, 1, 1]),
+        shape([3, 70, 11, 10, 20, 3, 3, 2, 1]),
+        shape([1, 3, 8, 7, 4, 3, 3, 3, 1]),
+        shape([4, 4, 16, 16, 4, 3, 3, 1, 1]),
+    ]
+}
+
+/// Elementwise tolerance for sums of `terms` products of values in [-1, 1]: f32 rounding grows
+/// about like terms * 2^-24 for such sums; the bound leaves a wide margin over that.
+fn check(what: &str, got: &[f32], want: &[f32], terms: usize) {
+    assert_close(what, got, want, 1e-4, 1e-6 * terms as f64);
+}
+
+fn run_and_read(gpu: &Gpu, dispatches: &[&Dispatch], out: &rbnn::gpu::Tensor) -> Vec<f32> {
+    // Garbage first: every kernel must overwrite its whole output.
+    gpu.write(out, &vec![f32::NAN; out.len()]);
+    gpu.run(dispatches).unwrap();
+    gpu.read_f32(out).unwrap()
+}
+
+#[test]
+fn gpu_matches_cpu_on_awkward_shapes() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(7);
+    for s in awkward_shapes() {
+        let xv = rng.uniform_vec(s.input_len(), -1.0, 1.0);
+        let wv = rng.uniform_vec(s.weight_len(), -1.0, 1.0);
+        let dyv = rng.uniform_vec(s.output_len(), -1.0, 1.0);
+        let x = gpu.upload_f32("x", &[s.input_len()], &xv);
+        let w = gpu.upload_f32("w", &[s.weight_len()], &wv);
+        let dy = gpu.upload_f32("dy", &[s.output_len()], &dyv);
+        let y = gpu.tensor("y", &[s.output_len()]);
+        let dx = gpu.tensor("dx", &[s.input_len()]);
+        let dw = gpu.tensor("dw", &[s.weight_len()]);
+
+        let d = conv::forward(gpu, &s, &x, &w, &y).unwrap();
+        let got = run_and_read(gpu, &[&d], &y);
+        check(
+            &format!("forward {s:?}"),
+            &got,
+            &cpu::forward(&s, &xv, &wv),
+            s.ci * s.kh * s.kw,
+        );
+
+        let d = conv::backward_data(gpu, &s, &dy, &w, &dx).unwrap();
+        let got = run_and_read(gpu, &[&d], &dx);
+        check(
+            &format!("backward_data {s:?}"),
+            &got,
+            &cpu::backward_data(&s, &dyv, &wv),
+            s.co * s.kh * s.kw,
+        );
+
+        let bw = conv::backward_weight(gpu, &s, &x, &dy, &dw).unwrap();
+        let got = run_and_read(gpu, &bw.dispatches(), &dw);
+        check(
+            &format!("backward_weight {s:?} ({} splits)", bw.splits()),
+            &got,
+            &cpu::backward_weight(&s, &xv, &dyv),
+            s.n * s.oh() * s.ow(),
+        );
+    }
+}
+
+/// Other tile shapes than the defaults (the benchmark tries them), including a reduction slice
+/// of 8, on a shape with several tiles in every dimension; and the naive baseline.
+#[test]
+fn other_tiles_and_naive_forward_match_cpu() {
+    let gpu = gpu_or_skip!();
+    let s = shape([2, 37, 9, 10, 45, 3, 3, 1, 1]);
+    let mut rng = Rng::new(11);
+    let xv = rng.uniform_vec(s.input_len(), -1.0, 1.0);
+    let wv = rng.uniform_vec(s.weight_len(), -1.0, 1.0);
+    let dyv = rng.uniform_vec(s.output_len(), -1.0, 1.0);
+    let x = gpu.upload_f32("x", &[s.input_len()], &xv);
+    let w = gpu.upload_f32("w", &[s.weight_len()], &wv);
+    let dy = gpu.upload_f32("dy", &[s.output_len()], &dyv);
+    let y = gpu.tensor("y", &[s.output_len()]);
+    let dx = gpu.tensor("dx", &[s.input_len()]);
+    let dw = gpu.tensor("dw", &[s.weight_len()]);
+    let y_want = cpu::forward(&s, &xv, &wv);
+    let dx_want = cpu::backward_data(&s, &dyv, &wv);
+    let dw_want = cpu::backward_weight(&s, &xv, &dyv);
+    let k = s.ci * s.kh * s.kw;
+    for t in [
+        Tiles {
+            bm: 64,
+            bn: 64,
+            bk: 8,
+        },
+        Tiles {
+            bm: 32,
+            bn: 32,
+            bk: 16,
+        },
+        Tiles {
+            bm: 128,
+            bn: 32,
+            bk: 8,
+        },
+    ] {
+        let d = conv::forward_with(gpu, &s, t, &x, &w, &y).unwrap();
+        check(
+            &format!("forward {t:?}"),
+            &run_and_read(gpu, &[&d], &y),
+            &y_want,
+            k,
+        );
+        let d = conv::backward_data_with(gpu, &s, t, &dy, &w, &dx).unwrap();
+        check(
+            &format!("backward_data {t:?}"),
+            &run_and_read(gpu, &[&d], &dx),
+            &dx_want,
+            s.co * 9,
+        );
+        let bw = conv::backward_weight_with(gpu, &s, t, &x, &dy, &dw).unwrap();
+        let got = run_and_read(gpu, &bw.dispatches(), &dw);
+        check(&format!("backward_weight {t:?}"), &got, &dw_want, s.n * 90);
+    }
+    let d = conv::forward_naive(gpu, &s, &x, &w, &y).unwrap();
+    check("forward_naive", &run_and_read(gpu, &[&d], &y), &y_want, k);
+}
+
+#[test]
+fn bad_shapes_and_tiles_are_errors() {
+    let gpu = gpu_or_skip!();
+    let s = shape([1, 2, 4, 4, 3, 3, 3, 1, 1]);
+    let x = gpu.tensor("x", &[s.input_len()]);
+    let w = gpu.tensor("w", &[s.weight_len()]);
+    let y = gpu.tensor("y", &[s.output_len()]);
+    let wrong = gpu.tensor("wrong", &[s.output_len() + 1]);
+    assert!(conv::forward(gpu, &s, &x, &w, &wrong).is_err());
+    let too_big = shape([1, 2, 2, 2, 3, 5, 5, 1, 1]);
+    assert!(conv::forward(gpu, &too_big, &x, &w, &y).is_err());
+    let bad_tiles = Tiles {
+        bm: 48,
+        bn: 64,
+        bk: 16,
+    };
+    assert!(conv::forward_with(gpu, &s, bad_tiles, &x, &w, &y).is_err());
+}
+
+/// Two runs of the split weight gradient give the same bits (fixed-order sums, no atomics).
+#[test]
+fn weight_grad_is_deterministic() {
+    let gpu = gpu_or_skip!();
+    let s = shape([8, 16, 16, 16, 16, 3, 3, 1, 1]);
+    let mut rng = Rng::new(3);
+    let x = gpu.upload_f32(
+        "x",
+        &[s.input_len()],
+        &rng.uniform_vec(s.input_len(), -1.0, 1.0),
+    );
+    let dy = gpu.upload_f32(
+        "dy",
+        &[s.output_len()],
+        &rng.uniform_vec(s.output_len(), -1.0, 1.0),
+    );
+    let dw = gpu.tensor("dw", &[s.weight_len()]);
+    let bw = conv::backward_weight(gpu, &s, &x, &dy, &dw).unwrap();
+    assert!(bw.splits() > 1, "the shape should split the reduction");
+    let first: Vec<u32> = run_and_read(gpu, &bw.dispatches(), &dw)
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    let second: Vec<u32> = run_and_read(gpu, &bw.dispatches(), &dw)
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    assert_eq!(first, second);
+}
+
+/// The CPU backward against central differences of the f64 CPU forward, for the loss
+/// L = sum(y * r) with a random r (so dL/dy = r).
+#[test]
+fn cpu_backward_matches_finite_differences() {
+    let mut rng = Rng::new(5);
+    for s in [
+        shape([1, 2, 4, 5, 2, 3, 3, 2, 1]),
+        shape([2, 2, 3, 3, 3, 2, 3, 1, 0]),
+        shape([1, 3, 5, 4, 2, 1, 1, 2, 0]),
+    ] {
+        let x: Vec<f64> = (0..s.input_len()).map(|_| rng.range(-1.0, 1.0)).collect();
+        let w: Vec<f64> = (0..s.weight_len()).map(|_| rng.range(-1.0, 1.0)).collect();
+        let r: Vec<f64> = (0..s.output_len()).map(|_| rng.range(-1.0, 1.0)).collect();
+        let loss = |x: &[f64], w: &[f64]| -> f64 {
+            cpu::forward_f64(&s, x, w)
+                .iter()
+                .zip(&r)
+                .map(|(y, r)| y * r)
+                .sum()
+        };
+        let h = 1e-3;
+        let fd = |v: &[f64], i: usize, f: &dyn Fn(&[f64]) -> f64| -> f32 {
+            let mut plus = v.to_vec();
+            let mut minus = v.to_vec();
+            plus[i] += h;
+            minus[i] -= h;
+            ((f(&plus) - f(&minus)) / (2.0 * h)) as f32
+        };
+        let fd_dx: Vec<f32> = (0..x.len())
+            .map(|i| fd(&x, i, &|xp| loss(xp, &w)))
+            .collect();
+        let fd_dw: Vec<f32> = (0..w.len())
+            .map(|i| fd(&w, i, &|wp| loss(&x, wp)))
+            .collect();
+        let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        let (xf, wf, rf) = (f32s(&x), f32s(&w), f32s(&r));
+        // The loss is linear in x and in w, so central differences are exact up to rounding.
+        assert_close(
+            &format!("dx {s:?}"),
+            &cpu::backward_data(&s, &rf, &wf),
+            &fd_dx,
+            1e-5,
+            1e-5,
+        );
+        assert_close(
+            &format!("dw {s:?}"),
+            &cpu::backward_weight(&s, &xf, &rf),
+            &fd_dw,
+            1e-5,
+            1e-5,
+        );
+    }
+}
