@@ -2,12 +2,10 @@
 //! convolution equals the float convolution of the same -1/0/+1 values exactly, borders, channel
 //! tails (Ci not a multiple of 32) and exact zeros (sign(0) = 0) included.
 mod common;
-mod rbnn_common;
 
 use rbnn::ops::conv::ConvShape;
 use rbnn::rbnn::{binconv, cpu};
 use rbnn::rng::Rng;
-use rbnn_common::*;
 
 fn check(s: ConvShape, seed: u64) {
     let gpu = match common::gpu() {
@@ -81,20 +79,20 @@ fn check(s: ConvShape, seed: u64) {
 #[test]
 fn strided_padded_and_channel_tails() {
     // Ci = 35 (one full word and a 3-channel tail), stride 2, padding 1, batch 1.
-    check(shape(1, 35, 7, 5, 3, 2, 1), 1);
+    check(ConvShape::square(1, 35, 7, 5, 3, 2, 1), 1);
     // One input channel (31 empty bits per word).
-    check(shape(2, 1, 5, 3, 3, 1, 1), 2);
+    check(ConvShape::square(2, 1, 5, 3, 3, 1, 1), 2);
     // Padding 2 > kernel radius: whole rows and columns of taps outside the image.
-    check(shape(2, 67, 6, 33, 3, 1, 2), 3);
+    check(ConvShape::square(2, 67, 6, 33, 3, 1, 2), 3);
 }
 
 #[test]
 fn one_by_one_and_wide_outputs() {
     // 1x1 stride 2 (the resnet18 shortcut) with exactly one word per tap; Co = 70 spans two
     // 64-wide column tiles.
-    check(shape(3, 32, 5, 70, 1, 2, 0), 4);
+    check(ConvShape::square(3, 32, 5, 70, 1, 2, 0), 4);
     // The resnet20 first stage's 16 channels (16-wide tiles), more pixels than one 64-row tile.
-    check(shape(2, 16, 9, 16, 3, 1, 1), 5);
+    check(ConvShape::square(2, 16, 9, 16, 3, 1, 1), 5);
     // A non-square input and kernel.
     check(
         ConvShape {

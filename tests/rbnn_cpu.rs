@@ -3,6 +3,7 @@
 //! invariants.
 mod rbnn_common;
 
+use rbnn::ops::conv::ConvShape;
 use rbnn::rbnn::cpu::{self, Quantizer};
 use rbnn::rbnn::rotation::random_orthogonal;
 use rbnn::rbnn::{initial_alpha, rotation_dims, ApproxSignSchedule};
@@ -173,10 +174,22 @@ fn check_layer_backward(s: rbnn::ops::conv::ConvShape, a32: bool, t: f64, k: f64
 #[test]
 fn layer_backward_matches_finite_differences() {
     // a != b (n = 27 -> 3 x 9), padding, stride 2, a 1x1 kernel, batch 1; t < 1 and t > 1.
-    check_layer_backward(shape(2, 3, 5, 2, 3, 1, 1), false, 0.7, 1.0 / 0.7, 1);
-    check_layer_backward(shape(1, 2, 5, 3, 3, 2, 1), false, 1.6, 1.0, 2);
-    check_layer_backward(shape(2, 5, 3, 2, 1, 1, 0), false, 0.3, 1.0 / 0.3, 3);
-    check_layer_backward(shape(2, 3, 4, 2, 3, 2, 1), true, 0.5, 2.0, 4);
+    check_layer_backward(
+        ConvShape::square(2, 3, 5, 2, 3, 1, 1),
+        false,
+        0.7,
+        1.0 / 0.7,
+        1,
+    );
+    check_layer_backward(ConvShape::square(1, 2, 5, 3, 3, 2, 1), false, 1.6, 1.0, 2);
+    check_layer_backward(
+        ConvShape::square(2, 5, 3, 2, 1, 1, 0),
+        false,
+        0.3,
+        1.0 / 0.3,
+        3,
+    );
+    check_layer_backward(ConvShape::square(2, 3, 4, 2, 3, 2, 1), true, 0.5, 2.0, 4);
 }
 
 #[test]

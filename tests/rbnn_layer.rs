@@ -21,14 +21,10 @@ struct Outputs {
 }
 
 fn run(gpu: &Gpu, layer: &BinaryConv2d, t: f32, k: f32) -> Outputs {
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        layer.record_forward(&mut pass);
-        layer.record_backward(&mut pass, t, k);
-    }
-    gpu.queue.submit([encoder.finish()]);
-    gpu.wait().unwrap();
+    record_and_wait(gpu, |pass| {
+        layer.record_forward(pass);
+        layer.record_backward(pass, t, k);
+    });
     let l = &layer.tensors;
     Outputs {
         y: gpu.read_f32(&l.y).unwrap(),
@@ -122,21 +118,17 @@ fn check(s: ConvShape, a32: bool, t: f64, k: f64, seed: u64) {
     )
     .unwrap();
     assert!(!eval.has_backward() && eval.scratch_bytes() < layer.scratch_bytes());
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        eval.record_forward(&mut pass);
-        eval.record_backward(&mut pass, t as f32, k as f32);
-    }
-    gpu.queue.submit([encoder.finish()]);
-    gpu.wait().unwrap();
+    record_and_wait(gpu, |pass| {
+        eval.record_forward(pass);
+        eval.record_backward(pass, t as f32, k as f32);
+    });
     assert_eq!(gpu.read_f32(&eval.tensors.y).unwrap(), got.y);
 }
 
 #[test]
 fn gradients_all_or_none() {
     let gpu = gpu_or_skip!();
-    let s = shape(1, 3, 4, 2, 3, 1, 1);
+    let s = ConvShape::square(1, 3, 4, 2, 3, 1, 1);
     let mut t = BinaryConvTensors::allocate(gpu, "partial", &s).unwrap();
     t.dx = None;
     let err = BinaryConv2d::new(gpu, s, false, t)
@@ -148,17 +140,17 @@ fn gradients_all_or_none() {
 #[test]
 fn binary_layer_strided_batch_one() {
     // Batch 1, stride 2, Ci = 35 (not a multiple of 32), n = 315 -> a = 15, b = 21; t < 1.
-    check(shape(1, 35, 7, 5, 3, 2, 1), false, 0.4, 2.5, 1);
+    check(ConvShape::square(1, 35, 7, 5, 3, 2, 1), false, 0.4, 2.5, 1);
 }
 
 #[test]
 fn binary_layer_one_by_one() {
     // A 1x1 kernel (n = 20 -> 4 x 5), 33 output channels; t > 1.
-    check(shape(3, 20, 5, 33, 1, 1, 0), false, 2.0, 1.0, 6);
+    check(ConvShape::square(3, 20, 5, 33, 1, 1, 0), false, 2.0, 1.0, 6);
 }
 
 #[test]
 fn a32_layer() {
     // Full-precision activations: float conv forward, no ApproxSign on the activation side.
-    check(shape(2, 6, 6, 8, 3, 1, 1), true, 0.4, 2.5, 3);
+    check(ConvShape::square(2, 6, 6, 8, 3, 1, 1), true, 0.4, 2.5, 3);
 }

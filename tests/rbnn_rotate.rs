@@ -120,13 +120,7 @@ fn weight_backward_matches_reference_at_known_points() {
         };
         let dsp = rotate::weight_backward(gpu, d, &dbw_t, &s, &grads).unwrap();
         let imm = rotate::weight_backward_immediates(d, t as f32, k as f32);
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            dsp.record_with(&mut pass, imm.bytes());
-        }
-        gpu.queue.submit([encoder.finish()]);
-        gpu.wait().unwrap();
+        record_and_wait(gpu, |pass| dsp.record_with(pass, imm.bytes()));
 
         let mut want_alpha = vec![0.0; co];
         let mut want_rot = vec![0.0; co];

@@ -43,10 +43,10 @@ fn batched_update_matches_reference() {
     // f64 may legitimately pick different optima: that rules out a = 1 (X_o a zero-mean row
     // vector) and channel counts below b.
     let shapes = [
-        shape(1, 3, 4, 6, 3, 1, 1),
-        shape(1, 16, 4, 10, 3, 1, 1),
-        shape(1, 10, 4, 7, 1, 1, 0),
-        shape(1, 8, 4, 40, 3, 2, 1),
+        ConvShape::square(1, 3, 4, 6, 3, 1, 1),
+        ConvShape::square(1, 16, 4, 10, 3, 1, 1),
+        ConvShape::square(1, 10, 4, 7, 1, 1, 0),
+        ConvShape::square(1, 8, 4, 40, 3, 2, 1),
     ];
     let params: Vec<Params> = shapes.iter().map(|s| random_params(&mut rng, s)).collect();
     let layers: Vec<BinaryConv2d> = shapes

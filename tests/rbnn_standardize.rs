@@ -138,15 +138,11 @@ fn activation_backward_matches_reference() {
         let [b0, b1] =
             standardize::activation_backward(gpu, d, grad, &xt, &astats, &dx, &sums).unwrap();
         let imm = standardize::activation_backward_immediates(d, grad, t as f32);
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            stats.record(&mut pass);
-            b0.record_with(&mut pass, imm.bytes());
-            b1.record_with(&mut pass, imm.bytes());
-        }
-        gpu.queue.submit([encoder.finish()]);
-        gpu.wait().unwrap();
+        record_and_wait(gpu, |pass| {
+            stats.record(pass);
+            b0.record_with(pass, imm.bytes());
+            b1.record_with(pass, imm.bytes());
+        });
         let st = cpu::standardize_rows(&x, len);
         let (ta, ka) = cpu::activation_approx(t);
         let g2: Vec<f64> = match grad {

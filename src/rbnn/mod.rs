@@ -10,7 +10,7 @@
 //!
 //! Use (a model builds one layer per binary conv, over views of its arenas):
 //! ```text
-//! let layer = BinaryConv2d::new(&gpu, &shape, a32, BinaryConvTensors { weight, alpha, .. })?;
+//! let layer = BinaryConv2d::new(&gpu, shape, a32, BinaryConvTensors { weight, alpha, .. })?;
 //! let rotation = RotationUpdate::new(&gpu, &[&layer, ..])?;      // once per model
 //! // every step, in the step's one compute pass (t, k from ApproxSignSchedule::at(epoch)):
 //! layer.record_forward(&mut pass);  ...  layer.record_backward(&mut pass, t, k);

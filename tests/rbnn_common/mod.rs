@@ -2,23 +2,23 @@
 //! check.
 #![allow(dead_code)]
 
+use rbnn::gpu::Gpu;
 use rbnn::ops::conv::ConvShape;
 use rbnn::rbnn::cpu::{self, Params};
 use rbnn::rbnn::rotation::random_orthogonal;
 use rbnn::rbnn::rotation_dims;
 use rbnn::rng::Rng;
 
-/// A convolution shape: n, ci, hw (square), co, k, stride, pad.
-pub fn shape(
-    n: usize,
-    ci: usize,
-    hw: usize,
-    co: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-) -> ConvShape {
-    ConvShape::square(n, ci, hw, co, k, stride, pad)
+/// Records what `record` puts into one compute pass, submits and waits (dispatches whose
+/// immediates change per step go through `record_with`, which `Gpu::run` does not offer).
+pub fn record_and_wait(gpu: &Gpu, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        record(&mut pass);
+    }
+    gpu.queue.submit([encoder.finish()]);
+    gpu.wait().unwrap();
 }
 
 /// f32 values widened to f64, so the GPU (f32) and the CPU reference (f64) start from the same
