@@ -8,5 +8,6 @@ pub mod data;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod rbnn;
 pub mod rng;
 pub mod train;

@@ -1,0 +1,130 @@
+//! The 1-bit convolution of the layer's forward (shaders/binconv.wgsl): the signs of the
+//! activations and weights packed 32 channels per word, then XOR and countOneBits.
+//!
+//! sign(0) = 0, as torch.sign: each word of 32 channels is a pair (sign plane, nonzero plane),
+//! so -1, 0 and +1 are all representable and the integer result equals the float convolution of
+//! the same -1/0/+1 values exactly, zero padding and channel tails (Ci not a multiple of 32)
+//! included. The cost of the zeros is one more word per operand and one more AND + popcount per
+//! word pair.
+
+use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
+use crate::ops::conv::ConvShape;
+use crate::ops::shape::expect_len;
+use anyhow::{bail, Result};
+
+/// u32 words per tap and pixel: ceil(Ci / 32).
+pub fn words_per_tap(ci: usize) -> usize {
+    ci.div_ceil(32)
+}
+
+/// Elements of the packed activations [N, H, W, Cw, 2].
+pub fn activation_bits_len(s: &ConvShape) -> usize {
+    s.n * s.h * s.w * words_per_tap(s.ci) * 2
+}
+
+/// Elements of the packed weights [Co, kh*kw, Cw, 2].
+pub fn weight_bits_len(s: &ConvShape) -> usize {
+    s.co * s.kh * s.kw * words_per_tap(s.ci) * 2
+}
+
+fn immediates(s: &ConvShape) -> Imm {
+    let cw = words_per_tap(s.ci);
+    [
+        s.n,
+        s.ci,
+        s.h,
+        s.w,
+        s.co,
+        s.kh,
+        s.kw,
+        s.stride,
+        s.pad,
+        s.oh(),
+        s.ow(),
+        cw,
+        s.n * s.oh() * s.ow(),
+        s.kh * s.kw * cw,
+    ]
+    .iter()
+    .fold(Imm::new(), |imm, &v| imm.u(v as u32))
+}
+
+/// abits = the packed signs of x - mean_s (= sign(a2)), from x [N,Ci,H,W] and astats [N,2].
+pub fn pack_activations(
+    gpu: &Gpu,
+    s: &ConvShape,
+    x: &Tensor,
+    astats: &Tensor,
+    abits: &Tensor,
+) -> Result<Dispatch> {
+    s.validate()?;
+    expect_len(x, s.input_len(), "input")?;
+    expect_len(astats, s.n * 2, "activation stats")?;
+    expect_len(abits, activation_bits_len(s), "packed activations")?;
+    let k = gpu.kernel("binconv", "pack_activations", &[])?;
+    gpu.dispatch(
+        &k,
+        &[x, astats, abits],
+        immediates(s).bytes(),
+        grid_1d(activation_bits_len(s) / 2, 256),
+    )
+}
+
+/// wbits = the packed signs of w3 [Co,Ci,kh,kw].
+pub fn pack_weights(gpu: &Gpu, s: &ConvShape, w3: &Tensor, wbits: &Tensor) -> Result<Dispatch> {
+    s.validate()?;
+    expect_len(w3, s.weight_len(), "w3")?;
+    expect_len(wbits, weight_bits_len(s), "packed weights")?;
+    let k = gpu.kernel("binconv", "pack_weights", &[])?;
+    gpu.dispatch(
+        &k,
+        &[w3, wbits],
+        immediates(s).bytes(),
+        grid_1d(weight_bits_len(s) / 2, 256),
+    )
+}
+
+/// Output rows (pixels) per workgroup.
+const BM: usize = 64;
+
+/// y = alpha_o * conv2d(ternary activations, ternary weights), from the packed operands.
+pub fn binconv(
+    gpu: &Gpu,
+    s: &ConvShape,
+    abits: &Tensor,
+    wbits: &Tensor,
+    alpha: &Tensor,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    s.validate()?;
+    expect_len(abits, activation_bits_len(s), "packed activations")?;
+    expect_len(wbits, weight_bits_len(s), "packed weights")?;
+    expect_len(alpha, s.co, "alpha")?;
+    expect_len(y, s.output_len(), "output")?;
+    // Narrow layers get narrow tiles, so 16 channels do not leave 3/4 of a 64-wide tile idle.
+    let bn = match s.co {
+        0..=16 => 16,
+        17..=32 => 32,
+        _ => 64,
+    };
+    let rows = s.n * s.oh() * s.ow();
+    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let grid = [rows.div_ceil(BM), s.co.div_ceil(bn)];
+    if grid.iter().any(|&g| g > max) {
+        bail!(
+            "binconv {s:?}: {grid:?} workgroups exceed the adapter's {max} per dimension; use a \
+             smaller batch"
+        );
+    }
+    let k = gpu.kernel(
+        "binconv",
+        "binconv",
+        &[("BM", BM as f64), ("BN", bn as f64), ("BK", 16.0)],
+    )?;
+    gpu.dispatch(
+        &k,
+        &[abits, wbits, alpha, y],
+        immediates(s).bytes(),
+        [grid[0] as u32, grid[1] as u32, 1],
+    )
+}

@@ -1,0 +1,421 @@
+//! `BinaryConv2d`: the RBNN binary convolution (RBNN-SPEC.md section 1) as a set of dispatches
+//! built once over preallocated tensors and recorded into a training step's compute pass.
+//!
+//! Forward (`record_forward`):
+//!   weight side   standardize::weight_forward  weight -> w2 (+ std, alpha, theta terms)
+//!                 rotate::rotate_forward       w2, R1, R2 -> rw, w3, bw = alpha*sign(w3)
+//!                 binconv::pack_weights        w3 -> packed sign/nonzero bits
+//!   input side    standardize::activation_stats  x -> per-sample mean, std
+//!                 binconv::pack_activations      x - mean -> packed bits
+//!                 binconv::binconv               y = alpha * (1-bit conv, exact integers)
+//!   with a32, the input side is a2 = (x - mean)/std and y = conv::forward(a2, bw) in float.
+//!
+//! Backward (`record_backward`, float, from the foundation's conv kernels). Since
+//! y = conv(ba, alpha*sign(w3)) and the conv is bilinear, alpha is folded into the weight instead
+//! of scaling dy:
+//!   dL/dba   = conv::backward_data(dy, alpha*sign(w3))                -> dx (in place below)
+//!   dbw      = conv::backward_weight(sign(a2), dy), dL/dsign(w3) = alpha_o dbw
+//!   dalpha_o = sum sign(w3_o) dbw_o  (= sum dy_o * (conv before scaling)_o)
+//!   then rotate::weight_backward (ApproxSign, theta, standardisation) and
+//!   standardize::activation_backward (ApproxSign with ta = max(t,1), standardisation).
+
+use super::binconv;
+use super::rotate::{self, ParamGrads, WeightDims, WeightScratch};
+use super::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
+use crate::ops::shape::expect_len;
+use anyhow::{bail, Context, Result};
+
+/// (a, b) with a the largest divisor of n not above floor(sqrt(n)) and b = n / a: the shape of
+/// the matrix X_o that R1 [a,a] and R2 [b,b] rotate.
+pub fn rotation_dims(n: usize) -> (usize, usize) {
+    let mut a = n.isqrt().max(1);
+    while !n.is_multiple_of(a) {
+        a -= 1;
+    }
+    (a, n / a)
+}
+
+/// alpha's initial value, mean(|W_o|) per output channel of a weight [Co, ...] (spec: taken from
+/// PyTorch's default conv init, before the model re-initialises W). theta starts at pi/2 and R1,
+/// R2 as `rotation::random_orthogonal`.
+pub fn initial_alpha(weight: &[f32], co: usize) -> Vec<f32> {
+    let n = weight.len() / co.max(1);
+    weight
+        .chunks(n.max(1))
+        .map(|row| (row.iter().map(|v| v.abs() as f64).sum::<f64>() / n as f64) as f32)
+        .collect()
+}
+
+/// The tensors a layer is built on, all allocated by the caller (parameters and gradients are
+/// typically views into arenas). Names follow the official state_dict: weight, alpha, rotate
+/// (theta), R1, R2. The five gradient tensors are all given (training) or all None (evaluation:
+/// no backward, no backward scratch).
+pub struct BinaryConvTensors {
+    /// [Co, Ci, kh, kw].
+    pub weight: Tensor,
+    /// [Co] (the official shape [Co,1,1] has the same elements).
+    pub alpha: Tensor,
+    /// theta, [Co] (officially [Co,1,1,1]).
+    pub rotate: Tensor,
+    /// [a, a]: state, but not trained by SGD (keep it out of the optimizer's arena); rewritten by
+    /// the rotation update.
+    pub r1: Tensor,
+    /// [b, b], likewise.
+    pub r2: Tensor,
+    pub weight_grad: Option<Tensor>,
+    pub alpha_grad: Option<Tensor>,
+    pub rotate_grad: Option<Tensor>,
+    /// Input [N, Ci, H, W].
+    pub x: Tensor,
+    /// Output [N, Co, OH, OW].
+    pub y: Tensor,
+    /// dL/dy, read by the backward.
+    pub dy: Option<Tensor>,
+    /// dL/dx, overwritten by the backward.
+    pub dx: Option<Tensor>,
+}
+
+/// The gradient tensors of a training layer.
+struct GradTensors<'a> {
+    weight: &'a Tensor,
+    alpha: &'a Tensor,
+    rotate: &'a Tensor,
+    dy: &'a Tensor,
+    dx: &'a Tensor,
+}
+
+impl BinaryConvTensors {
+    /// Every tensor (gradients included) on its own zeroed buffer, named `{name}.weight` etc.
+    /// (tests and tools; a model uses arena views instead).
+    pub fn allocate(gpu: &Gpu, name: &str, s: &ConvShape) -> Result<BinaryConvTensors> {
+        let (a, b) = rotation_dims(s.ci * s.kh * s.kw);
+        let w = [s.co, s.ci, s.kh, s.kw];
+        let t = |what: &str, shape: &[usize]| gpu.try_tensor(&format!("{name}.{what}"), shape);
+        Ok(BinaryConvTensors {
+            weight: t("weight", &w)?,
+            alpha: t("alpha", &[s.co])?,
+            rotate: t("rotate", &[s.co])?,
+            r1: t("R1", &[a, a])?,
+            r2: t("R2", &[b, b])?,
+            weight_grad: Some(t("weight.grad", &w)?),
+            alpha_grad: Some(t("alpha.grad", &[s.co])?),
+            rotate_grad: Some(t("rotate.grad", &[s.co])?),
+            x: t("x", &[s.n, s.ci, s.h, s.w])?,
+            y: t("y", &[s.n, s.co, s.oh(), s.ow()])?,
+            dy: Some(t("dy", &[s.n, s.co, s.oh(), s.ow()])?),
+            dx: Some(t("dx", &[s.n, s.ci, s.h, s.w])?),
+        })
+    }
+
+    /// Checks every length; returns the gradient tensors when all five are given.
+    fn check(&self, s: &ConvShape, d: WeightDims) -> Result<Option<GradTensors<'_>>> {
+        expect_len(&self.weight, d.len(), "weight")?;
+        expect_len(&self.alpha, d.co, "alpha")?;
+        expect_len(&self.rotate, d.co, "rotate")?;
+        expect_len(&self.r1, d.a * d.a, "R1")?;
+        expect_len(&self.r2, d.b * d.b, "R2")?;
+        expect_len(&self.x, s.input_len(), "input")?;
+        expect_len(&self.y, s.output_len(), "output")?;
+        match (
+            &self.weight_grad,
+            &self.alpha_grad,
+            &self.rotate_grad,
+            &self.dy,
+            &self.dx,
+        ) {
+            (Some(weight), Some(alpha), Some(rotate), Some(dy), Some(dx)) => {
+                expect_len(weight, d.len(), "weight gradient")?;
+                expect_len(alpha, d.co, "alpha gradient")?;
+                expect_len(rotate, d.co, "rotate gradient")?;
+                expect_len(dy, s.output_len(), "output gradient")?;
+                expect_len(dx, s.input_len(), "input gradient")?;
+                Ok(Some(GradTensors {
+                    weight,
+                    alpha,
+                    rotate,
+                    dy,
+                    dx,
+                }))
+            }
+            (None, None, None, None, None) => Ok(None),
+            _ => bail!(
+                "the weight, alpha and rotate gradients, dy and dx must be given all together \
+                 (training) or not at all (evaluation)"
+            ),
+        }
+    }
+}
+
+/// The input side of the forward: 1-bit (packed, exact) or a32 (float activations).
+enum InputForward {
+    Binary {
+        abits: Tensor,
+        pack: Dispatch,
+        conv: Dispatch,
+    },
+    A32 {
+        standardize: Dispatch,
+        conv: Dispatch,
+    },
+}
+
+/// The backward's dispatches and scratch (training layers only).
+struct Backward {
+    /// Conv weight gradient against the unscaled dy, [Co, Ci, kh, kw].
+    dbw: Tensor,
+    /// Per-sample sums of the activation backward, [N, 2].
+    asums: Tensor,
+    data: Dispatch,
+    /// sign(a2) into `act` (binary activations; with a32 the forward wrote a2 there).
+    activation_sign: Option<Dispatch>,
+    weight_conv: ConvBackwardWeight,
+    weight: Dispatch,
+    activation: [Dispatch; 2],
+}
+
+/// One RBNN binary convolution: parameters (the caller's), scratch (its own, allocated once) and
+/// every dispatch of its forward and backward, built once.
+pub struct BinaryConv2d {
+    pub shape: ConvShape,
+    /// Activations kept in full precision (the official `a32` option).
+    pub a32: bool,
+    pub dims: WeightDims,
+    pub tensors: BinaryConvTensors,
+    /// w2, rw, w3, alpha*sign(w3) and the per-channel terms of the last forward.
+    pub scratch: WeightScratch,
+    /// Per-sample (mean, std) of x, [N, 2].
+    pub astats: Tensor,
+    /// The activations the float kernels see, [N, Ci, H, W]: a2 with a32 (written by the
+    /// forward), else sign(a2) (written by the backward for the weight gradient; absent in
+    /// evaluation).
+    pub act: Option<Tensor>,
+    /// Packed sign(w3) [Co, kh*kw, Cw, 2] (sign and nonzero planes; binary activations only).
+    pub wbits: Option<Tensor>,
+    weight_forward: Vec<Dispatch>,
+    activation_stats: Dispatch,
+    input_forward: InputForward,
+    backward: Option<Backward>,
+}
+
+impl BinaryConv2d {
+    /// Builds the layer over the caller's tensors (checked against `shape`), allocating its
+    /// scratch and every dispatch once.
+    pub fn new(
+        gpu: &Gpu,
+        shape: ConvShape,
+        a32: bool,
+        tensors: BinaryConvTensors,
+    ) -> Result<BinaryConv2d> {
+        let s = shape;
+        s.validate()?;
+        let dims = WeightDims::new(s.co, s.ci * s.kh * s.kw);
+        let name = tensors
+            .weight
+            .label
+            .strip_suffix(".weight")
+            .unwrap_or(&tensors.weight.label)
+            .to_string();
+        let context = || format!("binary conv {name} {s:?}");
+        let grads = tensors.check(&s, dims).with_context(context)?;
+        let t = &tensors;
+        let rows = RowDims {
+            rows: s.n,
+            len: s.ci * s.h * s.w,
+        };
+        let scratch = WeightScratch::new(gpu, &name, dims)?;
+        let astats = gpu.try_tensor(&format!("{name}.astats"), &[s.n, 2])?;
+        let act = if a32 || grads.is_some() {
+            Some(gpu.try_tensor(&format!("{name}.act"), &[s.n, s.ci, s.h, s.w])?)
+        } else {
+            None
+        };
+
+        let mut weight_forward = vec![
+            standardize::weight_forward(gpu, dims, &t.weight, &t.alpha, &t.rotate, &scratch)?,
+            rotate::rotate_forward(gpu, dims, &t.r1, &t.r2, &scratch)?,
+        ];
+        let activation_stats = standardize::activation_stats(gpu, rows, &t.x, &astats)?;
+        let (wbits, input_forward) = match &act {
+            Some(a2) if a32 => {
+                let standardize = standardize::activation_output(
+                    gpu,
+                    rows,
+                    &t.x,
+                    &astats,
+                    a2,
+                    ActivationOutput::Standardized,
+                )?;
+                let conv = conv::forward(gpu, &s, a2, &scratch.bw, &t.y)?;
+                (None, InputForward::A32 { standardize, conv })
+            }
+            _ => {
+                let wbits =
+                    gpu.try_tensor(&format!("{name}.wbits"), &[binconv::weight_bits_len(&s)])?;
+                let abits = gpu.try_tensor(
+                    &format!("{name}.abits"),
+                    &[binconv::activation_bits_len(&s)],
+                )?;
+                weight_forward.push(binconv::pack_weights(gpu, &s, &scratch.w3, &wbits)?);
+                let pack = binconv::pack_activations(gpu, &s, &t.x, &astats, &abits)?;
+                let conv = binconv::binconv(gpu, &s, &abits, &wbits, &t.alpha, &t.y)?;
+                (Some(wbits), InputForward::Binary { abits, pack, conv })
+            }
+        };
+        let has_grads = grads.is_some();
+        let mut layer = BinaryConv2d {
+            shape: s,
+            a32,
+            dims,
+            tensors,
+            scratch,
+            astats,
+            act,
+            wbits,
+            weight_forward,
+            activation_stats,
+            input_forward,
+            backward: None,
+        };
+        if has_grads {
+            layer.backward = Some(layer.build_backward(gpu, &name).with_context(context)?);
+        }
+        Ok(layer)
+    }
+
+    /// The backward's scratch and dispatches, for a layer whose tensors hold gradients.
+    fn build_backward(&self, gpu: &Gpu, name: &str) -> Result<Backward> {
+        let (s, t) = (&self.shape, &self.tensors);
+        let (Some(g), Some(act)) = (t.check(s, self.dims)?, &self.act) else {
+            bail!("a backward needs the gradient tensors");
+        };
+        let rows = RowDims {
+            rows: s.n,
+            len: s.ci * s.h * s.w,
+        };
+        let dbw = gpu.try_tensor(&format!("{name}.dbw"), &[s.co, s.ci, s.kh, s.kw])?;
+        let asums = gpu.try_tensor(&format!("{name}.asums"), &[s.n, 2])?;
+        let activation_sign = if self.a32 {
+            None
+        } else {
+            Some(standardize::activation_output(
+                gpu,
+                rows,
+                &t.x,
+                &self.astats,
+                act,
+                ActivationOutput::Sign,
+            )?)
+        };
+        let data = conv::backward_data(gpu, s, g.dy, &self.scratch.bw, g.dx)?;
+        let weight_conv = conv::backward_weight(gpu, s, act, g.dy, &dbw)?;
+        let grads = ParamGrads {
+            weight: g.weight,
+            alpha: g.alpha,
+            rotate: g.rotate,
+        };
+        let weight = rotate::weight_backward(gpu, self.dims, &dbw, &self.scratch, &grads)?;
+        let activation = standardize::activation_backward(
+            gpu,
+            rows,
+            activation_grad(self.a32),
+            &t.x,
+            &self.astats,
+            g.dx,
+            &asums,
+        )?;
+        Ok(Backward {
+            dbw,
+            asums,
+            data,
+            activation_sign,
+            weight_conv,
+            weight,
+            activation,
+        })
+    }
+
+    /// The weight side of the forward (w2, rw, w3, packed or scaled sign(w3)): depends on the
+    /// parameters only, so evaluation may record it once per weight update.
+    pub fn record_forward_weights(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.weight_forward {
+            d.record(pass);
+        }
+    }
+
+    /// The input side of the forward: y from x and the weight side's results.
+    pub fn record_forward_input(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.activation_stats.record(pass);
+        match &self.input_forward {
+            InputForward::Binary { pack, conv, .. } => {
+                pack.record(pass);
+                conv.record(pass);
+            }
+            InputForward::A32 { standardize, conv } => {
+                standardize.record(pass);
+                conv.record(pass);
+            }
+        }
+    }
+
+    /// The whole forward: y = alpha * conv(sign(a2), sign(w3)) (or a2 with a32).
+    pub fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.record_forward_weights(pass);
+        self.record_forward_input(pass);
+    }
+
+    /// True when built with gradient tensors (training).
+    pub fn has_backward(&self) -> bool {
+        self.backward.is_some()
+    }
+
+    /// The backward of the last recorded forward with ApproxSign (t, k) for the weights and
+    /// (max(t,1), 1) for the activations: overwrites dx and the weight, alpha and rotate
+    /// gradients. Records nothing on a layer built without gradients (see `has_backward`).
+    pub fn record_backward(&self, pass: &mut wgpu::ComputePass<'_>, t: f32, k: f32) {
+        let Some(b) = &self.backward else {
+            return;
+        };
+        b.data.record(pass);
+        if let Some(sign) = &b.activation_sign {
+            sign.record(pass);
+        }
+        b.weight_conv.record(pass);
+        b.weight.record_with(
+            pass,
+            rotate::weight_backward_immediates(self.dims, t, k).bytes(),
+        );
+        let rows = RowDims {
+            rows: self.shape.n,
+            len: self.shape.ci * self.shape.h * self.shape.w,
+        };
+        let imm = standardize::activation_backward_immediates(rows, activation_grad(self.a32), t);
+        for d in &b.activation {
+            d.record_with(pass, imm.bytes());
+        }
+    }
+
+    /// Bytes of GPU memory the layer allocated for itself (scratch, not the caller's tensors).
+    pub fn scratch_bytes(&self) -> u64 {
+        let s = &self.scratch;
+        let mut tensors = vec![&s.w2, &s.wstats, &s.rw, &s.w3, &s.bw, &self.astats];
+        tensors.extend(self.act.iter().chain(&self.wbits));
+        if let InputForward::Binary { abits, .. } = &self.input_forward {
+            tensors.push(abits);
+        }
+        let mut bytes: u64 = tensors.iter().map(|t| t.bytes()).sum();
+        if let Some(b) = &self.backward {
+            bytes += b.dbw.bytes() + b.asums.bytes() + b.weight_conv.scratch_bytes();
+        }
+        bytes
+    }
+}
+
+fn activation_grad(a32: bool) -> ActivationGrad {
+    if a32 {
+        ActivationGrad::A32
+    } else {
+        ActivationGrad::ApproxSign
+    }
+}

@@ -1,0 +1,169 @@
+//! Per-row standardisation (shaders/standardize.wgsl): the weight per output channel and the
+//! activations per sample, (x - mean) / std with the unbiased std, two-pass statistics, and the
+//! full backward through mean and std.
+
+use super::rotate::{WeightDims, WeightScratch};
+use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
+use crate::ops::shape::expect_len;
+use anyhow::{bail, Result};
+use std::f64::consts::SQRT_2;
+
+/// `rows` rows of `len` elements: the samples of an activation [N, C*H*W].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowDims {
+    pub rows: usize,
+    pub len: usize,
+}
+
+/// What `activation_output` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivationOutput {
+    /// a2 = (x - mean) / std (the a32 option's activations).
+    Standardized,
+    /// sign(x - mean) = sign(a2) with sign(0) = 0 (the binary activations as floats, for the
+    /// backward's weight gradient).
+    Sign,
+}
+
+/// The activation side of the backward: ApproxSign on binary activations, identity with a32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivationGrad {
+    ApproxSign,
+    A32,
+}
+
+fn immediates(rows: usize, len: usize, mode: u32, c1: f32, t2: f32) -> Imm {
+    Imm::new().u(rows as u32).u(len as u32).u(mode).f(c1).f(t2)
+}
+
+fn check_rows(what: &str, d: RowDims, gpu: &Gpu) -> Result<()> {
+    if d.len < 2 {
+        bail!("{what}: rows of {} element(s) have no unbiased std", d.len);
+    }
+    if d.rows as u32 > gpu.limits.max_compute_workgroups_per_dimension {
+        bail!(
+            "{what}: {} rows exceed the adapter's {} workgroups per dimension",
+            d.rows,
+            gpu.limits.max_compute_workgroups_per_dimension
+        );
+    }
+    Ok(())
+}
+
+/// s.w2 = the weight standardised per output channel; s.wstats_o = (std, alpha, |sin theta|,
+/// sign(sin theta) cos theta), so the backward sees this step's alpha and theta.
+pub fn weight_forward(
+    gpu: &Gpu,
+    d: WeightDims,
+    weight: &Tensor,
+    alpha: &Tensor,
+    rotate: &Tensor,
+    s: &WeightScratch,
+) -> Result<Dispatch> {
+    check_rows(
+        "weight standardisation",
+        RowDims {
+            rows: d.co,
+            len: d.n(),
+        },
+        gpu,
+    )?;
+    expect_len(weight, d.len(), "weight")?;
+    expect_len(alpha, d.co, "alpha")?;
+    expect_len(rotate, d.co, "rotate")?;
+    expect_len(&s.w2, d.len(), "w2")?;
+    expect_len(&s.wstats, d.co * 4, "wstats")?;
+    let k = gpu.kernel("standardize", "weight_forward", &[])?;
+    gpu.dispatch(
+        &k,
+        &[weight, alpha, rotate, &s.wstats, &s.w2],
+        immediates(d.co, d.n(), 0, 0.0, 0.0).bytes(),
+        [d.co as u32, 1, 1],
+    )
+}
+
+/// astats [N, 2] = (mean, std) of each sample of x.
+pub fn activation_stats(gpu: &Gpu, d: RowDims, x: &Tensor, astats: &Tensor) -> Result<Dispatch> {
+    check_rows("activation standardisation", d, gpu)?;
+    expect_len(x, d.rows * d.len, "input")?;
+    expect_len(astats, d.rows * 2, "activation stats")?;
+    let k = gpu.kernel("standardize", "activation_stats", &[])?;
+    gpu.dispatch(
+        &k,
+        &[x, astats],
+        immediates(d.rows, d.len, 0, 0.0, 0.0).bytes(),
+        [d.rows as u32, 1, 1],
+    )
+}
+
+/// out = a2 or sign(a2) elementwise, from x and astats.
+pub fn activation_output(
+    gpu: &Gpu,
+    d: RowDims,
+    x: &Tensor,
+    astats: &Tensor,
+    out: &Tensor,
+    what: ActivationOutput,
+) -> Result<Dispatch> {
+    expect_len(x, d.rows * d.len, "input")?;
+    expect_len(astats, d.rows * 2, "activation stats")?;
+    expect_len(out, d.rows * d.len, "activation output")?;
+    let mode = match what {
+        ActivationOutput::Standardized => 0,
+        ActivationOutput::Sign => 1,
+    };
+    let k = gpu.kernel("standardize", "activation_output", &[])?;
+    gpu.dispatch(
+        &k,
+        &[x, astats, out],
+        immediates(d.rows, d.len, mode, 0.0, 0.0).bytes(),
+        grid_1d(d.rows * d.len, 256),
+    )
+}
+
+/// Immediates of both `activation_backward` dispatches for the ApproxSign of epoch t
+/// (ta = max(t, 1), k = 1); recorded anew each step.
+pub fn activation_backward_immediates(d: RowDims, grad: ActivationGrad, t: f32) -> Imm {
+    let ta = (t as f64).max(1.0);
+    let mode = match grad {
+        ActivationGrad::ApproxSign => 0,
+        ActivationGrad::A32 => 1,
+    };
+    immediates(d.rows, d.len, mode, (SQRT_2 * ta) as f32, (ta * ta) as f32)
+}
+
+/// dx holds dL/d(ba) on entry (the conv data gradient) and dL/dx on exit: ApproxSign (unless
+/// a32), then back through the per-sample standardisation. Two dispatches: per-sample sums into
+/// `sums` [N, 2], then the elementwise update.
+pub fn activation_backward(
+    gpu: &Gpu,
+    d: RowDims,
+    grad: ActivationGrad,
+    x: &Tensor,
+    astats: &Tensor,
+    dx: &Tensor,
+    sums: &Tensor,
+) -> Result<[Dispatch; 2]> {
+    check_rows("activation standardisation backward", d, gpu)?;
+    expect_len(x, d.rows * d.len, "input")?;
+    expect_len(astats, d.rows * 2, "activation stats")?;
+    expect_len(dx, d.rows * d.len, "input gradient")?;
+    expect_len(sums, d.rows * 2, "activation sums")?;
+    let imm = activation_backward_immediates(d, grad, 1.0);
+    let k_sums = gpu.kernel("standardize", "activation_backward_sums", &[])?;
+    let k_apply = gpu.kernel("standardize", "activation_backward_apply", &[])?;
+    Ok([
+        gpu.dispatch(
+            &k_sums,
+            &[x, astats, dx, sums],
+            imm.bytes(),
+            [d.rows as u32, 1, 1],
+        )?,
+        gpu.dispatch(
+            &k_apply,
+            &[x, astats, dx, sums],
+            imm.bytes(),
+            grid_1d(d.rows * d.len, 256),
+        )?,
+    ])
+}

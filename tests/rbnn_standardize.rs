@@ -1,0 +1,165 @@
+//! shaders/standardize.wgsl against the f64 reference: weight and activation standardisation,
+//! sign(a2) with exact zeros, and the activation backward (ApproxSign with ta = max(t,1), a32).
+mod common;
+mod rbnn_common;
+
+use common::assert_close;
+use rbnn::rbnn::cpu;
+use rbnn::rbnn::rotate::{WeightDims, WeightScratch};
+use rbnn::rbnn::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
+use rbnn::rng::Rng;
+use rbnn_common::*;
+
+#[test]
+fn weight_standardisation_and_channel_terms() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(11);
+    // n = 27 (fewer than the 256 invocations) and n = 300 (more; a = 15, b = 20). The weights sit
+    // on an offset of 10 so the mean matters; theta includes 0 (sign(sin) = 0), pi/2 and
+    // negative angles.
+    for (co, n) in [(5usize, 27usize), (3, 300)] {
+        let d = WeightDims::new(co, n);
+        let w: Vec<f64> = normal(&mut rng, co * n, 0.5)
+            .iter()
+            .map(|v| v + 10.0)
+            .collect();
+        let alpha = uniform(&mut rng, co, 0.5, 1.5);
+        let mut theta = uniform(&mut rng, co, -3.0, 3.0);
+        theta[0] = 0.0;
+        theta[1] = std::f32::consts::FRAC_PI_2 as f64;
+        let weight = gpu.upload_f32("weight", &[co, n], &cpu::f32s(&w));
+        let alpha_t = gpu.upload_f32("alpha", &[co], &cpu::f32s(&alpha));
+        let theta_t = gpu.upload_f32("rotate", &[co], &cpu::f32s(&theta));
+        let s = WeightScratch::new(gpu, "test", d).unwrap();
+        let dsp = standardize::weight_forward(gpu, d, &weight, &alpha_t, &theta_t, &s).unwrap();
+        gpu.run(&[&dsp]).unwrap();
+        let want = cpu::standardize_rows(&w, n);
+        // f32 inputs around 10 carry ~1e-6 absolute rounding; over std 0.5 that is ~2e-6.
+        assert_close(
+            "w2",
+            &gpu.read_f32(&s.w2).unwrap(),
+            &cpu::f32s(&want.out),
+            1e-4,
+            2e-5,
+        );
+        let stats = gpu.read_f32(&s.wstats).unwrap();
+        let mut want_stats = Vec::new();
+        for o in 0..co {
+            let th = theta[o];
+            want_stats.extend([
+                want.std[o],
+                alpha[o],
+                th.sin().abs(),
+                cpu::sign(th.sin()) * th.cos(),
+            ]);
+        }
+        assert_close("wstats", &stats, &cpu::f32s(&want_stats), 1e-5, 1e-6);
+        assert_eq!(stats[3], 0.0, "theta = 0: sign(sin) = 0");
+    }
+}
+
+#[test]
+fn activation_standardisation_and_sign_with_exact_zeros() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(12);
+    for (rows, len) in [(1usize, 700usize), (3, 90)] {
+        let d = RowDims { rows, len };
+        let mut x = normal(&mut rng, rows * len, 1.5);
+        // Sample 0 repeats 1, -1, 0, 0 (len is even, so as many 1 as -1): its sum is exact and
+        // its mean exactly 0, so its zeros are exact zeros of x - mean, which sign maps to 0.
+        for (j, v) in x[..len].iter_mut().enumerate() {
+            *v = [1.0, -1.0, 0.0, 0.0][j % 4];
+        }
+        let xt = gpu.upload_f32("x", &[rows, len], &cpu::f32s(&x));
+        let astats = gpu.tensor("astats", &[rows, 2]);
+        let out = gpu.tensor("out", &[rows, len]);
+        let stats = standardize::activation_stats(gpu, d, &xt, &astats).unwrap();
+        let a2 = standardize::activation_output(
+            gpu,
+            d,
+            &xt,
+            &astats,
+            &out,
+            ActivationOutput::Standardized,
+        )
+        .unwrap();
+        gpu.run(&[&stats, &a2]).unwrap();
+        let want = cpu::standardize_rows(&x, len);
+        let got_stats = gpu.read_f32(&astats).unwrap();
+        let want_stats: Vec<f64> = want
+            .mean
+            .iter()
+            .zip(&want.std)
+            .flat_map(|(m, s)| [*m, *s])
+            .collect();
+        assert_close("astats", &got_stats, &cpu::f32s(&want_stats), 1e-5, 1e-6);
+        assert_eq!(got_stats[0], 0.0, "sample 0 has mean exactly 0");
+        assert_close(
+            "a2",
+            &gpu.read_f32(&out).unwrap(),
+            &cpu::f32s(&want.out),
+            1e-5,
+            1e-5,
+        );
+
+        let sign =
+            standardize::activation_output(gpu, d, &xt, &astats, &out, ActivationOutput::Sign)
+                .unwrap();
+        gpu.run(&[&sign]).unwrap();
+        let got = gpu.read_f32(&out).unwrap();
+        // The signs of x - mean in f32, as the kernel computes them (no margin needed).
+        let want: Vec<f32> = (0..rows * len)
+            .map(|i| cpu::sign((x[i] as f32 - got_stats[2 * (i / len)]) as f64) as f32)
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(&got[..4], &[1.0, -1.0, 0.0, 0.0], "sign(0) = 0");
+    }
+}
+
+#[test]
+fn activation_backward_matches_reference() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(13);
+    // t < 1 gives ta = 1 (cut-off sqrt 2: about 16% of standardised values get no gradient); t > 1
+    // narrows the window; a32 passes the gradient straight to the standardisation.
+    for (rows, len, grad, t) in [
+        (2usize, 300usize, ActivationGrad::ApproxSign, 0.3f64),
+        (1, 77, ActivationGrad::ApproxSign, 2.5),
+        (3, 50, ActivationGrad::A32, 0.3),
+    ] {
+        let d = RowDims { rows, len };
+        let x = normal(&mut rng, rows * len, 2.0);
+        let g = normal(&mut rng, rows * len, 1.0);
+        let xt = gpu.upload_f32("x", &[rows, len], &cpu::f32s(&x));
+        let dx = gpu.upload_f32("dx", &[rows, len], &cpu::f32s(&g));
+        let astats = gpu.tensor("astats", &[rows, 2]);
+        let sums = gpu.tensor("sums", &[rows, 2]);
+        let stats = standardize::activation_stats(gpu, d, &xt, &astats).unwrap();
+        let [b0, b1] =
+            standardize::activation_backward(gpu, d, grad, &xt, &astats, &dx, &sums).unwrap();
+        let imm = standardize::activation_backward_immediates(d, grad, t as f32);
+        record_and_wait(gpu, |pass| {
+            stats.record(pass);
+            b0.record_with(pass, imm.bytes());
+            b1.record_with(pass, imm.bytes());
+        });
+        let st = cpu::standardize_rows(&x, len);
+        let (ta, ka) = cpu::activation_approx(t);
+        let g2: Vec<f64> = match grad {
+            ActivationGrad::ApproxSign => g
+                .iter()
+                .zip(&st.out)
+                .map(|(g, &a)| g * cpu::approx_sign_grad(a, ta, ka))
+                .collect(),
+            ActivationGrad::A32 => g.clone(),
+        };
+        let want = cpu::standardize_rows_backward(&st.out, &st.std, &g2, len);
+        assert_close(
+            &format!("dx {grad:?} t={t}"),
+            &gpu.read_f32(&dx).unwrap(),
+            &cpu::f32s(&want),
+            1e-4,
+            2e-5,
+        );
+    }
+}
