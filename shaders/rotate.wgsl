@@ -8,9 +8,10 @@
 //       rw_o = R1^T X_o R2; w3 = w2 + |sin theta_o| * (rw - w2); bw = alpha_o * sign(w3).
 //       One workgroup per (block of `rb` rows of rw_o, o): all channels in one dispatch.
 //       T = R1[:, rows]^T X_o (rb x b) is staged in workgroup memory, then T R2.
-//   weight_backward  dbw, w2, rw, w3, wstats -> dweight, dalpha, drotate
-//       dbw = conv weight gradient against the unscaled dy (dL/dsign(w3) = alpha_o * dbw):
-//       dalpha_o = sum sign(w3) * dbw                      (= sum dy_o * conv output_o)
+//   weight_backward  dbw, w2, rw, w3, wstats -> dweight, drotate
+//       dbw = conv weight gradient against the unscaled dy (dL/dsign(w3) = alpha_o * dbw);
+//       dalpha comes from ops::channel_dot (sum dy * y / alpha, in compensated precision: the
+//       route through dbw, sum sign(w3) * dbw, loses it to cancellation).
 //       dw3 = max(0, k * (sqrt(2)*t - t^2 * |w3|)) * alpha_o * dbw   (ApproxSign)
 //       drotate_o = sum dw3 * (rw - w2) * sign(sin theta_o) * cos theta_o   (rw constant)
 //       dw2 = (1 - |sin theta_o|) * dw3, then back through the standardisation:
@@ -45,7 +46,6 @@ var<immediate> p: Params;
 @group(0) @binding(8) var<storage, read> rw_in: array<f32>;
 @group(0) @binding(9) var<storage, read> w3_in: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dweight: array<f32>;
-@group(0) @binding(11) var<storage, read_write> dalpha: array<f32>;
 @group(0) @binding(12) var<storage, read_write> drotate: array<f32>;
 @group(0) @binding(13) var<storage, read_write> diag: array<f32>;
 
@@ -126,17 +126,16 @@ fn weight_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
         let x2 = w2[i];
         let d3 = max(p.k * (p.c1 - p.t2 * abs(w3)), 0.0) * (alpha * g);
         let d2 = (1.0 - gate) * d3;
-        acc += vec4<f32>(sign(w3) * g, d3 * (rw_in[i] - x2), d2, d2 * x2);
+        acc += vec4<f32>(d3 * (rw_in[i] - x2), d2, d2 * x2, 0.0);
         // dw2 parked in dweight until the channel sums are known.
         dweight[i] = d2;
     }
     let total = reduce4(tid, acc);
     if tid == 0u {
-        dalpha[o] = total.x;
-        drotate[o] = total.y * gate_slope;
+        drotate[o] = total.x * gate_slope;
     }
-    let gm = total.z / f32(n);
-    let gw = total.w / f32(n - 1u);
+    let gm = total.y / f32(n);
+    let gw = total.z / f32(n - 1u);
     for (var j = tid; j < n; j += WG) {
         let i = base + j;
         dweight[i] = (dweight[i] - gm - w2[i] * gw) / sd;

@@ -221,7 +221,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { what: BenchWhat::Kernels { batch } } => {
             let gpu = gpu(adapter)?;
             let rows = rbnn::bench::kernels(&gpu, batch)?;
-            print!("{}", rbnn::bench::format_table(&gpu, &rows));
+            print!("{}", rbnn::bench::format_kernels(&rows));
             Ok(())
         }
     }

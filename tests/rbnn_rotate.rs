@@ -108,27 +108,23 @@ fn weight_backward_matches_reference_at_known_points() {
         gpu.write(&s.rw, &cpu::f32s(&rw));
         gpu.write(&s.w3, &cpu::f32s(&w3));
         let dbw_t = gpu.upload_f32("dbw", &[co, n], &cpu::f32s(&dbw));
-        let (gw, ga, gr) = (
+        let (gw, gr) = (
             gpu.tensor("dweight", &[co, n]),
-            gpu.tensor("dalpha", &[co]),
             gpu.tensor("drotate", &[co]),
         );
         let grads = ParamGrads {
             weight: &gw,
-            alpha: &ga,
             rotate: &gr,
         };
         let dsp = rotate::weight_backward(gpu, d, &dbw_t, &s, &grads).unwrap();
         let imm = rotate::weight_backward_immediates(d, t as f32, k as f32);
         record_and_wait(gpu, |pass| dsp.record_with(pass, imm.bytes()));
 
-        let mut want_alpha = vec![0.0; co];
         let mut want_rot = vec![0.0; co];
         let mut dw2 = vec![0.0; co * n];
         let mut factor = vec![0.0; co * n];
         for i in 0..co * n {
             let o = i / n;
-            want_alpha[o] += cpu::sign(w3[i]) * dbw[i];
             factor[i] = cpu::approx_sign_grad(w3[i], t, k);
             let dw3 = factor[i] * alpha[o] * dbw[i];
             want_rot[o] += dw3 * (rw[i] - w2[i]);
@@ -142,13 +138,6 @@ fn weight_backward_matches_reference_at_known_points() {
         }
         let want_w = cpu::standardize_rows_backward(&w2, &std, &dw2, n);
         let what = format!("t {t}");
-        assert_close(
-            &format!("dalpha {what}"),
-            &gpu.read_f32(&ga).unwrap(),
-            &cpu::f32s(&want_alpha),
-            1e-4,
-            1e-4,
-        );
         assert_close(
             &format!("drotate {what}"),
             &gpu.read_f32(&gr).unwrap(),

@@ -71,7 +71,6 @@ struct Builder<'a> {
     params: &'a Params,
     mode: Mode,
     a32: bool,
-    batch: usize,
     forward: Vec<Op>,
     /// Backward segments in forward order; executed last to first.
     backward: Vec<Vec<Op>>,
@@ -370,7 +369,6 @@ impl Network {
             params,
             mode,
             a32,
-            batch,
             forward: Vec::new(),
             backward: Vec::new(),
             binconvs: Vec::new(),

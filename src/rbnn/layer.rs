@@ -21,6 +21,7 @@
 
 use super::binconv;
 use super::rotate::{self, ParamGrads, WeightDims, WeightScratch};
+use crate::ops::channel_dot::{channel_dot, ChannelDot};
 use super::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
@@ -172,6 +173,7 @@ struct Backward {
     activation_sign: Option<Dispatch>,
     weight_conv: ConvBackwardWeight,
     weight: Dispatch,
+    alpha: ChannelDot,
     activation: [Dispatch; 2],
 }
 
@@ -312,10 +314,11 @@ impl BinaryConv2d {
         let weight_conv = conv::backward_weight(gpu, s, act, g.dy, &dbw)?;
         let grads = ParamGrads {
             weight: g.weight,
-            alpha: g.alpha,
             rotate: g.rotate,
         };
         let weight = rotate::weight_backward(gpu, self.dims, &dbw, &self.scratch, &grads)?;
+        // dalpha_o = sum dy * (conv output before scaling) = sum dy * y / alpha_o.
+        let alpha = channel_dot(gpu, g.dy, &t.y, &t.alpha, g.alpha)?;
         let activation = standardize::activation_backward(
             gpu,
             rows,
@@ -332,6 +335,7 @@ impl BinaryConv2d {
             activation_sign,
             weight_conv,
             weight,
+            alpha,
             activation,
         })
     }
@@ -382,6 +386,7 @@ impl BinaryConv2d {
             sign.record(pass);
         }
         b.weight_conv.record(pass);
+        b.alpha.record(pass);
         b.weight.record_with(
             pass,
             rotate::weight_backward_immediates(self.dims, t, k).bytes(),
@@ -406,7 +411,10 @@ impl BinaryConv2d {
         }
         let mut bytes: u64 = tensors.iter().map(|t| t.bytes()).sum();
         if let Some(b) = &self.backward {
-            bytes += b.dbw.bytes() + b.asums.bytes() + b.weight_conv.scratch_bytes();
+            bytes += b.dbw.bytes()
+                + b.asums.bytes()
+                + b.weight_conv.scratch_bytes()
+                + b.alpha.partials.bytes();
         }
         bytes
     }

@@ -71,7 +71,6 @@ impl WeightScratch {
 /// Gradients of the layer's trainable parameters: weight [Co,Ci,kh,kw], alpha [Co], rotate [Co].
 pub struct ParamGrads<'a> {
     pub weight: &'a Tensor,
-    pub alpha: &'a Tensor,
     pub rotate: &'a Tensor,
 }
 
@@ -127,7 +126,8 @@ pub fn weight_backward_immediates(d: WeightDims, t: f32, k: f32) -> Imm {
 }
 
 /// The weight-side backward from `dbw`, the conv weight gradient against the UNSCALED dy
-/// (dL/dsign(w3) = alpha_o dbw): overwrites g.weight, g.alpha and g.rotate. Record it with
+/// (dL/dsign(w3) = alpha_o dbw): overwrites g.weight and g.rotate (g.alpha comes from
+/// ops::channel_dot, see layer.rs). Record it with
 /// `weight_backward_immediates(d, t, k)`.
 pub fn weight_backward(
     gpu: &Gpu,
@@ -139,14 +139,11 @@ pub fn weight_backward(
     s.check(d)?;
     expect_len(dbw, d.len(), "conv weight gradient")?;
     expect_len(g.weight, d.len(), "weight gradient")?;
-    expect_len(g.alpha, d.co, "alpha gradient")?;
     expect_len(g.rotate, d.co, "rotate gradient")?;
     let k = gpu.kernel("rotate", "weight_backward", &[])?;
     gpu.dispatch(
         &k,
-        &[
-            &s.w2, &s.wstats, dbw, &s.rw, &s.w3, g.weight, g.alpha, g.rotate,
-        ],
+        &[&s.w2, &s.wstats, dbw, &s.rw, &s.w3, g.weight, g.rotate],
         weight_backward_immediates(d, 1.0, 1.0).bytes(),
         [d.co as u32, 1, 1],
     )

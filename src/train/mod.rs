@@ -7,3 +7,5 @@ pub mod config;
 pub mod lr;
 pub mod metrics;
 pub mod plot;
+pub mod step;
+pub mod trainer;

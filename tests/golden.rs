@@ -1,0 +1,75 @@
+//! rbnn against the official PyTorch code: `rbnn step` on ../shared/golden (resnet20_1w1a, one
+//! training step at epoch 3 of 10, with and without the rotation update) must reproduce the
+//! logits, loss, every gradient and the updated rotations within the tolerances of
+//! ../shared/golden/README.md (relative L2: logits and loss 2e-3, gradients 2e-2, R1/R2 1e-3).
+mod common;
+
+use rbnn::model::ModelKind;
+use rbnn::train::checkpoint::read_safetensors;
+use rbnn::train::step::{run_step, StepOptions};
+use std::path::PathBuf;
+
+fn golden_dir(case: &str) -> Option<PathBuf> {
+    let base = std::env::var("RBNN_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
+    let dir = base.join("golden").join(case);
+    if dir.join("expected.safetensors").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: no golden tensors at {} (set RBNN_SHARED_DIR)", dir.display());
+        None
+    }
+}
+
+fn check_case(case: &str, rotate: bool) {
+    let gpu = gpu_or_skip!();
+    let Some(dir) = golden_dir(case) else { return };
+    let opts = StepOptions {
+        epoch: Some(3),
+        epochs: 10,
+        rotate,
+        ..StepOptions::default()
+    };
+    let got = run_step(
+        gpu,
+        ModelKind::Resnet20,
+        &dir.join("weights.safetensors"),
+        &dir.join("batch.safetensors"),
+        &opts,
+    )
+    .unwrap();
+    let (want, _) = read_safetensors(&dir.join("expected.safetensors")).unwrap();
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    for (name, w) in want.iter() {
+        let g = got
+            .get(name)
+            .unwrap_or_else(|| panic!("rbnn step wrote no tensor {name}"));
+        assert_eq!(g.shape, w.shape, "{name}: shape");
+        let err = common::rel_l2(&g.to_f32(), &w.to_f32());
+        let tol = if name.starts_with("grad.") {
+            2e-2
+        } else if name.ends_with(".R1") || name.ends_with(".R2") {
+            1e-3
+        } else {
+            2e-3
+        };
+        report.push(format!("{name}: {err:.2e} (tol {tol:.0e})"));
+        if !(err <= tol) {
+            failures.push(format!("{name}: relative L2 error {err:.3e} > {tol:.0e}"));
+        }
+    }
+    eprintln!("{case}:\n  {}", report.join("\n  "));
+    assert!(failures.is_empty(), "{case}:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn step_matches_official_code_without_rotation() {
+    check_case("resnet20_1w1a", false);
+}
+
+#[test]
+fn step_matches_official_code_with_rotation_update() {
+    check_case("resnet20_1w1a-rotate", true);
+}
