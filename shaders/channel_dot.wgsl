@@ -3,8 +3,10 @@
 // dalpha_c = sum dy * (conv output before scaling) = sum dy * y / alpha_c.
 //
 // That sum cancels heavily (a BatchNorm follows the conv, which makes the loss nearly invariant
-// to alpha: the true value is about eps/var of its terms), so it is carried as compensated
-// (hi, lo) pairs through TwoSum, and each product's rounding error is added exactly (fma).
+// to alpha: the true value is about eps/var of its terms), so it is summed directly rather than
+// through the weight gradient (sum_k sign(w3) * dbw_k), which compounds two rounded reductions.
+// (Compensated TwoSum summation would not survive here: WGSL cannot mark arithmetic as precise,
+// and shader compilers such as Mesa's NIR legally simplify it away.)
 // Deterministic two stages as in batchnorm.wgsl: `partials` reduces chunk q (256 lanes x 16
 // elements, fixed order, then a fixed tree) of channel c; `finish` combines a channel's chunks.
 
@@ -27,23 +29,13 @@ const CHUNK: u32 = 4096u;
 @group(0) @binding(4) var<storage, read> div: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-var<workgroup> sums: array<vec2<f32>, 256>;
-
-// (hi, lo) + (hi, lo) with TwoSum on the high parts: hi + lo keeps about twice f32's precision.
-fn add_pair(u: vec2<f32>, v: vec2<f32>) -> vec2<f32> {
-    let s = u.x + v.x;
-    let bb = s - u.x;
-    let e = (u.x - (s - bb)) + (v.x - bb);
-    let lo = e + u.y + v.y;
-    let hi = s + lo;
-    return vec2<f32>(hi, lo - (hi - s));
-}
+var<workgroup> sums: array<f32, 256>;
 
 fn tree(l: u32) {
     for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
         workgroupBarrier();
         if l < stride {
-            sums[l] = add_pair(sums[l], sums[l + stride]);
+            sums[l] = sums[l] + sums[l + stride];
         }
     }
 }
@@ -52,37 +44,33 @@ fn tree(l: u32) {
 fn partials(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let c = wg.y;
     let m = p.n * p.hw;
-    var s = vec2<f32>(0.0);
+    var s = 0.0;
     for (var k = 0u; k < PER_LANE; k++) {
         let j = wg.x * CHUNK + k * WG + l;
         if j < m {
             let n = j / p.hw;
             let e = (n * p.c + c) * p.hw + (j - n * p.hw);
-            let prod = a[e] * b[e];
-            s = add_pair(s, vec2<f32>(prod, fma(a[e], b[e], -prod)));
+            s += a[e] * b[e];
         }
     }
     sums[l] = s;
     tree(l);
     if l == 0u {
-        let o = (c * p.chunks + wg.x) * 2u;
-        partials_out[o] = sums[0].x;
-        partials_out[o + 1u] = sums[0].y;
+        partials_out[c * p.chunks + wg.x] = sums[0];
     }
 }
 
 @compute @workgroup_size(256)
 fn finish(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let c = wg.x;
-    var s = vec2<f32>(0.0);
+    var s = 0.0;
     for (var q = l; q < p.chunks; q += WG) {
-        let o = (c * p.chunks + q) * 2u;
-        s = add_pair(s, vec2<f32>(partials_in[o], partials_in[o + 1u]));
+        s += partials_in[c * p.chunks + q];
     }
     sums[l] = s;
     tree(l);
     if l == 0u {
         let d = div[c];
-        out[c] = select(0.0, (sums[0].x + sums[0].y) / d, d != 0.0);
+        out[c] = select(0.0, sums[0] / d, d != 0.0);
     }
 }

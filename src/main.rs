@@ -11,7 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "rbnn", version, about = "Rotated Binary Neural Networks on any GPU (wgpu)")]
+#[command(
+    name = "rbnn",
+    version,
+    about = "Rotated Binary Neural Networks on any GPU (wgpu)"
+)]
 struct Cli {
     /// Use the first adapter whose name contains this (case-insensitive); else WGPU_ADAPTER_NAME;
     /// else the best one (a real GPU before a software adapter). WGPU_BACKEND picks the backend.
@@ -161,7 +165,10 @@ fn main() {
 
 fn gpu(adapter: Option<&str>) -> Result<Gpu> {
     let gpu = Gpu::new(adapter)?;
-    eprintln!("adapter: {} ({:?}, {:?})", gpu.info.name, gpu.info.backend, gpu.info.device_type);
+    eprintln!(
+        "adapter: {} ({:?}, {:?})",
+        gpu.info.name, gpu.info.backend, gpu.info.device_type
+    );
     Ok(gpu)
 }
 
@@ -170,7 +177,13 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info => info(adapter),
         Command::Train(a) => train(adapter, a),
-        Command::Eval { checkpoint, dataset, data_path, model, batch_size_test } => {
+        Command::Eval {
+            checkpoint,
+            dataset,
+            data_path,
+            model,
+            batch_size_test,
+        } => {
             let gpu = gpu(adapter)?;
             let mut cfg = None;
             if dataset.is_some() || model.is_some() {
@@ -181,12 +194,17 @@ fn run(cli: Cli) -> Result<()> {
                 cfg = Some(Config {
                     model: model.unwrap_or(base.model),
                     dataset: dataset.clone().unwrap_or(base.dataset),
-                    data_path: if dataset.is_some() { data_path.clone() } else { base.data_path },
+                    data_path: if dataset.is_some() {
+                        data_path.clone()
+                    } else {
+                        base.data_path
+                    },
                     batch_size_test,
                     ..base
                 });
             }
-            let (cfg, totals) = rbnn::train::trainer::eval_checkpoint(&gpu, &checkpoint, cfg.as_ref())?;
+            let (cfg, totals) =
+                rbnn::train::trainer::eval_checkpoint(&gpu, &checkpoint, cfg.as_ref())?;
             println!(
                 "{} on {} ({} test images): loss {:.4}, top-1 {:.2}%, top-5 {:.2}%",
                 cfg.model,
@@ -218,7 +236,9 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {} tensors to {}", out.len(), a.out.display());
             Ok(())
         }
-        Command::Bench { what: BenchWhat::Kernels { batch } } => {
+        Command::Bench {
+            what: BenchWhat::Kernels { batch },
+        } => {
             let gpu = gpu(adapter)?;
             let rows = rbnn::bench::kernels(&gpu, batch)?;
             print!("{}", rbnn::bench::format_kernels(&rows));
@@ -254,10 +274,13 @@ fn train(adapter: Option<&str>, a: TrainArgs) -> Result<()> {
         if flag.swap(true, Ordering::Relaxed) {
             std::process::exit(130);
         }
-        eprintln!("\nCtrl-C: stopping after this step and saving a checkpoint (press again to quit now)");
+        eprintln!(
+            "\nCtrl-C: stopping after this step and saving a checkpoint (press again to quit now)"
+        );
     })
     .context("installing the Ctrl-C handler")?;
-    let summary = rbnn::train::trainer::train(&gpu, &cfg, &a.out, a.resume.as_deref(), &stop, true)?;
+    let summary =
+        rbnn::train::trainer::train(&gpu, &cfg, &a.out, a.resume.as_deref(), &stop, true)?;
     println!(
         "done: {} epochs, best test top-1 {:.2}%; run directory {}",
         summary.epochs_run,

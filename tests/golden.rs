@@ -17,7 +17,10 @@ fn golden_dir(case: &str) -> Option<PathBuf> {
     if dir.join("expected.safetensors").exists() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED: no golden tensors at {} (set RBNN_SHARED_DIR)", dir.display());
+        eprintln!(
+            "SKIPPED: no golden tensors at {} (set RBNN_SHARED_DIR)",
+            dir.display()
+        );
         None
     }
 }
@@ -56,7 +59,7 @@ fn check_case(case: &str, rotate: bool) {
             2e-3
         };
         report.push(format!("{name}: {err:.2e} (tol {tol:.0e})"));
-        if !(err <= tol) {
+        if err.is_nan() || err > tol {
             failures.push(format!("{name}: relative L2 error {err:.3e} > {tol:.0e}"));
         }
     }

@@ -90,7 +90,8 @@ impl<'a> Builder<'a> {
 
     fn tensor(&mut self, what: &str, shape: &[usize]) -> Result<Tensor> {
         self.count += 1;
-        self.gpu.try_tensor(&format!("{what}#{}", self.count), shape)
+        self.gpu
+            .try_tensor(&format!("{what}#{}", self.count), shape)
     }
 
     /// A new activation of `shape` (and its gradient, in training).
@@ -122,7 +123,10 @@ impl<'a> Builder<'a> {
         if !self.train() {
             return Ok((x.clone(), x.clone()));
         }
-        let a = Act { y: x.y.clone(), dy: self.tensor("dfork", &x.y.shape)? };
+        let a = Act {
+            y: x.y.clone(),
+            dy: self.tensor("dfork", &x.y.shape)?,
+        };
         let dy = match second_dy {
             Some(t) => t,
             None => self.tensor("dfork", &x.y.shape)?,
@@ -134,30 +138,75 @@ impl<'a> Builder<'a> {
         Ok((a, b))
     }
 
-    fn conv(&mut self, x: &Act, name: &str, co: usize, k: usize, stride: usize, pad: usize, input_grad: bool) -> Result<Act> {
+    /// The float stem conv (weight gradient only).
+    fn conv(
+        &mut self,
+        x: &Act,
+        name: &str,
+        co: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Act> {
         let (n, ci, h, w) = dims4(&x.y);
-        let s = ConvShape { n, ci, h, w, co, kh: k, kw: k, stride, pad };
+        let s = ConvShape {
+            n,
+            ci,
+            h,
+            w,
+            co,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+        };
         let weight = self.params.get(&format!("{name}.weight"))?.clone();
         let out = self.act(name, &[n, co, s.oh(), s.ow()])?;
-        self.forward.push(Op::Dispatch(conv::forward(self.gpu, &s, &x.y, &weight, &out.y)?));
+        self.forward.push(Op::Dispatch(conv::forward(
+            self.gpu, &s, &x.y, &weight, &out.y,
+        )?));
         if self.train() {
             let dw = self.params.grad(&format!("{name}.weight"))?.clone();
-            let mut ops = vec![Op::ConvWeight(conv::backward_weight(self.gpu, &s, &x.y, &out.dy, &dw)?)];
-            if input_grad {
-                ops.push(Op::Dispatch(conv::backward_data(self.gpu, &s, &out.dy, &weight, &x.dy)?));
-            }
+            // The float conv is always the stem: its input is the data, which needs no gradient.
+            let ops = vec![Op::ConvWeight(conv::backward_weight(
+                self.gpu, &s, &x.y, &out.dy, &dw,
+            )?)];
             self.push_backward(ops);
         }
         Ok(out)
     }
 
-    fn binconv(&mut self, x: &Act, name: &str, co: usize, k: usize, stride: usize, pad: usize) -> Result<Act> {
+    fn binconv(
+        &mut self,
+        x: &Act,
+        name: &str,
+        co: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Act> {
         let (n, ci, h, w) = dims4(&x.y);
-        let s = ConvShape { n, ci, h, w, co, kh: k, kw: k, stride, pad };
+        let s = ConvShape {
+            n,
+            ci,
+            h,
+            w,
+            co,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+        };
         let out = self.act(name, &[n, co, s.oh(), s.ow()])?;
-        let p = |field: &str| -> Result<Tensor> { Ok(self.params.get(&format!("{name}.{field}"))?.clone()) };
+        let p = |field: &str| -> Result<Tensor> {
+            Ok(self.params.get(&format!("{name}.{field}"))?.clone())
+        };
         let g = |field: &str| -> Result<Option<Tensor>> {
-            Ok(if self.train() { Some(self.params.grad(&format!("{name}.{field}"))?.clone()) } else { None })
+            Ok(if self.train() {
+                Some(self.params.grad(&format!("{name}.{field}"))?.clone())
+            } else {
+                None
+            })
         };
         let tensors = BinaryConvTensors {
             weight: p("weight")?,
@@ -222,14 +271,19 @@ impl<'a> Builder<'a> {
                 .collect();
             self.push_backward(ops);
         } else {
-            self.forward.push(Op::Dispatch(batchnorm::forward_eval(self.gpu, &bn, &x.y, &out.y)?));
+            self.forward.push(Op::Dispatch(batchnorm::forward_eval(
+                self.gpu, &bn, &x.y, &out.y,
+            )?));
         }
         Ok(out)
     }
 
     fn hardtanh(&mut self, x: &Act) -> Result<Act> {
         let out = self.act("hardtanh", &x.y.shape.clone())?;
-        self.forward.push(Op::Dispatch(elementwise::hardtanh_forward(self.gpu, &x.y, &out.y)?));
+        self.forward
+            .push(Op::Dispatch(elementwise::hardtanh_forward(
+                self.gpu, &x.y, &out.y,
+            )?));
         if self.train() {
             let d = elementwise::hardtanh_backward(self.gpu, &x.y, &out.dy, &x.dy)?;
             self.push_backward(vec![Op::Dispatch(d)]);
@@ -241,15 +295,20 @@ impl<'a> Builder<'a> {
     /// have been built with `dy` = the tensor passed here as `dout`.
     fn add(&mut self, a: &Act, b: &Act, dout: &Tensor) -> Result<Act> {
         let y = self.tensor("sum", &a.y.shape.clone())?;
-        self.forward.push(Op::Dispatch(elementwise::add(self.gpu, &a.y, &b.y, &y)?));
-        Ok(Act { y, dy: dout.clone() })
+        self.forward
+            .push(Op::Dispatch(elementwise::add(self.gpu, &a.y, &b.y, &y)?));
+        Ok(Act {
+            y,
+            dy: dout.clone(),
+        })
     }
 
     /// Option A shortcut: x[:, :, ::2, ::2] with zero channels padded to `planes`.
     fn shortcut_a(&mut self, x: &Act, planes: usize, dy: Tensor) -> Result<Act> {
         let shape = shortcut::output_shape(&x.y.shape, planes)?;
         let y = self.tensor("shortcut", &shape)?;
-        self.forward.push(Op::Dispatch(shortcut::forward(self.gpu, &x.y, &y)?));
+        self.forward
+            .push(Op::Dispatch(shortcut::forward(self.gpu, &x.y, &y)?));
         if self.train() {
             let d = shortcut::backward(self.gpu, &dy, &x.dy)?;
             self.push_backward(vec![Op::Dispatch(d)]);
@@ -259,7 +318,8 @@ impl<'a> Builder<'a> {
 
     fn maxpool(&mut self, x: &Act) -> Result<Act> {
         let out = self.act("maxpool", &pool::max2_shape(&x.y.shape))?;
-        self.forward.push(Op::Dispatch(pool::max2_forward(self.gpu, &x.y, &out.y)?));
+        self.forward
+            .push(Op::Dispatch(pool::max2_forward(self.gpu, &x.y, &out.y)?));
         if self.train() {
             let d = pool::max2_backward(self.gpu, &x.y, &out.dy, &x.dy)?;
             self.push_backward(vec![Op::Dispatch(d)]);
@@ -270,7 +330,9 @@ impl<'a> Builder<'a> {
     fn global_avg(&mut self, x: &Act) -> Result<Act> {
         let (n, c, _, _) = dims4(&x.y);
         let out = self.act("avgpool", &[n, c])?;
-        self.forward.push(Op::Dispatch(pool::global_avg_forward(self.gpu, &x.y, &out.y)?));
+        self.forward.push(Op::Dispatch(pool::global_avg_forward(
+            self.gpu, &x.y, &out.y,
+        )?));
         if self.train() {
             let d = pool::global_avg_backward(self.gpu, &out.dy, &x.dy)?;
             self.push_backward(vec![Op::Dispatch(d)]);
@@ -283,7 +345,9 @@ impl<'a> Builder<'a> {
         let out = self.act(name, &[n, fout])?;
         let w = self.params.get(&format!("{name}.weight"))?.clone();
         let b = self.params.get(&format!("{name}.bias"))?.clone();
-        self.forward.push(Op::Dispatch(linear::forward(self.gpu, &x.y, &w, &b, &out.y)?));
+        self.forward.push(Op::Dispatch(linear::forward(
+            self.gpu, &x.y, &w, &b, &out.y,
+        )?));
         if self.train() {
             let dw = self.params.grad(&format!("{name}.weight"))?;
             let db = self.params.grad(&format!("{name}.bias"))?;
@@ -337,7 +401,15 @@ impl<'a> Builder<'a> {
 
     /// The block's shortcut, writing its output gradient `dy` back into x.dy. For the identity,
     /// the fork already made x.dy that same tensor.
-    fn shortcut(&mut self, x: &Act, p: &str, planes: usize, stride: usize, identity: bool, dy: Tensor) -> Result<Act> {
+    fn shortcut(
+        &mut self,
+        x: &Act,
+        p: &str,
+        planes: usize,
+        stride: usize,
+        identity: bool,
+        dy: Tensor,
+    ) -> Result<Act> {
         if identity {
             return Ok(Act { y: x.y.clone(), dy });
         }
@@ -352,7 +424,14 @@ impl<'a> Builder<'a> {
 }
 
 impl Network {
-    pub fn new(gpu: &Gpu, params: &Params, batch: usize, mode: Mode, a32: bool, image: [usize; 3]) -> Result<Network> {
+    pub fn new(
+        gpu: &Gpu,
+        params: &Params,
+        batch: usize,
+        mode: Mode,
+        a32: bool,
+        image: [usize; 3],
+    ) -> Result<Network> {
         if batch == 0 {
             bail!("batch size must be at least 1");
         }
@@ -362,7 +441,10 @@ impl Network {
         let spec = &params.spec;
         let [c, h, w] = image;
         if c != spec.in_channels {
-            bail!("model built for {} input channels, images have {c}", spec.in_channels);
+            bail!(
+                "model built for {} input channels, images have {c}",
+                spec.in_channels
+            );
         }
         let mut b = Builder {
             gpu,
@@ -378,15 +460,22 @@ impl Network {
         let input = gpu.try_tensor("input", &[batch, c, h, w])?;
         let target = gpu.try_tensor("target", &[batch])?;
         // The input needs no gradient: its "dy" is never written (the stem skips backward_data).
-        let x = Act { y: input.clone(), dy: input.clone() };
+        let x = Act {
+            y: input.clone(),
+            dy: input.clone(),
+        };
         let logits = match spec.kind {
             ModelKind::Resnet20 | ModelKind::Resnet20Bireal | ModelKind::Resnet18 => {
                 let resnet18 = spec.kind == ModelKind::Resnet18;
                 let stem = if resnet18 { 64 } else { 16 };
-                let c1 = b.conv(&x, "conv1", stem, 3, 1, 1, false)?;
+                let c1 = b.conv(&x, "conv1", stem, 3, 1, 1)?;
                 let b1 = b.bn(&c1, "bn1", None)?;
                 let mut out = if resnet18 { b1 } else { b.hardtanh(&b1)? };
-                let (widths, blocks): (&[usize], usize) = if resnet18 { (&[64, 128, 256, 512], 2) } else { (&[16, 32, 64], 3) };
+                let (widths, blocks): (&[usize], usize) = if resnet18 {
+                    (&[64, 128, 256, 512], 2)
+                } else {
+                    (&[16, 32, 64], 3)
+                };
                 for (stage, &planes) in widths.iter().enumerate() {
                     for block in 0..blocks {
                         let stride = if block == 0 && stage > 0 { 2 } else { 1 };
@@ -403,7 +492,7 @@ impl Network {
                 b.linear(&normed, "linear", spec.classes)?
             }
             ModelKind::VggSmall => {
-                let c0 = b.conv(&x, "conv0", 128, 3, 1, 1, false)?;
+                let c0 = b.conv(&x, "conv0", 128, 3, 1, 1)?;
                 let b0 = b.bn(&c0, "bn0", None)?;
                 let mut out = b.hardtanh(&b0)?;
                 for (i, co) in [(1, 128), (2, 256), (3, 256), (4, 512), (5, 512)] {
@@ -415,15 +504,27 @@ impl Network {
                     out = b.hardtanh(&z)?;
                 }
                 let (n, c, h, w) = dims4(&out.y);
-                let flat = Act { y: out.y.reshaped(&[n, c * h * w]), dy: out.dy.reshaped(&[n, c * h * w]) };
+                let flat = Act {
+                    y: out.y.reshaped(&[n, c * h * w]),
+                    dy: out.dy.reshaped(&[n, c * h * w]),
+                };
                 b.linear(&flat, "fc", spec.classes)?
             }
         };
         let per_sample = gpu.tensor("loss per sample", &[loss::per_sample_len(batch)]);
         let loss_acc = gpu.tensor("loss totals", &[loss::ACC_LEN]);
         let loss_ops = match mode {
-            Mode::Train => loss::cross_entropy_train(gpu, &logits.y, &target, &logits.dy, &per_sample, &loss_acc)?,
-            Mode::Eval => loss::cross_entropy_eval(gpu, &logits.y, &target, &per_sample, &loss_acc, batch)?,
+            Mode::Train => loss::cross_entropy_train(
+                gpu,
+                &logits.y,
+                &target,
+                &logits.dy,
+                &per_sample,
+                &loss_acc,
+            )?,
+            Mode::Eval => {
+                loss::cross_entropy_eval(gpu, &logits.y, &target, &per_sample, &loss_acc, batch)?
+            }
         };
         let backward = b.backward.drain(..).rev().flatten().collect();
         Ok(Network {

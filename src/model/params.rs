@@ -7,6 +7,9 @@ use crate::gpu::{Gpu, Tensor};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 
+/// A tensor read back to the host: (official name, shape, values).
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 pub struct Params {
     pub spec: ModelSpec,
     pub trainable: Tensor,
@@ -36,7 +39,7 @@ impl Params {
         let (state, sviews) = gpu.arena("state", &shapes(false))?;
         let by_name = |v: Vec<Tensor>| v.into_iter().map(|t| (t.label.clone(), t)).collect();
         let mut values: HashMap<String, Tensor> = by_name(views);
-        values.extend(by_name(sviews).into_iter());
+        values.extend(by_name(sviews));
         Ok(Params {
             spec,
             trainable,
@@ -91,7 +94,11 @@ impl Params {
         for (name, v) in values {
             let t = self.momentum_of(name)?;
             if v.len() != t.len() {
-                bail!("momentum of {name}: {} values for shape {:?}", v.len(), t.shape);
+                bail!(
+                    "momentum of {name}: {} values for shape {:?}",
+                    v.len(),
+                    t.shape
+                );
             }
             gpu.write(t, v);
         }
@@ -99,7 +106,7 @@ impl Params {
     }
 
     /// Reads every parameter and buffer (one readback per arena), in spec order.
-    pub fn download(&self, gpu: &Gpu) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn download(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>> {
         let trainable = gpu.read_f32(&self.trainable)?;
         let state = gpu.read_f32(&self.state)?;
         Ok(self
@@ -110,17 +117,17 @@ impl Params {
                 let t = &self.values[&s.name];
                 let arena = if s.trainable { &trainable } else { &state };
                 let start = (t.offset / 4) as usize;
-                (s.name.clone(), s.shape.clone(), arena[start..start + t.len()].to_vec())
+                (
+                    s.name.clone(),
+                    s.shape.clone(),
+                    arena[start..start + t.len()].to_vec(),
+                )
             })
             .collect())
     }
 
     /// Reads an arena laid out like the trainable one (gradients or momentum), in spec order.
-    fn download_like_trainable(
-        &self,
-        gpu: &Gpu,
-        arena: &Tensor,
-    ) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    fn download_like_trainable(&self, gpu: &Gpu, arena: &Tensor) -> Result<Vec<NamedTensor>> {
         let data = gpu.read_f32(arena)?;
         Ok(self
             .spec
@@ -130,16 +137,20 @@ impl Params {
             .map(|s| {
                 let t = &self.values[&s.name];
                 let start = (t.offset / 4) as usize;
-                (s.name.clone(), s.shape.clone(), data[start..start + t.len()].to_vec())
+                (
+                    s.name.clone(),
+                    s.shape.clone(),
+                    data[start..start + t.len()].to_vec(),
+                )
             })
             .collect())
     }
 
-    pub fn download_grads(&self, gpu: &Gpu) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn download_grads(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>> {
         self.download_like_trainable(gpu, &self.grads)
     }
 
-    pub fn download_momentum(&self, gpu: &Gpu) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn download_momentum(&self, gpu: &Gpu) -> Result<Vec<NamedTensor>> {
         self.download_like_trainable(gpu, &self.momentum)
     }
 

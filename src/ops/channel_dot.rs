@@ -1,6 +1,5 @@
 //! Per-channel dot products (shaders/channel_dot.wgsl): out[c] = sum over N and HW of a * b,
-//! divided by div[c] (0 where div[c] is 0), in compensated precision with deterministic two-stage
-//! reductions. The binary conv layer uses it for dalpha = sum dy * y / alpha.
+//! divided by div[c] (0 where div[c] is 0), with deterministic two-stage reductions. The binary conv layer uses it for dalpha = sum dy * y / alpha.
 
 use super::shape::{expect_at_least, expect_len};
 use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
@@ -24,11 +23,21 @@ impl ChannelDot {
 }
 
 /// a, b: [N, C, H, W] (or [N, C]); div and out: [C]. Overwrites `out`.
-pub fn channel_dot(gpu: &Gpu, a: &Tensor, b: &Tensor, div: &Tensor, out: &Tensor) -> Result<ChannelDot> {
+pub fn channel_dot(
+    gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    div: &Tensor,
+    out: &Tensor,
+) -> Result<ChannelDot> {
     let (n, c, hw) = match *a.shape.as_slice() {
         [n, c] => (n, c, 1),
         [n, c, h, w] => (n, c, h * w),
-        _ => bail!("channel_dot: {} {:?} must be [N, C, H, W] or [N, C]", a.label, a.shape),
+        _ => bail!(
+            "channel_dot: {} {:?} must be [N, C, H, W] or [N, C]",
+            a.label,
+            a.shape
+        ),
     };
     expect_len(b, a.len(), "channel_dot b")?;
     expect_at_least(div, c, "channel_dot divisor")?;
@@ -36,10 +45,17 @@ pub fn channel_dot(gpu: &Gpu, a: &Tensor, b: &Tensor, div: &Tensor, out: &Tensor
     let chunks = (n * hw).div_ceil(CHUNK).max(1);
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
     if chunks > max || c > max {
-        bail!("channel_dot over {:?}: {chunks} chunks x {c} channels exceeds {max} workgroups", a.shape);
+        bail!(
+            "channel_dot over {:?}: {chunks} chunks x {c} channels exceeds {max} workgroups",
+            a.shape
+        );
     }
-    let partials = gpu.try_tensor("channel_dot partials", &[c * chunks * 2])?;
-    let imm = Imm::new().u(n as u32).u(c as u32).u(hw as u32).u(chunks as u32);
+    let partials = gpu.try_tensor("channel_dot partials", &[c * chunks])?;
+    let imm = Imm::new()
+        .u(n as u32)
+        .u(c as u32)
+        .u(hw as u32)
+        .u(chunks as u32);
     let dispatches = vec![
         gpu.dispatch(
             &gpu.kernel("channel_dot", "partials", &[])?,
@@ -54,12 +70,22 @@ pub fn channel_dot(gpu: &Gpu, a: &Tensor, b: &Tensor, div: &Tensor, out: &Tensor
             [c as u32, 1, 1],
         )?,
     ];
-    Ok(ChannelDot { partials, dispatches })
+    Ok(ChannelDot {
+        partials,
+        dispatches,
+    })
 }
 
 /// Plain-Rust reference in f64.
 pub mod cpu {
-    pub fn channel_dot(a: &[f64], b: &[f64], n: usize, c: usize, hw: usize, div: &[f64]) -> Vec<f64> {
+    pub fn channel_dot(
+        a: &[f64],
+        b: &[f64],
+        n: usize,
+        c: usize,
+        hw: usize,
+        div: &[f64],
+    ) -> Vec<f64> {
         (0..c)
             .map(|ch| {
                 let s: f64 = (0..n)

@@ -21,9 +21,9 @@
 
 use super::binconv;
 use super::rotate::{self, ParamGrads, WeightDims, WeightScratch};
-use crate::ops::channel_dot::{channel_dot, ChannelDot};
 use super::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
 use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::ops::channel_dot::{channel_dot, ChannelDot};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
 use crate::ops::shape::expect_len;
 use anyhow::{bail, Context, Result};

@@ -119,7 +119,13 @@ pub fn load_params(
 
 /// Runs one step and returns the output tensors ("logits", "loss", "grad.<name>", and with
 /// `rotate` the updated "<layer>.R1" / "<layer>.R2").
-pub fn run_step(gpu: &Gpu, kind: ModelKind, weights: &Path, batch: &Path, opts: &StepOptions) -> Result<StateDict> {
+pub fn run_step(
+    gpu: &Gpu,
+    kind: ModelKind,
+    weights: &Path,
+    batch: &Path,
+    opts: &StepOptions,
+) -> Result<StateDict> {
     let (state, _) = read_safetensors(weights)?;
     let classes = state
         .get(classifier_name(kind))
@@ -145,7 +151,11 @@ pub fn run_step(gpu: &Gpu, kind: ModelKind, weights: &Path, batch: &Path, opts: 
             }
         }
     }
-    let schedule = ApproxSignSchedule { t_min: opts.tmin, t_max: opts.tmax, epochs: opts.epochs };
+    let schedule = ApproxSignSchedule {
+        t_min: opts.tmin,
+        t_max: opts.tmax,
+        epochs: opts.epochs,
+    };
     let (t, k) = schedule.at(opts.epoch.unwrap_or(0));
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     {
@@ -153,15 +163,27 @@ pub fn run_step(gpu: &Gpu, kind: ModelKind, weights: &Path, batch: &Path, opts: 
         if opts.eval {
             net.record_forward(&mut pass);
         } else {
-            net.record_step(&mut pass, StepScalars { t: t as f32, k: k as f32 });
+            net.record_step(
+                &mut pass,
+                StepScalars {
+                    t: t as f32,
+                    k: k as f32,
+                },
+            );
         }
     }
     gpu.queue.submit([encoder.finish()]);
     gpu.wait()?;
-    out.insert("logits", HostTensor::f32(&net.logits.shape, gpu.read_f32(&net.logits)?));
+    out.insert(
+        "logits",
+        HostTensor::f32(&net.logits.shape, gpu.read_f32(&net.logits)?),
+    );
     if !opts.eval {
         let totals = crate::ops::loss::read_totals(gpu, &net.loss_acc)?;
-        out.insert("loss", HostTensor::f32(&[1], vec![totals.mean_loss() as f32]));
+        out.insert(
+            "loss",
+            HostTensor::f32(&[1], vec![totals.mean_loss() as f32]),
+        );
         for (name, shape, data) in params.download_grads(gpu)? {
             out.insert(format!("grad.{name}"), HostTensor::f32(&shape, data));
         }

@@ -77,7 +77,10 @@ pub fn state_dict(gpu: &Gpu, params: &Params, with_momentum: bool) -> Result<Sta
     }
     if with_momentum {
         for (name, shape, data) in params.download_momentum(gpu)? {
-            state.insert(format!("{MOMENTUM_PREFIX}{name}"), HostTensor::f32(&shape, data));
+            state.insert(
+                format!("{MOMENTUM_PREFIX}{name}"),
+                HostTensor::f32(&shape, data),
+            );
         }
     }
     Ok(state)
@@ -147,8 +150,16 @@ pub fn evaluate(gpu: &Gpu, net: &Network, ds: &Arc<Dataset>) -> Result<loss::Los
 /// Writes a batch (possibly shorter than the network's batch: the rest keeps stale data, which
 /// only evaluation allows, since it scores the first `len` rows).
 fn write_batch(gpu: &Gpu, net: &Network, images: &[f32], labels: &[u32]) {
-    gpu.queue.write_buffer(&net.input.buffer, net.input.offset, bytemuck::cast_slice(images));
-    gpu.queue.write_buffer(&net.target.buffer, net.target.offset, bytemuck::cast_slice(labels));
+    gpu.queue.write_buffer(
+        &net.input.buffer,
+        net.input.offset,
+        bytemuck::cast_slice(images),
+    );
+    gpu.queue.write_buffer(
+        &net.target.buffer,
+        net.target.offset,
+        bytemuck::cast_slice(labels),
+    );
 }
 
 fn progress_bar(len: usize, visible: bool) -> ProgressBar {
@@ -181,8 +192,11 @@ pub fn train(
     let test_ds = Arc::new(load_split(cfg, Split::Test)?);
     let spec = ModelSpec::new(kind, train_ds.classes.len(), train_ds.c);
     let mut params = Params::new(gpu, spec)?;
-    let files = RunFiles { dir: out.to_path_buf() };
-    std::fs::create_dir_all(out).with_context(|| format!("creating run directory {}", out.display()))?;
+    let files = RunFiles {
+        dir: out.to_path_buf(),
+    };
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("creating run directory {}", out.display()))?;
 
     let mut rng = Rng::new(cfg.seed);
     let mut start_epoch = 0;
@@ -222,7 +236,14 @@ pub fn train(
     // that smaller batch, so it gets a network of its own size (one sample cannot train BN).
     let tail = train_ds.n % bs;
     let tail_net = if tail >= 2 {
-        Some(Network::new(gpu, &params, tail, Mode::Train, cfg.a32, image)?)
+        Some(Network::new(
+            gpu,
+            &params,
+            tail,
+            Mode::Train,
+            cfg.a32,
+            image,
+        )?)
     } else {
         None
     };
@@ -238,8 +259,18 @@ pub fn train(
         weight_decay: cfg.weight_decay as f32,
         first_step: false,
     };
-    let sgd = sgd::step(gpu, &params.trainable, &params.grads, &params.momentum, &sgd_base)?;
-    let schedule = ApproxSignSchedule { t_min: cfg.tmin, t_max: cfg.tmax, epochs: cfg.epochs };
+    let sgd = sgd::step(
+        gpu,
+        &params.trainable,
+        &params.grads,
+        &params.momentum,
+        &sgd_base,
+    )?;
+    let schedule = ApproxSignSchedule {
+        t_min: cfg.tmin,
+        t_max: cfg.tmax,
+        epochs: cfg.epochs,
+    };
     let mut writer = MetricsWriter::append(&files.metrics())?;
     let mut plan = BatchPlan::train(&train_ds, bs, cfg.seed);
     if tail_net.is_none() {
@@ -249,12 +280,20 @@ pub fn train(
     let per_epoch = batcher.batches_per_epoch();
     let mut batches = batcher.into_iter();
     let mut first_step = !has_momentum;
-    let mut summary = TrainSummary { epochs_run: 0, best_top1, last: None, interrupted: false };
+    let mut summary = TrainSummary {
+        epochs_run: 0,
+        best_top1,
+        last: None,
+        interrupted: false,
+    };
 
     for epoch in start_epoch..cfg.epochs {
         let lr = cfg.learning_rate(epoch);
         let (t, k) = schedule.at(epoch);
-        let scalars = StepScalars { t: t as f32, k: k as f32 };
+        let scalars = StepScalars {
+            t: t as f32,
+            k: k as f32,
+        };
         let started = Instant::now();
         let bar = progress_bar(per_epoch, show_progress);
         bar.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
@@ -270,9 +309,20 @@ pub fn train(
         let mut images = 0usize;
         for step in 0..per_epoch {
             let batch = batches.next().context("the batcher ended early")?;
-            let net = if batch.len() == bs { &train_net } else { tail_net.as_ref().context("partial batch")? };
+            let net = if batch.len() == bs {
+                &train_net
+            } else {
+                tail_net.as_ref().context("partial batch")?
+            };
             write_batch(gpu, net, &batch.images, &batch.labels);
-            let imm = sgd::step_immediates(params.trainable.len(), &sgd::SgdStep { lr: lr as f32, first_step, ..sgd_base });
+            let imm = sgd::step_immediates(
+                params.trainable.len(),
+                &sgd::SgdStep {
+                    lr: lr as f32,
+                    first_step,
+                    ..sgd_base
+                },
+            );
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -413,22 +463,41 @@ pub fn train(
         summary.last = Some(m);
     }
     if summary.epochs_run > 0 {
-        plot::plot_metrics_file(&files.metrics(), &files.curves(), &format!("{} on {}", cfg.model, cfg.dataset))?;
+        plot::plot_metrics_file(
+            &files.metrics(),
+            &files.curves(),
+            &format!("{} on {}", cfg.model, cfg.dataset),
+        )?;
     }
     Ok(summary)
 }
 
-fn per_layer(names: &[String], d: &[LayerDiagnostics], f: impl Fn(&LayerDiagnostics) -> f64) -> BTreeMap<String, f64> {
-    names.iter().zip(d).map(|(n, d)| (n.clone(), f(d))).collect()
+fn per_layer(
+    names: &[String],
+    d: &[LayerDiagnostics],
+    f: impl Fn(&LayerDiagnostics) -> f64,
+) -> BTreeMap<String, f64> {
+    names
+        .iter()
+        .zip(d)
+        .map(|(n, d)| (n.clone(), f(d)))
+        .collect()
 }
 
 /// `rbnn eval`: test loss, top-1 and top-5 of a checkpoint.
-pub fn eval_checkpoint(gpu: &Gpu, path: &Path, cfg_override: Option<&Config>) -> Result<(Config, loss::LossTotals)> {
+pub fn eval_checkpoint(
+    gpu: &Gpu,
+    path: &Path,
+    cfg_override: Option<&Config>,
+) -> Result<(Config, loss::LossTotals)> {
     let ck = checkpoint::load(path)?;
     let cfg = match cfg_override {
         Some(c) => c.clone(),
         None => ck.info().map(|i| i.config).with_context(|| {
-            format!("{} has no training config; pass --model and --dataset", path.display())
+            format!(
+                "{} has no training config; pass --model and --dataset",
+                path.display()
+            )
         })?,
     };
     let kind = ModelKind::parse(&cfg.model)?;
@@ -438,7 +507,14 @@ pub fn eval_checkpoint(gpu: &Gpu, path: &Path, cfg_override: Option<&Config>) ->
     let mut params = Params::new(gpu, spec)?;
     restore(gpu, &mut params, &ck.state, path)?;
     let bs = cfg.batch_size_test.min(test_ds.n);
-    let net = Network::new(gpu, &params, bs, Mode::Eval, cfg.a32, [test_ds.c, test_ds.h, test_ds.w])?;
+    let net = Network::new(
+        gpu,
+        &params,
+        bs,
+        Mode::Eval,
+        cfg.a32,
+        [test_ds.c, test_ds.h, test_ds.w],
+    )?;
     let totals = evaluate(gpu, &net, &test_ds)?;
     Ok((cfg, totals))
 }
