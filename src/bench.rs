@@ -1,10 +1,17 @@
-//! Kernel benchmarks (`rbnn bench kernels`): GFLOP/s of the float conv kernels at the layer shapes
-//! of the models, timed on the GPU (timestamp queries where the adapter has them).
+//! Benchmarks: `rbnn bench kernels` (GFLOP/s of the float conv kernels at the layer shapes of the
+//! models) and `rbnn bench train` (training img/s, the rotation update, and a per-kernel breakdown
+//! of one step), timed on the GPU with timestamp queries where the adapter has them.
 
 use crate::gpu::{Dispatch, Gpu, GpuTimer};
+use crate::model::network::{Mode, Network, StepScalars};
+use crate::model::{ModelKind, ModelSpec, Params};
 use crate::ops::conv::{self, ConvShape, Tiles};
+use crate::ops::sgd;
+use crate::rbnn::rotation::RotationUpdate;
 use crate::rng::Rng;
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// Timed runs per kernel after one untimed warm-up run; the median is reported.
 const RUNS: usize = 5;
@@ -138,6 +145,161 @@ pub fn format_kernels(rows: &[KernelBenchRow]) -> String {
         out += &format!(
             "timed with {}; median of {RUNS} runs after a warm-up; 2 FLOP per multiply-add\n",
             r.method
+        );
+    }
+    out
+}
+
+/// One kernel (shader entry point) in the per-kernel breakdown of a training step.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelShare {
+    /// "shader::entry".
+    pub kernel: String,
+    /// Dispatches of this kernel in one step.
+    pub dispatches: usize,
+    pub seconds: f64,
+    /// Share of the step's summed kernel time.
+    pub share: f64,
+}
+
+/// `rbnn bench train`: steady-state training speed of one model on synthetic data.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainBench {
+    pub model: String,
+    pub adapter: String,
+    pub batch: usize,
+    pub steps: usize,
+    /// Training images per second (forward, loss, backward, SGD; one submit per step).
+    pub images_per_second: f64,
+    pub step_ms: f64,
+    /// The per-epoch rotation update of every binary conv (3 iterations), wall clock.
+    pub rotation_update_ms: f64,
+    pub dispatches_per_step: usize,
+    /// "timestamp" or "wall clock".
+    pub breakdown_method: String,
+    pub breakdown: Vec<KernelShare>,
+}
+
+/// Times `steps` training steps of `kind` at `batch` on synthetic CIFAR-shaped data (10 classes,
+/// 3x32x32), after two warm-up steps; then the rotation update; then each dispatch of one step
+/// on its own (timestamp queries) for the breakdown.
+pub fn train(gpu: &Gpu, kind: ModelKind, batch: usize, steps: usize) -> Result<TrainBench> {
+    let spec = ModelSpec::new(kind, 10, 3);
+    let mut rng = Rng::new(7);
+    let values = spec.initialise(&mut rng);
+    let params = Params::new(gpu, spec)?;
+    params.upload(gpu, &values)?;
+    let net = Network::new(gpu, &params, batch, Mode::Train, false, [3, 32, 32])?;
+    gpu.write(&net.input, &rng.normal_vec(net.input.len(), 1.0));
+    let targets: Vec<u32> = (0..batch).map(|_| rng.below(10) as u32).collect();
+    gpu.write(&net.target, &targets);
+    let sgd_step = sgd::SgdStep {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+        first_step: false,
+    };
+    let sgd = sgd::step(
+        gpu,
+        &params.trainable,
+        &params.grads,
+        &params.momentum,
+        &sgd_step,
+    )?;
+    let scalars = StepScalars { t: 0.1, k: 10.0 };
+    let step = || -> Result<()> {
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            net.record_step(&mut pass, scalars);
+            sgd.record(&mut pass);
+        }
+        gpu.queue.submit([encoder.finish()]);
+        Ok(())
+    };
+    for _ in 0..2 {
+        step()?;
+    }
+    gpu.wait()?;
+    let started = Instant::now();
+    for _ in 0..steps {
+        step()?;
+    }
+    gpu.wait()?;
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let layers: Vec<_> = net.binconvs.iter().collect();
+    let rotation = RotationUpdate::new(gpu, &layers)?;
+    rotation.update(gpu)?;
+    let started = Instant::now();
+    rotation.update(gpu)?;
+    let rotation_update_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let dispatches: Vec<&Dispatch> = net
+        .step_dispatches(scalars)
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    let timer = GpuTimer::new(gpu, dispatches.len() as u32);
+    let groups: Vec<Vec<&Dispatch>> = dispatches.iter().map(|d| vec![*d]).collect();
+    let timed = timer.time_groups(gpu, &groups)?;
+    let mut by_kernel: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    for (d, s) in dispatches.iter().zip(&timed.seconds) {
+        let name = d.label();
+        let name = name.split('[').next().unwrap_or(name).to_string();
+        let e = by_kernel.entry(name).or_default();
+        e.0 += 1;
+        e.1 += s;
+    }
+    let mut breakdown: Vec<KernelShare> = by_kernel
+        .into_iter()
+        .map(|(kernel, (dispatches, seconds))| KernelShare {
+            kernel,
+            dispatches,
+            seconds,
+            share: seconds / timed.total.max(1e-30),
+        })
+        .collect();
+    breakdown.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    Ok(TrainBench {
+        model: kind.name().to_string(),
+        adapter: gpu.info.name.clone(),
+        batch,
+        steps,
+        images_per_second: (steps * batch) as f64 / elapsed,
+        step_ms: elapsed / steps as f64 * 1e3,
+        rotation_update_ms,
+        dispatches_per_step: dispatches.len(),
+        breakdown_method: timed.method.to_string(),
+        breakdown,
+    })
+}
+
+/// The training benchmark as a readable table.
+pub fn format_train(b: &TrainBench) -> String {
+    let mut out = format!(
+        "{} on {}: batch {}, {} steps: {:.0} img/s ({:.2} ms/step, {} dispatches/step); \
+         rotation update {:.1} ms\n",
+        b.model,
+        b.adapter,
+        b.batch,
+        b.steps,
+        b.images_per_second,
+        b.step_ms,
+        b.dispatches_per_step,
+        b.rotation_update_ms
+    );
+    out += &format!(
+        "  per-kernel breakdown of one step ({}):\n  {:<40} {:>5} {:>10} {:>7}\n",
+        b.breakdown_method, "kernel", "calls", "ms", "share"
+    );
+    for k in &b.breakdown {
+        out += &format!(
+            "  {:<40} {:>5} {:>10.3} {:>6.1}%\n",
+            k.kernel,
+            k.dispatches,
+            k.seconds * 1e3,
+            100.0 * k.share
         );
     }
     out

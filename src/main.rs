@@ -62,6 +62,19 @@ enum BenchWhat {
         #[arg(long, default_value_t = 256)]
         batch: usize,
     },
+    /// Training img/s on synthetic data, the rotation update, and a per-kernel breakdown.
+    Train {
+        /// Models to time (default: all four).
+        #[arg(long, value_delimiter = ',')]
+        model: Vec<String>,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -234,6 +247,38 @@ fn run(cli: Cli) -> Result<()> {
             let out = run_step(&gpu, kind, &a.weights, &a.batch, &opts)?;
             rbnn::train::checkpoint::save_atomic(&a.out, &out, &Default::default())?;
             println!("wrote {} tensors to {}", out.len(), a.out.display());
+            Ok(())
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Train {
+                    model,
+                    batch,
+                    steps,
+                    json,
+                },
+        } => {
+            let gpu = gpu(adapter)?;
+            let kinds: Vec<ModelKind> = if model.is_empty() {
+                ModelKind::ALL.to_vec()
+            } else {
+                model
+                    .iter()
+                    .map(|m| ModelKind::parse(m))
+                    .collect::<Result<_>>()?
+            };
+            let mut all = Vec::new();
+            for kind in kinds {
+                let b = rbnn::bench::train(&gpu, kind, batch, steps)
+                    .with_context(|| format!("benchmarking {}", kind.name()))?;
+                if !json {
+                    print!("{}", rbnn::bench::format_train(&b));
+                }
+                all.push(b);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            }
             Ok(())
         }
         Command::Bench {

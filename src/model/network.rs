@@ -8,7 +8,7 @@
 
 use super::params::Params;
 use super::spec::ModelKind;
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
 use crate::ops::{batchnorm, elementwise, linear, loss, pool, shortcut};
 use crate::rbnn::layer::{BinaryConv2d, BinaryConvTensors};
@@ -545,30 +545,53 @@ impl Network {
         })
     }
 
-    fn record_ops(&self, pass: &mut wgpu::ComputePass<'_>, ops: &[Op], s: StepScalars) {
+    fn dispatches_of<'a>(
+        &'a self,
+        ops: &'a [Op],
+        s: StepScalars,
+    ) -> Vec<(&'a Dispatch, Option<Imm>)> {
+        let mut out = Vec::new();
         for op in ops {
             match op {
-                Op::Dispatch(d) => d.record(pass),
-                Op::ConvWeight(c) => c.record(pass),
-                Op::BinForward(i) => self.binconvs[*i].record_forward(pass),
-                Op::BinBackward(i) => self.binconvs[*i].record_backward(pass, s.t, s.k),
+                Op::Dispatch(d) => out.push((d, None)),
+                Op::ConvWeight(c) => out.extend(c.dispatches().into_iter().map(|d| (d, None))),
+                Op::BinForward(i) => out.extend(
+                    self.binconvs[*i]
+                        .forward_dispatches()
+                        .into_iter()
+                        .map(|d| (d, None)),
+                ),
+                Op::BinBackward(i) => out.extend(self.binconvs[*i].backward_dispatches(s.t, s.k)),
             }
         }
+        out
+    }
+
+    /// Every dispatch of a training step (forward, loss, backward) in record order, with the
+    /// immediates of this step where they differ from the dispatch's own.
+    pub fn step_dispatches(&self, s: StepScalars) -> Vec<(&Dispatch, Option<Imm>)> {
+        let mut out = self.dispatches_of(&self.forward, s);
+        out.extend(self.loss_ops.iter().map(|d| (d, None)));
+        out.extend(self.dispatches_of(&self.backward, s));
+        out
     }
 
     /// The forward pass only (logits), no loss.
     pub fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.record_ops(pass, &self.forward, StepScalars { t: 1.0, k: 1.0 });
+        for (d, _) in self.dispatches_of(&self.forward, StepScalars { t: 1.0, k: 1.0 }) {
+            d.record(pass);
+        }
     }
 
     /// Forward, loss (accumulated into `loss_acc`) and, in training, the backward that writes
     /// every parameter gradient.
     pub fn record_step(&self, pass: &mut wgpu::ComputePass<'_>, s: StepScalars) {
-        self.record_ops(pass, &self.forward, s);
-        for d in &self.loss_ops {
-            d.record(pass);
+        for (d, imm) in self.step_dispatches(s) {
+            match imm {
+                Some(imm) => d.record_with(pass, imm.bytes()),
+                None => d.record(pass),
+            }
         }
-        self.record_ops(pass, &self.backward, s);
     }
 
     /// Evaluation of one batch whose first `valid` rows are real: forward and loss totals.
@@ -579,10 +602,5 @@ impl Network {
             d.record_with(pass, &imm);
         }
         Ok(())
-    }
-
-    /// Number of dispatches one step records (for the docs and the benchmark).
-    pub fn dispatch_count(&self) -> usize {
-        self.forward.len() + self.loss_ops.len() + self.backward.len()
     }
 }

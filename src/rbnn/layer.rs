@@ -15,14 +15,14 @@
 //! of scaling dy:
 //!   dL/dba   = conv::backward_data(dy, alpha*sign(w3))                -> dx (in place below)
 //!   dbw      = conv::backward_weight(sign(a2), dy), dL/dsign(w3) = alpha_o dbw
-//!   dalpha_o = sum sign(w3_o) dbw_o  (= sum dy_o * (conv before scaling)_o)
+//!   dalpha_o = ops::channel_dot(dy, y) / alpha_o  (= sum dy_o * (conv before scaling)_o)
 //!   then rotate::weight_backward (ApproxSign, theta, standardisation) and
 //!   standardize::activation_backward (ApproxSign with ta = max(t,1), standardisation).
 
 use super::binconv;
 use super::rotate::{self, ParamGrads, WeightDims, WeightScratch};
 use super::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
 use crate::ops::channel_dot::{channel_dot, ChannelDot};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
 use crate::ops::shape::expect_len;
@@ -342,31 +342,32 @@ impl BinaryConv2d {
 
     /// The weight side of the forward (w2, rw, w3, packed or scaled sign(w3)): depends on the
     /// parameters only, so evaluation may record it once per weight update.
-    pub fn record_forward_weights(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for d in &self.weight_forward {
-            d.record(pass);
-        }
+    pub fn forward_weight_dispatches(&self) -> Vec<&Dispatch> {
+        self.weight_forward.iter().collect()
     }
 
     /// The input side of the forward: y from x and the weight side's results.
-    pub fn record_forward_input(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.activation_stats.record(pass);
+    pub fn forward_input_dispatches(&self) -> Vec<&Dispatch> {
+        let mut out = vec![&self.activation_stats];
         match &self.input_forward {
-            InputForward::Binary { pack, conv, .. } => {
-                pack.record(pass);
-                conv.record(pass);
-            }
-            InputForward::A32 { standardize, conv } => {
-                standardize.record(pass);
-                conv.record(pass);
-            }
+            InputForward::Binary { pack, conv, .. } => out.extend([pack, conv]),
+            InputForward::A32 { standardize, conv } => out.extend([standardize, conv]),
         }
+        out
+    }
+
+    /// Every dispatch of the forward, in record order.
+    pub fn forward_dispatches(&self) -> Vec<&Dispatch> {
+        let mut out = self.forward_weight_dispatches();
+        out.extend(self.forward_input_dispatches());
+        out
     }
 
     /// The whole forward: y = alpha * conv(sign(a2), sign(w3)) (or a2 with a32).
     pub fn record_forward(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.record_forward_weights(pass);
-        self.record_forward_input(pass);
+        for d in self.forward_dispatches() {
+            d.record(pass);
+        }
     }
 
     /// True when built with gradient tensors (training).
@@ -374,30 +375,39 @@ impl BinaryConv2d {
         self.backward.is_some()
     }
 
-    /// The backward of the last recorded forward with ApproxSign (t, k) for the weights and
-    /// (max(t,1), 1) for the activations: overwrites dx and the weight, alpha and rotate
-    /// gradients. Records nothing on a layer built without gradients (see `has_backward`).
-    pub fn record_backward(&self, pass: &mut wgpu::ComputePass<'_>, t: f32, k: f32) {
+    /// Every dispatch of the backward in record order, each with the immediates it needs for
+    /// ApproxSign's (t, k) where it depends on them (None: its own). Empty for an eval layer.
+    pub fn backward_dispatches(&self, t: f32, k: f32) -> Vec<(&Dispatch, Option<Imm>)> {
         let Some(b) = &self.backward else {
-            return;
+            return Vec::new();
         };
-        b.data.record(pass);
+        let mut out: Vec<(&Dispatch, Option<Imm>)> = vec![(&b.data, None)];
         if let Some(sign) = &b.activation_sign {
-            sign.record(pass);
+            out.push((sign, None));
         }
-        b.weight_conv.record(pass);
-        b.alpha.record(pass);
-        b.weight.record_with(
-            pass,
-            rotate::weight_backward_immediates(self.dims, t, k).bytes(),
-        );
+        out.extend(b.weight_conv.dispatches().into_iter().map(|d| (d, None)));
+        out.extend(b.alpha.dispatches.iter().map(|d| (d, None)));
+        out.push((
+            &b.weight,
+            Some(rotate::weight_backward_immediates(self.dims, t, k)),
+        ));
         let rows = RowDims {
             rows: self.shape.n,
             len: self.shape.ci * self.shape.h * self.shape.w,
         };
         let imm = standardize::activation_backward_immediates(rows, activation_grad(self.a32), t);
-        for d in &b.activation {
-            d.record_with(pass, imm.bytes());
+        out.extend(b.activation.iter().map(|d| (d, Some(imm.clone()))));
+        out
+    }
+
+    /// The backward with t and k of this step (immediates, so one submit may hold several
+    /// steps): overwrites dx and the weight, alpha and rotate gradients.
+    pub fn record_backward(&self, pass: &mut wgpu::ComputePass<'_>, t: f32, k: f32) {
+        for (d, imm) in self.backward_dispatches(t, k) {
+            match imm {
+                Some(imm) => d.record_with(pass, imm.bytes()),
+                None => d.record(pass),
+            }
         }
     }
 
