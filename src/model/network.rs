@@ -79,6 +79,22 @@ struct Builder<'a> {
     count: usize,
 }
 
+/// The shape of a square-kernel conv of `x` to `co` channels.
+fn conv_shape(x: &Act, co: usize, k: usize, stride: usize, pad: usize) -> ConvShape {
+    let (n, ci, h, w) = dims4(&x.y);
+    ConvShape {
+        n,
+        ci,
+        h,
+        w,
+        co,
+        kh: k,
+        kw: k,
+        stride,
+        pad,
+    }
+}
+
 fn dims4(t: &Tensor) -> (usize, usize, usize, usize) {
     (t.shape[0], t.shape[1], t.shape[2], t.shape[3])
 }
@@ -148,18 +164,8 @@ impl<'a> Builder<'a> {
         stride: usize,
         pad: usize,
     ) -> Result<Act> {
-        let (n, ci, h, w) = dims4(&x.y);
-        let s = ConvShape {
-            n,
-            ci,
-            h,
-            w,
-            co,
-            kh: k,
-            kw: k,
-            stride,
-            pad,
-        };
+        let s = conv_shape(x, co, k, stride, pad);
+        let n = s.n;
         let weight = self.params.get(&format!("{name}.weight"))?.clone();
         let out = self.act(name, &[n, co, s.oh(), s.ow()])?;
         self.forward.push(Op::Dispatch(conv::forward(
@@ -185,18 +191,8 @@ impl<'a> Builder<'a> {
         stride: usize,
         pad: usize,
     ) -> Result<Act> {
-        let (n, ci, h, w) = dims4(&x.y);
-        let s = ConvShape {
-            n,
-            ci,
-            h,
-            w,
-            co,
-            kh: k,
-            kw: k,
-            stride,
-            pad,
-        };
+        let s = conv_shape(x, co, k, stride, pad);
+        let n = s.n;
         let out = self.act(name, &[n, co, s.oh(), s.ow()])?;
         let p = |field: &str| -> Result<Tensor> {
             Ok(self.params.get(&format!("{name}.{field}"))?.clone())
@@ -504,9 +500,15 @@ impl Network {
                     out = b.hardtanh(&z)?;
                 }
                 let (n, c, h, w) = dims4(&out.y);
+                let flat_shape = [n, c * h * w];
                 let flat = Act {
-                    y: out.y.reshaped(&[n, c * h * w]),
-                    dy: out.dy.reshaped(&[n, c * h * w]),
+                    y: out.y.reshaped(&flat_shape),
+                    // In evaluation the gradient is a placeholder of one element.
+                    dy: if b.train() {
+                        out.dy.reshaped(&flat_shape)
+                    } else {
+                        out.dy.clone()
+                    },
                 };
                 b.linear(&flat, "fc", spec.classes)?
             }

@@ -2,6 +2,8 @@
 //! official PyTorch state_dict name, shape and initialisation, and the layer graph the GPU network
 //! is built from.
 
+use crate::rbnn::layer::{initial_alpha, rotation_dims};
+use crate::rbnn::rotation::random_orthogonal;
 use crate::rng::Rng;
 use anyhow::{bail, Result};
 use std::f64::consts::PI;
@@ -67,16 +69,6 @@ pub struct TensorSpec {
     pub init: Init,
     /// Trained by SGD (parameters) or state only (running stats, R1/R2).
     pub trainable: bool,
-}
-
-/// a = the largest divisor of n with a <= floor(sqrt(n)); b = n / a (spec section 1).
-pub fn rotation_dims(n: usize) -> (usize, usize) {
-    let mut a = (n as f64).sqrt().floor() as usize;
-    while a > 1 && !n.is_multiple_of(a) {
-        a -= 1;
-    }
-    let a = a.max(1);
-    (a, n / a)
 }
 
 /// One node of a model graph, in forward order. Tensor names are the module prefixes.
@@ -329,36 +321,14 @@ impl ModelSpec {
                             .find(&spec.name.replace(".alpha", ".weight"))
                             .unwrap()
                             .shape;
-                        let per = fan_in(weight) as usize;
-                        let bound = 1.0 / (per as f64).sqrt();
-                        (0..spec.shape[0])
-                            .map(|_| {
-                                let s: f64 = (0..per).map(|_| rng.range(-bound, bound).abs()).sum();
-                                (s / per as f64) as f32
-                            })
-                            .collect()
+                        let bound = 1.0 / fan_in(weight).sqrt();
+                        let default_init = rng.uniform_vec(weight.iter().product(), -bound, bound);
+                        initial_alpha(&default_init, weight[0])
                     }
-                    Init::Orthogonal => random_orthogonal(spec.shape[0], rng),
+                    Init::Orthogonal => random_orthogonal(rng, spec.shape[0]),
                 };
                 (spec.name.clone(), values)
             })
             .collect()
     }
-}
-
-/// A Haar-distributed orthogonal matrix: QR of a Gaussian matrix with the signs of R's diagonal
-/// folded into Q (as scipy's ortho_group does).
-pub fn random_orthogonal(n: usize, rng: &mut Rng) -> Vec<f32> {
-    let g = nalgebra::DMatrix::<f64>::from_fn(n, n, |_, _| rng.normal());
-    let qr = g.qr();
-    let (mut q, r) = (qr.q(), qr.r());
-    for j in 0..n {
-        if r[(j, j)] < 0.0 {
-            for i in 0..n {
-                q[(i, j)] = -q[(i, j)];
-            }
-        }
-    }
-    // Row-major.
-    (0..n * n).map(|i| q[(i / n, i % n)] as f32).collect()
 }
