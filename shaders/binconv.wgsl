@@ -59,8 +59,8 @@ var<immediate> p: Params;
 @group(0) @binding(2) var<storage, read_write> abits_out: array<u32>;
 @group(0) @binding(3) var<storage, read> w3: array<f32>;
 @group(0) @binding(4) var<storage, read_write> wbits_out: array<u32>;
-@group(0) @binding(5) var<storage, read> abits: array<u32>;
-@group(0) @binding(6) var<storage, read> wbits: array<u32>;
+@group(0) @binding(5) var<storage, read> abits: array<vec2<u32>>;
+@group(0) @binding(6) var<storage, read> wbits: array<vec2<u32>>;
 @group(0) @binding(7) var<storage, read> alpha: array<f32>;
 @group(0) @binding(8) var<storage, read_write> y: array<f32>;
 
@@ -165,8 +165,7 @@ fn binconv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
                 let ix = ix0 + i32(tap - ki * p.kw);
                 // A padded tap stays (0, 0): it contributes 0 like the float conv's zero padding.
                 if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
-                    let word = ((img_base + u32(iy) * p.w + u32(ix)) * p.cw + c) * 2u;
-                    v = vec2<u32>(abits[word], abits[word + 1u]);
+                    v = abits[(img_base + u32(iy) * p.w + u32(ix)) * p.cw + c];
                 }
             }
             As[kk * BM + lr] = v;
@@ -175,8 +174,7 @@ fn binconv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
             let k = k0 + kk;
             var v = vec2<u32>(0u);
             if col_ok && k < p.kwords {
-                let word = (oc * p.kwords + k) * 2u;
-                v = vec2<u32>(wbits[word], wbits[word + 1u]);
+                v = wbits[oc * p.kwords + k];
             }
             Bs[kk * BN + lc] = v;
         }
@@ -214,6 +212,102 @@ fn binconv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
             }
             let dot = i32(nz[i * 4u + j]) - 2 * i32(neg[i * 4u + j]);
             y[(im * p.co + o) * plane + pix] = alpha[o] * f32(dot);
+        }
+    }
+}
+
+// ---- Direct kernel (adapters with subgroups) ----
+//
+// The same groups of 8 subgroup lanes as conv.wgsl's direct kernels (see there why): lane = one
+// of 8 output channels, register tile = 8x8 output pixels of one image. Per word of channels:
+// the lane's weight pairs of every tap (own loads), then the tile's input window, each row loaded
+// as segments of 8 pixels (one pair per lane) and broadcast tap by tap with shuffles. The tap
+// geometry is compiled in (DKH, DKW, DS; the host allows kernels up to 3x3, stride 1 or 2),
+// so every tap and tile loop unrolls into registers.
+
+const DIRECT_GROUPS: u32 = 8u;
+override DKH: u32 = 3u;
+override DKW: u32 = 3u;
+override DS: u32 = 1u;
+override DKK: u32 = DKH * DKW;
+override DROWS: u32 = 7u * DS + DKH;
+override DSEGS: u32 = (7u * DS + DKW + 7u) / 8u;
+
+@compute @workgroup_size(64)
+fn direct(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+    @builtin(subgroup_id) sg_id: u32,
+    @builtin(subgroup_size) sg_size: u32,
+) {
+    let lane = sg_lane & 7u;
+    let base = sg_lane & ~7u;
+    let group = sg_id * (sg_size / 8u) + sg_lane / 8u;
+    let tiles_x = (p.ow + 7u) / 8u;
+    let tiles_y = (p.oh + 7u) / 8u;
+    let cblocks = (p.co + 7u) / 8u;
+    let total = p.n * tiles_y * tiles_x * cblocks;
+    let g = (wid.x + wid.y * nwg.x) * DIRECT_GROUPS + group;
+    let gc = min(g, total - 1u);
+    let cb = gc % cblocks;
+    var t = gc / cblocks;
+    let tx0 = (t % tiles_x) * 8u;
+    t /= tiles_x;
+    let ty0 = (t % tiles_y) * 8u;
+    let img = t / tiles_y;
+    let oc = cb * 8u + lane;
+    let oc_ok = oc < p.co && g < total;
+    let iy0 = i32(ty0 * DS) - i32(p.pad);
+    let ix0 = i32(tx0 * DS) - i32(p.pad);
+
+    // acc[ty][tx]: the dot product at output pixel (ty0 + ty, tx0 + tx) of channel oc.
+    var acc: array<array<i32, 8>, 8>;
+    for (var j = 0u; j < p.cw; j++) {
+        var wt: array<vec2<u32>, 9>;
+        for (var k = 0u; k < DKK; k++) {
+            let wi = (oc * DKK + k) * p.cw + j;
+            wt[k] = select(vec2<u32>(0u), wbits[select(0u, wi, oc_ok)], oc_ok);
+        }
+        // rows[k][s]: the pair of input pixel (iy0 + k, ix0 + 8 s + lane), (0, 0) outside.
+        var rows: array<array<vec2<u32>, 3>, 17>;
+        for (var k = 0u; k < DROWS; k++) {
+            let iy = iy0 + i32(k);
+            let row_ok = iy >= 0 && iy < i32(p.h) && k % DS < DKH;
+            for (var s = 0u; s < DSEGS; s++) {
+                let ix = ix0 + i32(s * 8u + lane);
+                let ok = row_ok && ix >= 0 && ix < i32(p.w);
+                let idx = ((img * p.h + u32(iy)) * p.w + u32(ix)) * p.cw + j;
+                rows[k][s] = select(vec2<u32>(0u), abits[select(0u, idx, ok)], ok);
+            }
+        }
+        for (var ty = 0u; ty < 8u; ty++) {
+            for (var tx = 0u; tx < 8u; tx++) {
+                var a = acc[ty][tx];
+                for (var r = 0u; r < DKH; r++) {
+                    for (var c = 0u; c < DKW; c++) {
+                        let m = tx * DS + c;
+                        let v = subgroupShuffle(rows[ty * DS + r][m / 8u], base + (m & 7u));
+                        let w = wt[r * DKW + c];
+                        let both = v.y & w.y;
+                        a += i32(countOneBits(both)) - 2 * i32(countOneBits((v.x ^ w.x) & both));
+                    }
+                }
+                acc[ty][tx] = a;
+            }
+        }
+    }
+
+    let plane = p.oh * p.ow;
+    let out_base = (img * p.co + oc) * plane;
+    let scale = alpha[select(0u, oc, oc_ok)];
+    for (var ty = 0u; ty < 8u; ty++) {
+        for (var tx = 0u; tx < 8u; tx++) {
+            let yy = ty0 + ty;
+            let xx = tx0 + tx;
+            if oc_ok && yy < p.oh && xx < p.ow {
+                y[out_base + yy * p.ow + xx] = scale * f32(acc[ty][tx]);
+            }
         }
     }
 }

@@ -37,6 +37,13 @@ fn awkward_shapes() -> Vec<ConvShape> {
         shape([3, 70, 11, 10, 20, 3, 3, 2, 1]),
         shape([1, 3, 8, 7, 4, 3, 3, 3, 1]),
         shape([4, 4, 16, 16, 4, 3, 3, 1, 1]),
+        // Stride 2 with padding 2 and a 17-wide input window per 8x8 output tile; 1x1 kernels
+        // (stride 1, and stride 2 like resnet18's shortcuts); 3x3 with padding 2 (outputs larger
+        // than the input).
+        shape([2, 9, 10, 17, 12, 3, 3, 2, 2]),
+        shape([1, 8, 8, 8, 9, 1, 1, 1, 0]),
+        shape([2, 17, 9, 9, 33, 1, 1, 2, 0]),
+        shape([1, 4, 5, 4, 3, 3, 3, 1, 2]),
     ]
 }
 
@@ -53,6 +60,8 @@ fn run_and_read(gpu: &Gpu, dispatches: &[&Dispatch], out: &rbnn::gpu::Tensor) ->
     gpu.read_f32(out).unwrap()
 }
 
+/// The default kernels (direct ones where `direct_supported` holds) and the tiled ones with their
+/// default tiles, against the CPU.
 #[test]
 fn gpu_matches_cpu_on_awkward_shapes() {
     let gpu = gpu_or_skip!();
@@ -88,12 +97,65 @@ fn gpu_matches_cpu_on_awkward_shapes() {
 
         let bw = conv::backward_weight(gpu, &s, &x, &dy, &dw).unwrap();
         let got = run_and_read(gpu, &bw.dispatches(), &dw);
+        let dw_want = cpu::backward_weight(&s, &xv, &dyv);
         check(
             &format!("backward_weight {s:?} ({} splits)", bw.splits()),
             &got,
-            &cpu::backward_weight(&s, &xv, &dyv),
+            &dw_want,
             s.n * s.oh() * s.ow(),
         );
+
+        let d = conv::forward_with(gpu, &s, Tiles::for_columns(s.co), &x, &w, &y).unwrap();
+        check(
+            &format!("tiled forward {s:?}"),
+            &run_and_read(gpu, &[&d], &y),
+            &cpu::forward(&s, &xv, &wv),
+            s.ci * s.kh * s.kw,
+        );
+        let d = conv::backward_data_with(gpu, &s, Tiles::for_columns(s.ci), &dy, &w, &dx).unwrap();
+        check(
+            &format!("tiled backward_data {s:?}"),
+            &run_and_read(gpu, &[&d], &dx),
+            &cpu::backward_data(&s, &dyv, &wv),
+            s.co * s.kh * s.kw,
+        );
+        let bw = conv::backward_weight_with(gpu, &s, Tiles::for_weight_grad(s.co), &x, &dy, &dw)
+            .unwrap();
+        check(
+            &format!("tiled backward_weight {s:?}"),
+            &run_and_read(gpu, &bw.dispatches(), &dw),
+            &dw_want,
+            s.n * s.oh() * s.ow(),
+        );
+    }
+}
+
+/// The direct kernels run wherever the adapter has subgroups of a multiple of 8 lanes and the
+/// kernel is at most 3x3 with stride 1 or 2 (so the tests above exercise them on such adapters),
+/// and never outside those shapes.
+#[test]
+fn direct_kernels_cover_the_model_shapes() {
+    let gpu = gpu_or_skip!();
+    let sizes = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
+    let subgroups = gpu.features.contains(wgpu::Features::SUBGROUP)
+        && sizes.0 >= 8
+        && sizes.0 % 8 == 0
+        && sizes.1 % 8 == 0
+        && sizes.1 <= 64;
+    for s in [
+        shape([32, 16, 32, 32, 16, 3, 3, 1, 1]),
+        shape([32, 16, 32, 32, 32, 3, 3, 2, 1]),
+        shape([32, 256, 8, 8, 512, 1, 1, 2, 0]),
+        shape([32, 3, 32, 32, 64, 3, 3, 1, 1]),
+    ] {
+        assert_eq!(conv::direct_supported(gpu, &s), subgroups, "{s:?}");
+    }
+    for s in [
+        shape([1, 3, 8, 7, 4, 3, 3, 3, 1]),
+        shape([2, 3, 8, 6, 4, 5, 5, 1, 2]),
+        shape([1, 3, 32, 32, 64, 7, 7, 2, 3]),
+    ] {
+        assert!(!conv::direct_supported(gpu, &s), "{s:?}");
     }
 }
 

@@ -1,6 +1,7 @@
 //! shaders/binconv.wgsl: packing equals the CPU packing bit for bit, and the XOR-popcount
 //! convolution equals the float convolution of the same -1/0/+1 values exactly, borders, channel
-//! tails (Ci not a multiple of 32) and exact zeros (sign(0) = 0) included.
+//! tails (Ci not a multiple of 32) and exact zeros (sign(0) = 0) included, for the direct kernel
+//! (where the adapter has subgroups) and the tiled one.
 mod common;
 
 use rbnn::ops::conv::ConvShape;
@@ -39,6 +40,7 @@ fn check(s: ConvShape, seed: u64) {
     let pa = binconv::pack_activations(gpu, &s, &xt, &st, &abits).unwrap();
     let pw = binconv::pack_weights(gpu, &s, &w3t, &wbits).unwrap();
     let conv_raw = binconv::binconv(gpu, &s, &abits, &wbits, &ones, &y).unwrap();
+    gpu.write(&y, &vec![f32::NAN; y.len()]);
     gpu.run(&[&pa, &pw, &conv_raw]).unwrap();
 
     // The values whose signs are packed: x - mean in f32, as the kernel computes them.
@@ -65,6 +67,17 @@ fn check(s: ConvShape, seed: u64) {
     let got = gpu.read_f32(&y).unwrap();
     assert_eq!(got, cpu::f32s(&raw), "{s:?}: integer counts");
 
+    // The tiled kernel (adapters without subgroups) gives the same integers; NaN first so every
+    // output must be written.
+    gpu.write(&y, &vec![f32::NAN; y.len()]);
+    let tiled = binconv::binconv_tiled(gpu, &s, &abits, &wbits, &ones, &y).unwrap();
+    gpu.run(&[&tiled]).unwrap();
+    assert_eq!(
+        gpu.read_f32(&y).unwrap(),
+        cpu::f32s(&raw),
+        "{s:?}: tiled kernel"
+    );
+
     let conv = binconv::binconv(gpu, &s, &abits, &wbits, &alpha_t, &y).unwrap();
     gpu.run(&[&conv]).unwrap();
     let plane_out = s.oh() * s.ow();
@@ -84,6 +97,8 @@ fn strided_padded_and_channel_tails() {
     check(ConvShape::square(2, 1, 5, 3, 3, 1, 1), 2);
     // Padding 2 > kernel radius: whole rows and columns of taps outside the image.
     check(ConvShape::square(2, 67, 6, 33, 3, 1, 2), 3);
+    // A 17x17 stride-2 output: 8x8 tiles that overhang it, input windows 17 columns wide.
+    check(ConvShape::square(1, 20, 33, 9, 3, 2, 1), 7);
 }
 
 #[test]

@@ -1,16 +1,22 @@
-//! Float 2D convolution (shaders/conv.wgsl): forward, data gradient and weight gradient as
-//! implicit GEMMs with workgroup tiling and 4x4 register micro-tiles.
+//! Float 2D convolution (shaders/conv.wgsl): forward, data gradient and weight gradient.
 //!
 //! Layouts: input x [N, Ci, H, W], weight w [Co, Ci, kh, kw], output y [N, Co, OH, OW], zero
 //! padding, any kernel size, stride and padding, no bias. Used by the float stem convs, the 1x1
 //! stride-2 shortcuts of resnet18, and the float backward of the binary conv layer.
 //!
-//! The tile shape of each dispatch is a `Tiles` (WGSL override constants); the plain functions pick
-//! one from the shape and the `*_with` variants take one (for the benchmark and for tuning).
+//! Two implementations:
+//! - direct kernels (`direct`, `direct_weight`), used by `forward`, `backward_data` and
+//!   `backward_weight` wherever `direct_supported` holds (kernels up to 3x3, stride 1 or 2, an
+//!   adapter with subgroups): groups of 8 subgroup lanes that share loaded values through
+//!   subgroup shuffles instead of workgroup memory, with register tiles the driver unrolls.
+//! - tiled implicit GEMMs with 4x4 register micro-tiles, for every other shape and adapter. Their
+//!   tile shape is a `Tiles` (WGSL override constants); the `*_with` variants always run them with
+//!   the tiles given (for the benchmark and for tuning).
 
-use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
+use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Kernel, Tensor};
 use crate::ops::shape::expect_len;
 use anyhow::{ensure, Context, Result};
+use std::sync::Arc;
 
 /// One convolution: batch `n`, `ci` input channels of `h` x `w`, `co` output channels, a `kh` x
 /// `kw` kernel, `stride`, and `pad` zero pixels on every side.
@@ -249,12 +255,90 @@ fn grid(tiles: usize, z: u32) -> [u32; 3] {
     [x, y, z]
 }
 
+/// Whether the direct kernels run `s` on this adapter: they need subgroup shuffles within
+/// aligned groups of 8 lanes (subgroup sizes that are multiples of 8, at most a workgroup of 64),
+/// and their register windows hold kernels up to 3x3 with stride 1 or 2.
+pub fn direct_supported(gpu: &Gpu, s: &ConvShape) -> bool {
+    let (min, max) = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
+    gpu.features.contains(wgpu::Features::SUBGROUP)
+        && min >= 8
+        && min.is_multiple_of(8)
+        && max.is_multiple_of(8)
+        && max <= DIRECT_WORKGROUP
+        && (1..=2).contains(&s.stride)
+        && s.kh <= 3
+        && s.kw <= 3
+}
+
+/// Invocations of a direct kernel's workgroup: 8 groups of 8 lanes (shaders/conv.wgsl DIRECT_GROUPS).
+const DIRECT_WORKGROUP: u32 = 64;
+const DIRECT_GROUPS: usize = 8;
+
+/// The direct kernel for `s`: the tap geometry is compiled in (the padding only as far as it
+/// decides which taps reach which outputs), so the tap loops unroll.
+fn direct_kernel(gpu: &Gpu, s: &ConvShape, entry: &str, transposed: bool) -> Result<Arc<Kernel>> {
+    let pad_mod = if transposed { s.pad % s.stride } else { 0 };
+    gpu.kernel(
+        "conv",
+        entry,
+        &[
+            ("DKH", s.kh as f64),
+            ("DKW", s.kw as f64),
+            ("DS", s.stride as f64),
+            ("DPMOD", pad_mod as f64),
+            ("DTRANSPOSED", if transposed { 1.0 } else { 0.0 }),
+        ],
+    )
+}
+
+/// One `direct` dispatch: a group per 8 output channels of one 8x8 output tile of one image.
+fn direct(gpu: &Gpu, s: &ConvShape, transposed: bool, buffers: [&Tensor; 3]) -> Result<Dispatch> {
+    let (c, h, w) = if transposed {
+        (s.ci, s.h, s.w)
+    } else {
+        (s.co, s.oh(), s.ow())
+    };
+    let groups = s.n * h.div_ceil(8) * w.div_ceil(8) * c.div_ceil(8);
+    let k = direct_kernel(gpu, s, "direct", transposed)?;
+    gpu.dispatch(
+        &k,
+        &buffers,
+        s.immediates(0, 0).bytes(),
+        grid(groups.div_ceil(DIRECT_GROUPS), 1),
+    )
+}
+
+fn check_forward(s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<()> {
+    s.validate()?;
+    check_len("input", x, s.input_len(), s)?;
+    check_len("weight", w, s.weight_len(), s)?;
+    check_len("output", y, s.output_len(), s)
+}
+
+fn check_backward_data(s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Result<()> {
+    s.validate()?;
+    check_len("output gradient", dy, s.output_len(), s)?;
+    check_len("weight", w, s.weight_len(), s)?;
+    check_len("input gradient", dx, s.input_len(), s)
+}
+
+fn check_backward_weight(s: &ConvShape, x: &Tensor, dy: &Tensor, dw: &Tensor) -> Result<()> {
+    s.validate()?;
+    check_len("input", x, s.input_len(), s)?;
+    check_len("output gradient", dy, s.output_len(), s)?;
+    check_len("weight gradient", dw, s.weight_len(), s)
+}
+
 /// y = conv2d(x, w) (overwrites y).
 pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    if direct_supported(gpu, s) {
+        check_forward(s, x, w, y)?;
+        return direct(gpu, s, false, [x, w, y]);
+    }
     forward_with(gpu, s, Tiles::for_columns(s.co), x, w, y)
 }
 
-/// `forward` with an explicit tile shape.
+/// `forward` on the tiled kernel with an explicit tile shape.
 pub fn forward_with(
     gpu: &Gpu,
     s: &ConvShape,
@@ -263,11 +347,8 @@ pub fn forward_with(
     w: &Tensor,
     y: &Tensor,
 ) -> Result<Dispatch> {
-    s.validate()?;
+    check_forward(s, x, w, y)?;
     tiles.check(gpu)?;
-    check_len("input", x, s.input_len(), s)?;
-    check_len("weight", w, s.weight_len(), s)?;
-    check_len("output", y, s.output_len(), s)?;
     let k = gpu.kernel("conv", "forward", &tiles.constants())?;
     let rows = s.n * s.oh() * s.ow();
     let z = check_z(s, s.co.div_ceil(tiles.bn as usize))?;
@@ -309,10 +390,14 @@ pub fn backward_data(
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<Dispatch> {
+    if direct_supported(gpu, s) {
+        check_backward_data(s, dy, w, dx)?;
+        return direct(gpu, s, true, [dy, w, dx]);
+    }
     backward_data_with(gpu, s, Tiles::for_columns(s.ci), dy, w, dx)
 }
 
-/// `backward_data` with an explicit tile shape.
+/// `backward_data` on the tiled kernel with an explicit tile shape.
 pub fn backward_data_with(
     gpu: &Gpu,
     s: &ConvShape,
@@ -321,11 +406,8 @@ pub fn backward_data_with(
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<Dispatch> {
-    s.validate()?;
+    check_backward_data(s, dy, w, dx)?;
     tiles.check(gpu)?;
-    check_len("output gradient", dy, s.output_len(), s)?;
-    check_len("weight", w, s.weight_len(), s)?;
-    check_len("input gradient", dx, s.input_len(), s)?;
     let k = gpu.kernel("conv", "backward_data", &tiles.constants())?;
     // Phase (0, 0) has the most input pixels: ceil(H/stride) x ceil(W/stride).
     let phase_rows = s.n * s.h.div_ceil(s.stride) * s.w.div_ceil(s.stride);
@@ -398,10 +480,79 @@ pub fn backward_weight(
     dy: &Tensor,
     dw: &Tensor,
 ) -> Result<ConvBackwardWeight> {
+    if direct_supported(gpu, s) {
+        check_backward_weight(s, x, dy, dw)?;
+        return direct_weight(gpu, s, x, dy, dw);
+    }
     backward_weight_with(gpu, s, Tiles::for_weight_grad(s.co), x, dy, dw)
 }
 
-/// `backward_weight` with an explicit tile shape.
+/// Groups the direct weight gradient aims for (channel blocks x chunks), a fixed number so every
+/// adapter sums in the same order.
+const DIRECT_WEIGHT_GROUPS: usize = 256;
+
+/// The direct weight gradient: a group per (8 input channels, 16 output channels, chunk of
+/// 8-column strips of the output), then the fixed-order sum of the chunks.
+fn direct_weight(
+    gpu: &Gpu,
+    s: &ConvShape,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+) -> Result<ConvBackwardWeight> {
+    let strips = s.n * s.ow().div_ceil(8);
+    let blocks = s.ci.div_ceil(8) * s.co.div_ceil(16);
+    let wanted = DIRECT_WEIGHT_GROUPS
+        .div_ceil(blocks)
+        .min(MAX_PARTIAL / s.weight_len())
+        .clamp(1, strips);
+    let per_chunk = strips.div_ceil(wanted);
+    let splits = strips.div_ceil(per_chunk);
+    let k = direct_kernel(gpu, s, "direct_weight", false)?;
+    let workgroups = grid((splits * blocks).div_ceil(DIRECT_GROUPS), 1);
+    let imm = s.immediates(0, per_chunk);
+    split_weight_grad(gpu, s, &k, imm, workgroups, splits, [x, dy, dw])
+}
+
+/// The weight gradient GEMM dispatch over `splits` chunks of the reduction: with one chunk it
+/// writes dw directly, else a partial buffer [splits, dw] that reduce_splits sums in order.
+fn split_weight_grad(
+    gpu: &Gpu,
+    s: &ConvShape,
+    gemm: &Arc<Kernel>,
+    imm: Imm,
+    workgroups: [u32; 3],
+    splits: usize,
+    [x, dy, dw]: [&Tensor; 3],
+) -> Result<ConvBackwardWeight> {
+    if splits == 1 {
+        let d = gpu.dispatch(gemm, &[x, dy, dw], imm.bytes(), workgroups)?;
+        return Ok(ConvBackwardWeight {
+            partial: None,
+            dispatches: vec![d],
+            splits,
+        });
+    }
+    let partial = gpu.try_tensor(
+        &format!("{} partial [{splits} splits]", dw.label),
+        &[splits, s.weight_len()],
+    )?;
+    let d_gemm = gpu.dispatch(gemm, &[x, dy, &partial], imm.bytes(), workgroups)?;
+    let reduce = gpu.kernel("conv", "reduce_splits", &[])?;
+    let d_reduce = gpu.dispatch(
+        &reduce,
+        &[&partial, dw],
+        s.immediates(s.weight_len(), splits).bytes(),
+        grid_1d(s.weight_len(), 256),
+    )?;
+    Ok(ConvBackwardWeight {
+        partial: Some(partial),
+        dispatches: vec![d_gemm, d_reduce],
+        splits,
+    })
+}
+
+/// `backward_weight` on the tiled kernel with an explicit tile shape.
 pub fn backward_weight_with(
     gpu: &Gpu,
     s: &ConvShape,
@@ -410,11 +561,8 @@ pub fn backward_weight_with(
     dy: &Tensor,
     dw: &Tensor,
 ) -> Result<ConvBackwardWeight> {
-    s.validate()?;
+    check_backward_weight(s, x, dy, dw)?;
     tiles.check(gpu)?;
-    check_len("input", x, s.input_len(), s)?;
-    check_len("output gradient", dy, s.output_len(), s)?;
-    check_len("weight gradient", dw, s.weight_len(), s)?;
     let reduction = s.n * s.oh() * s.ow();
     // The shader splits reduction indices with a float reciprocal, exact below 2^24.
     ensure!(
@@ -431,31 +579,7 @@ pub fn backward_weight_with(
         check_z(s, splits)?,
     ];
     let imm = s.immediates(reduction, chunk);
-    if splits == 1 {
-        let d = gpu.dispatch(&gemm, &[x, dy, dw], imm.bytes(), workgroups)?;
-        return Ok(ConvBackwardWeight {
-            partial: None,
-            dispatches: vec![d],
-            splits,
-        });
-    }
-    let partial = gpu.try_tensor(
-        &format!("{} partial [{splits} splits]", dw.label),
-        &[splits, s.weight_len()],
-    )?;
-    let d_gemm = gpu.dispatch(&gemm, &[x, dy, &partial], imm.bytes(), workgroups)?;
-    let reduce = gpu.kernel("conv", "reduce_splits", &[])?;
-    let d_reduce = gpu.dispatch(
-        &reduce,
-        &[&partial, dw],
-        s.immediates(s.weight_len(), splits).bytes(),
-        grid_1d(s.weight_len(), 256),
-    )?;
-    Ok(ConvBackwardWeight {
-        partial: Some(partial),
-        dispatches: vec![d_gemm, d_reduce],
-        splits,
-    })
+    split_weight_grad(gpu, s, &gemm, imm, workgroups, splits, [x, dy, dw])
 }
 
 /// Plain-Rust references with f64 accumulation.

@@ -6,9 +6,13 @@
 //! the same -1/0/+1 values exactly, zero padding and channel tails (Ci not a multiple of 32)
 //! included. The cost of the zeros is one more word per operand and one more AND + popcount per
 //! word pair.
+//!
+//! Two kernels compute the convolution: a direct one on groups of 8 subgroup lanes (as
+//! ops::conv's direct kernels) where the adapter and shape allow, and a workgroup-tiled one
+//! everywhere else.
 
 use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
-use crate::ops::conv::ConvShape;
+use crate::ops::conv::{direct_supported, ConvShape};
 use crate::ops::shape::expect_len;
 use anyhow::{bail, Result};
 
@@ -84,10 +88,25 @@ pub fn pack_weights(gpu: &Gpu, s: &ConvShape, w3: &Tensor, wbits: &Tensor) -> Re
     )
 }
 
-/// Output rows (pixels) per workgroup.
+/// Output rows (pixels) per workgroup of the tiled kernel.
 const BM: usize = 64;
 
-/// y = alpha_o * conv2d(ternary activations, ternary weights), from the packed operands.
+fn check_binconv(
+    s: &ConvShape,
+    abits: &Tensor,
+    wbits: &Tensor,
+    alpha: &Tensor,
+    y: &Tensor,
+) -> Result<()> {
+    s.validate()?;
+    expect_len(abits, activation_bits_len(s), "packed activations")?;
+    expect_len(wbits, weight_bits_len(s), "packed weights")?;
+    expect_len(alpha, s.co, "alpha")?;
+    expect_len(y, s.output_len(), "output")
+}
+
+/// y = alpha_o * conv2d(ternary activations, ternary weights), from the packed operands: the
+/// direct kernel where `conv::direct_supported` holds, else `binconv_tiled`.
 pub fn binconv(
     gpu: &Gpu,
     s: &ConvShape,
@@ -96,11 +115,39 @@ pub fn binconv(
     alpha: &Tensor,
     y: &Tensor,
 ) -> Result<Dispatch> {
-    s.validate()?;
-    expect_len(abits, activation_bits_len(s), "packed activations")?;
-    expect_len(wbits, weight_bits_len(s), "packed weights")?;
-    expect_len(alpha, s.co, "alpha")?;
-    expect_len(y, s.output_len(), "output")?;
+    if !direct_supported(gpu, s) {
+        return binconv_tiled(gpu, s, abits, wbits, alpha, y);
+    }
+    check_binconv(s, abits, wbits, alpha, y)?;
+    // A group of 8 lanes per 8 output channels of an 8x8 output tile, 8 groups per workgroup.
+    let groups = s.n * s.oh().div_ceil(8) * s.ow().div_ceil(8) * s.co.div_ceil(8);
+    let k = gpu.kernel(
+        "binconv",
+        "direct",
+        &[
+            ("DKH", s.kh as f64),
+            ("DKW", s.kw as f64),
+            ("DS", s.stride as f64),
+        ],
+    )?;
+    gpu.dispatch(
+        &k,
+        &[abits, wbits, alpha, y],
+        immediates(s).bytes(),
+        grid_1d(groups.div_ceil(8), 1),
+    )
+}
+
+/// `binconv` on the workgroup-tiled kernel, which every adapter runs.
+pub fn binconv_tiled(
+    gpu: &Gpu,
+    s: &ConvShape,
+    abits: &Tensor,
+    wbits: &Tensor,
+    alpha: &Tensor,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    check_binconv(s, abits, wbits, alpha, y)?;
     // Narrow layers get narrow tiles, so 16 channels do not leave 3/4 of a 64-wide tile idle.
     let bn = match s.co {
         0..=16 => 16,
