@@ -22,7 +22,8 @@
 //                     workgroup computes a BM x BN tile, staging BK word pairs of both operands
 //                     in workgroup memory; each invocation keeps a 4x4 micro-tile of counters at
 //                     rows tx + i*TX and columns ty + j*TY (adjacent invocations write adjacent
-//                     pixels of one channel).
+//                     pixels of one channel). The fallback for adapters without subgroups.
+//   direct            the same result on groups of 8 subgroup lanes (see its section below).
 
 override BM: u32 = 64u;
 override BN: u32 = 64u;

@@ -1,5 +1,9 @@
-// Float 2D convolution (NCHW activations, [Co, Ci, kh, kw] weights, zero padding, no bias) as
-// implicit GEMM: the im2col matrix is gathered on the fly into workgroup memory, never stored.
+// Float 2D convolution (NCHW activations, [Co, Ci, kh, kw] weights, zero padding, no bias).
+//
+// Two families of kernels. The direct kernels at the end of this file (direct, direct_weight) run
+// kernels up to 3x3 with stride 1 or 2 on adapters with subgroups: see their section. Everything
+// else runs the tiled implicit GEMMs below, where the im2col matrix is gathered on the fly into
+// workgroup memory, never stored:
 //
 //   forward          y[N,Co,OH,OW]  GEMM rows = N*OH*OW,  cols = Co,        reduction = Ci*kh*kw
 //   backward_data    dx[N,Ci,H,W]   GEMM rows = N*H*W,    cols = Ci,        reduction = Co*kh*kw
