@@ -21,10 +21,10 @@ const RUNS: usize = 5;
 pub struct KernelBenchRow {
     /// The model layer the shape comes from, e.g. "resnet20 stage 1".
     pub layer: &'static str,
-    /// "forward", "forward (naive)", "data grad" or "weight grad".
+    /// "forward", "data grad", "weight grad", "forward (tiled)" or "forward (naive)".
     pub kernel: &'static str,
     pub shape: ConvShape,
-    /// Tile shape (bm x bn x bk) or "-" for the naive kernel.
+    /// "direct" (the subgroup kernels), the tile shape (bm x bn x bk), or "-" (naive).
     pub tiles: String,
     /// 2 FLOP per multiply-add.
     pub gflop: f64,
@@ -79,21 +79,39 @@ pub fn kernels(gpu: &Gpu, batch: usize) -> Result<Vec<KernelBenchRow>> {
         gpu.write(&w, &rng.uniform_vec(s.weight_len(), -1.0, 1.0));
         gpu.write(&dy, &rng.uniform_vec(s.output_len(), -1.0, 1.0));
 
+        // The kernels training uses (the direct subgroup kernels where the adapter supports
+        // them), and the tiled fallback beside them for comparison.
+        let direct = conv::direct_supported(gpu, &s);
         let forward_tiles = Tiles::for_columns(s.co);
         let data_tiles = Tiles::for_columns(s.ci);
         let weight_tiles = Tiles::for_weight_grad(s.co);
-        let forward = conv::forward_with(gpu, &s, forward_tiles, &x, &w, &y)?;
-        let data = conv::backward_data_with(gpu, &s, data_tiles, &dy, &w, &dx)?;
-        let weight = conv::backward_weight_with(gpu, &s, weight_tiles, &x, &dy, &dw)?;
+        let label = |t: Tiles| {
+            if direct {
+                "direct".to_string()
+            } else {
+                tiles_label(t)
+            }
+        };
+        let forward = conv::forward(gpu, &s, &x, &w, &y)?;
+        let data = conv::backward_data(gpu, &s, &dy, &w, &dx)?;
+        let weight = conv::backward_weight(gpu, &s, &x, &dy, &dw)?;
+        let tiled_forward = conv::forward_with(gpu, &s, forward_tiles, &x, &w, &y)?;
         let mut cases = vec![
-            ("forward", tiles_label(forward_tiles), vec![&forward]),
-            ("data grad", tiles_label(data_tiles), vec![&data]),
+            ("forward", label(forward_tiles), vec![&forward]),
+            ("data grad", label(data_tiles), vec![&data]),
             (
                 "weight grad",
-                format!("{} / {} splits", tiles_label(weight_tiles), weight.splits()),
+                format!("{} / {} splits", label(weight_tiles), weight.splits()),
                 weight.dispatches(),
             ),
         ];
+        if direct {
+            cases.push((
+                "forward (tiled)",
+                tiles_label(forward_tiles),
+                vec![&tiled_forward],
+            ));
+        }
         let naive = if with_naive {
             Some(conv::forward_naive(gpu, &s, &x, &w, &y)?)
         } else {

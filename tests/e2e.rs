@@ -28,6 +28,13 @@ fn training_on_the_embedded_subset_learns_well_above_chance() {
     };
     let out = std::env::temp_dir().join(format!("rbnn-e2e-{}", std::process::id()));
     let summary = train(gpu, &cfg, &out, None, &AtomicBool::new(false), false).unwrap();
-    eprintln!("best test top-1 after {} epochs: {:.2}%", summary.epochs_run, summary.best_top1);
-    assert!(summary.best_top1 > 15.0, "test top-1 {:.2}%", summary.best_top1);
+    eprintln!(
+        "best test top-1 after {} epochs: {:.2}%",
+        summary.epochs_run, summary.best_top1
+    );
+    assert!(
+        summary.best_top1 > 15.0,
+        "test top-1 {:.2}%",
+        summary.best_top1
+    );
 }
