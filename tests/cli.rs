@@ -1,0 +1,120 @@
+//! The command line itself: `rbnn info`, and `rbnn step` on the official golden tensors (the
+//! numbers are checked in tests/golden.rs; here the CLI path: arguments, files, exit codes).
+mod common;
+
+use rbnn::train::checkpoint::read_safetensors;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn rbnn() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rbnn"))
+}
+
+fn golden() -> Option<PathBuf> {
+    let base = std::env::var("RBNN_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
+    let dir = base.join("golden/resnet20_1w1a-rotate");
+    dir.exists().then_some(dir)
+}
+
+#[test]
+fn info_lists_the_adapter_in_use() {
+    let _ = gpu_or_skip!();
+    let out = rbnn().arg("info").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("using:") && text.contains("max storage binding"),
+        "{text}"
+    );
+}
+
+#[test]
+fn step_writes_logits_loss_gradients_and_rotations() {
+    let _ = gpu_or_skip!();
+    let Some(dir) = golden() else {
+        eprintln!("SKIPPED: no golden tensors");
+        return;
+    };
+    let out =
+        std::env::temp_dir().join(format!("rbnn-cli-step-{}.safetensors", std::process::id()));
+    let status = rbnn()
+        .args([
+            "step",
+            "--model",
+            "resnet20_1w1a",
+            "--epoch",
+            "3",
+            "--epochs",
+            "10",
+            "--rotate",
+        ])
+        .arg("--weights")
+        .arg(dir.join("weights.safetensors"))
+        .arg("--batch")
+        .arg(dir.join("batch.safetensors"))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (got, _) = read_safetensors(&out).unwrap();
+    let (want, _) = read_safetensors(&dir.join("expected.safetensors")).unwrap();
+    for (name, _) in want.iter() {
+        assert!(got.contains(name), "rbnn step wrote no {name}");
+    }
+
+    // --eval writes only the logits of the inference-mode forward.
+    let status = rbnn()
+        .args(["step", "--model", "resnet20_1w1a", "--eval"])
+        .arg("--weights")
+        .arg(dir.join("weights.safetensors"))
+        .arg("--batch")
+        .arg(dir.join("batch.safetensors"))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (got, _) = read_safetensors(&out).unwrap();
+    assert_eq!(got.names().collect::<Vec<_>>(), vec!["logits"]);
+    assert_eq!(got.get("logits").unwrap().shape, vec![4, 10]);
+
+    // Weights of another model: an error naming the missing tensors, unless --init-missing.
+    let fail = rbnn()
+        .args(["step", "--model", "resnet20_bireal_1w1a", "--eval"])
+        .arg("--weights")
+        .arg(dir.join("batch.safetensors"))
+        .arg("--batch")
+        .arg(dir.join("batch.safetensors"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!fail.status.success());
+    let err = String::from_utf8_lossy(&fail.stderr);
+    assert!(
+        err.contains("batch.safetensors")
+            && err.contains("conv1.weight")
+            && err.contains("--init-missing"),
+        "{err}"
+    );
+    let ok = rbnn()
+        .args([
+            "step",
+            "--model",
+            "resnet20_bireal_1w1a",
+            "--eval",
+            "--init-missing",
+        ])
+        .arg("--weights")
+        .arg(dir.join("batch.safetensors"))
+        .arg("--batch")
+        .arg(dir.join("batch.safetensors"))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
