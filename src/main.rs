@@ -168,6 +168,12 @@ struct TrainArgs {
     a32: bool,
     #[arg(long, default_value_t = 1234)]
     seed: u64,
+    /// Train on the first N training images only (quick runs).
+    #[arg(long)]
+    max_train_images: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
+    max_test_images: Option<usize>,
     /// Run directory: checkpoints, metrics.jsonl, curves.png.
     #[arg(long, default_value = "runs/latest")]
     out: PathBuf,
@@ -432,6 +438,8 @@ fn train(adapter: Option<&str>, a: TrainArgs) -> Result<()> {
         rotation_update: a.rotation_update,
         a32: a.a32,
         seed: a.seed,
+        max_train_images: a.max_train_images,
+        max_test_images: a.max_test_images,
     };
     let gpu = gpu(adapter)?;
     let stop = Arc::new(AtomicBool::new(false));

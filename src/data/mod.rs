@@ -129,6 +129,17 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Keeps the first `n` samples (all of them when there are fewer), for short runs.
+    pub fn take(mut self, n: usize) -> Dataset {
+        if n < self.n {
+            self.images.truncate(n * self.sample_len());
+            self.labels.truncate(n);
+            self.n = n;
+            self.name = format!("{} (first {n})", self.name);
+        }
+        self
+    }
+
     /// Pixels of image i: [c, h, w].
     pub fn image(&self, i: usize) -> &[u8] {
         let s = self.c * self.h * self.w;

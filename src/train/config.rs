@@ -47,6 +47,10 @@ pub struct Config {
     /// Keep activations full precision (1-bit weights, 32-bit activations).
     pub a32: bool,
     pub seed: u64,
+    /// Train on the first N training images only (short runs and tests); None: all.
+    pub max_train_images: Option<usize>,
+    /// Evaluate on the first N test images only; None: all.
+    pub max_test_images: Option<usize>,
 }
 
 impl Default for Config {
@@ -69,6 +73,8 @@ impl Default for Config {
             rotation_update: 1,
             a32: false,
             seed: 1234,
+            max_train_images: None,
+            max_test_images: None,
         }
     }
 }

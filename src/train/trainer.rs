@@ -56,10 +56,19 @@ pub struct TrainSummary {
     pub interrupted: bool,
 }
 
+/// A split of the configured dataset, cut to --max-train-images / --max-test-images.
 pub fn load_split(cfg: &Config, split: Split) -> Result<Dataset> {
     let kind: DatasetKind = cfg.dataset.parse()?;
     let path = cfg.data_path.as_deref().map(Path::new);
-    data::load(kind, path, split)
+    let ds = data::load(kind, path, split)?;
+    let limit = match split {
+        Split::Train => cfg.max_train_images,
+        Split::Test => cfg.max_test_images,
+    };
+    Ok(match limit {
+        Some(n) => ds.take(n),
+        None => ds,
+    })
 }
 
 /// The state of a model as a checkpoint holds it: parameters and buffers by official name,
@@ -177,7 +186,7 @@ fn progress_bar(len: usize, visible: bool) -> ProgressBar {
 
 /// Trains per `cfg`, writing into `out`. With `resume`, continues from that checkpoint (same
 /// numbers as an uninterrupted run on the same adapter). `stop` is polled after every step
-/// (Ctrl-C): the run then saves a checkpoint of the epochs completed so far and returns.
+/// (Ctrl-C): the run then saves its weights beside the last checkpoint and returns.
 pub fn train(
     gpu: &Gpu,
     cfg: &Config,
@@ -186,6 +195,21 @@ pub fn train(
     stop: &AtomicBool,
     show_progress: bool,
 ) -> Result<TrainSummary> {
+    train_until(gpu, cfg, out, resume, stop, show_progress, cfg.epochs)
+}
+
+/// `train`, but returns after epoch `end_epoch` (exclusive, at most cfg.epochs) with the run's
+/// schedules still those of cfg.epochs: a later `--resume` continues as if never stopped.
+pub fn train_until(
+    gpu: &Gpu,
+    cfg: &Config,
+    out: &Path,
+    resume: Option<&Path>,
+    stop: &AtomicBool,
+    show_progress: bool,
+    end_epoch: usize,
+) -> Result<TrainSummary> {
+    let end_epoch = end_epoch.min(cfg.epochs);
     cfg.validate()?;
     let kind = ModelKind::parse(&cfg.model)?;
     let train_ds = Arc::new(load_split(cfg, Split::Train)?);
@@ -276,7 +300,11 @@ pub fn train(
     if tail_net.is_none() {
         plan.drop_last = true;
     }
-    let batcher = Batcher::new(train_ds.clone(), plan, start_epoch..cfg.epochs)?;
+    let batcher = Batcher::new(
+        train_ds.clone(),
+        plan,
+        start_epoch..end_epoch.max(start_epoch),
+    )?;
     let per_epoch = batcher.batches_per_epoch();
     let mut batches = batcher.into_iter();
     let mut first_step = !has_momentum;
@@ -287,7 +315,7 @@ pub fn train(
         interrupted: false,
     };
 
-    for epoch in start_epoch..cfg.epochs {
+    for epoch in start_epoch..end_epoch {
         let lr = cfg.learning_rate(epoch);
         let (t, k) = schedule.at(epoch);
         let scalars = StepScalars {
@@ -346,12 +374,22 @@ pub fn train(
                     );
                 }
                 let rate = images as f64 / started.elapsed().as_secs_f64();
-                bar.set_message(format!(
+                let message = format!(
                     "loss {:.4} top1 {:.2}% {:.0} img/s",
                     totals.mean_loss(),
                     100.0 * totals.top1_accuracy(),
                     rate
-                ));
+                );
+                if show_progress && bar.is_hidden() {
+                    // Not a terminal (a log file, CI): plain lines instead of a bar.
+                    eprintln!(
+                        "epoch {}/{} step {}/{per_epoch}: {message}",
+                        epoch + 1,
+                        cfg.epochs,
+                        step + 1
+                    );
+                }
+                bar.set_message(message);
             }
             bar.set_position(step as u64 + 1);
             if stop.load(Ordering::Relaxed) {
