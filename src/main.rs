@@ -361,7 +361,11 @@ fn run(cli: Cli) -> Result<()> {
             for (file, predictions) in files.iter().zip(&all) {
                 print!(
                     "{}",
-                    rbnn::infer::predict::format_predictions(file, predictions)
+                    rbnn::infer::predict::format_predictions(
+                        file,
+                        predictions,
+                        &engine.meta.classes
+                    )
                 );
             }
             Ok(())
@@ -397,7 +401,8 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("benchmarking inference of {}", kind.name()))?;
                 if !json {
                     // Rows as they come: a slow adapter shows the first models early.
-                    r.iter().for_each(|row| print!("{}", bench::format_row(row)));
+                    r.iter()
+                        .for_each(|row| print!("{}", bench::format_row(row)));
                 }
                 rows.extend(r);
             }

@@ -9,13 +9,16 @@ mod common;
 mod infer_common;
 
 use infer_common::{meta, packed_resnet20, random_params, scratch};
-use rbnn::gpu::Gpu;
-use rbnn::infer::export::{export_checkpoint, export_params, ExportOptions};
+use rbnn::gpu::{Dispatch, Gpu, Tensor};
+use rbnn::infer::export::{export_checkpoint, export_params, export_with_layers, ExportOptions};
 use rbnn::infer::model::{binary_convs, PackedData, PackedTensor, FORMAT_VERSION};
 use rbnn::infer::{Engine, PackedModel};
 use rbnn::model::network::{Mode, Network};
-use rbnn::model::ModelKind;
+use rbnn::model::{ModelKind, Params};
+use rbnn::ops::conv::{self, ConvShape};
+use rbnn::ops::{batchnorm, elementwise, linear, pool};
 use rbnn::rbnn::cpu;
+use rbnn::rbnn::layer::{BinaryConv2d, BinaryConvTensors};
 use rbnn::rbnn::rotation_dims;
 use rbnn::rng::Rng;
 use rbnn::train::checkpoint::{self, CheckpointInfo};
@@ -43,16 +46,139 @@ fn float_logits(gpu: &Gpu, net: &Network, x: &[f32]) -> Vec<f32> {
     gpu.read_f32(&net.logits).unwrap()
 }
 
+/// One step of the reference forward below.
+enum Step {
+    Kernel(Dispatch),
+    Binary(Box<BinaryConv2d>),
+}
+
+/// vgg_small_1w1a's evaluation forward assembled from the same float-path pieces as
+/// model::network (BinaryConv2d, conv, BatchNorm with running statistics, pool, hardtanh,
+/// linear): model::network cannot build vgg_small in Mode::Eval yet (its flatten reshapes the
+/// 1-element gradient placeholder of evaluation graphs).
+fn vgg_float_logits(
+    gpu: &Gpu,
+    params: &Params,
+    batch: usize,
+    x: &[f32],
+) -> (Vec<f32>, Vec<BinaryConv2d>) {
+    let p = |name: &str| params.get(name).unwrap().clone();
+    let t = |shape: &[usize]| gpu.try_tensor("reference", shape).unwrap();
+    let mut steps: Vec<Step> = Vec::new();
+    let bn_then_ht = |x: &Tensor, name: &str, steps: &mut Vec<Step>| -> Tensor {
+        let c = x.shape[1];
+        let (mean, rstd, partials) = (t(&[c]), t(&[c]), t(&[1]));
+        let (gamma, beta) = (p(&format!("{name}.weight")), p(&format!("{name}.bias")));
+        let rm = p(&format!("{name}.running_mean"));
+        let rv = p(&format!("{name}.running_var"));
+        let bn = batchnorm::BatchNorm {
+            gamma: &gamma,
+            beta: &beta,
+            running_mean: &rm,
+            running_var: &rv,
+            mean: &mean,
+            rstd: &rstd,
+            partials: &partials,
+        };
+        let z = t(&x.shape);
+        steps.push(Step::Kernel(
+            batchnorm::forward_eval(gpu, &bn, x, &z).unwrap(),
+        ));
+        let a = t(&x.shape);
+        steps.push(Step::Kernel(
+            elementwise::hardtanh_forward(gpu, &z, &a).unwrap(),
+        ));
+        a
+    };
+    let input = gpu.upload_f32("input", &[batch, 3, 32, 32], x);
+    let y0 = t(&[batch, 128, 32, 32]);
+    let s0 = ConvShape::square(batch, 3, 32, 128, 3, 1, 1);
+    let stem = conv::forward(gpu, &s0, &input, &p("conv0.weight"), &y0).unwrap();
+    steps.push(Step::Kernel(stem));
+    let mut a = bn_then_ht(&y0, "bn0", &mut steps);
+    for (i, co) in [(1, 128), (2, 256), (3, 256), (4, 512), (5, 512)] {
+        let (ci, hw) = (a.shape[1], a.shape[2]);
+        let s = ConvShape::square(batch, ci, hw, co, 3, 1, 1);
+        let name = format!("conv{i}");
+        let y = t(&[batch, co, hw, hw]);
+        let tensors = BinaryConvTensors {
+            weight: p(&format!("{name}.weight")),
+            alpha: p(&format!("{name}.alpha")),
+            rotate: p(&format!("{name}.rotate")),
+            r1: p(&format!("{name}.R1")),
+            r2: p(&format!("{name}.R2")),
+            weight_grad: None,
+            alpha_grad: None,
+            rotate_grad: None,
+            x: a.clone(),
+            y: y.clone(),
+            dy: None,
+            dx: None,
+        };
+        let layer = BinaryConv2d::new(gpu, s, false, tensors).unwrap();
+        steps.push(Step::Binary(Box::new(layer)));
+        let y = if i % 2 == 1 {
+            let m = t(&[batch, co, hw / 2, hw / 2]);
+            steps.push(Step::Kernel(pool::max2_forward(gpu, &y, &m).unwrap()));
+            m
+        } else {
+            y
+        };
+        a = bn_then_ht(&y, &format!("bn{i}"), &mut steps);
+    }
+    let logits = t(&[batch, 10]);
+    let flat = a.reshaped(&[batch, 8192]);
+    let fc = linear::forward(gpu, &flat, &p("fc.weight"), &p("fc.bias"), &logits).unwrap();
+    steps.push(Step::Kernel(fc));
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for step in &steps {
+            match step {
+                Step::Kernel(d) => d.record(&mut pass),
+                Step::Binary(layer) => layer.record_forward(&mut pass),
+            }
+        }
+    }
+    gpu.queue.submit([encoder.finish()]);
+    let layers = steps
+        .into_iter()
+        .filter_map(|s| match s {
+            Step::Binary(l) => Some(*l),
+            Step::Kernel(_) => None,
+        })
+        .collect();
+    (gpu.read_f32(&logits).unwrap(), layers)
+}
+
+/// Exports `params` with the float path's own layers (their weight side has just run), which
+/// spares the big models a second weight-side forward; export_params runs its own in the other
+/// tests.
 fn parity(kind: ModelKind, input: [usize; 3], batch: usize, seed: u64) {
     let Some(gpu) = common::gpu() else { return };
     let classes = 10;
     let params = random_params(gpu, kind, classes, input[0], seed);
-    let net = Network::new(gpu, &params, batch, Mode::Eval, false, input).unwrap();
     let mut rng = Rng::new(seed + 100);
     let x = rng.normal_vec(batch * input.iter().product::<usize>(), 1.0);
-    let float = float_logits(gpu, &net, &x);
+    let m = meta(kind, input, classes);
+    let packed;
+    let float = if kind == ModelKind::VggSmall {
+        let (logits, layers) = vgg_float_logits(gpu, &params, batch, &x);
+        let layers: Vec<&BinaryConv2d> = layers.iter().collect();
+        packed = export_with_layers(gpu, &params, m, &layers).unwrap();
+        logits
+    } else {
+        let net = Network::new(gpu, &params, batch, Mode::Eval, false, input).unwrap();
+        let logits = float_logits(gpu, &net, &x);
+        if kind == ModelKind::Resnet18 {
+            let layers: Vec<&BinaryConv2d> = net.binconvs.iter().collect();
+            packed = export_with_layers(gpu, &params, m, &layers).unwrap();
+        } else {
+            packed = export_params(gpu, &params, m).unwrap();
+        }
+        logits
+    };
 
-    let packed = export_params(gpu, &params, meta(kind, input, classes)).unwrap();
     let reloaded = PackedModel::from_bytes(&packed.to_bytes(), "parity.safetensors").unwrap();
     assert_eq!(reloaded.tensors, packed.tensors, "file round trip");
     assert_eq!(reloaded.meta, packed.meta, "metadata round trip");
@@ -178,13 +304,22 @@ fn nonzero_plane_and_channel_tails() {
     let mut packed = packed_resnet20(gpu, 6);
     // layer1.0.conv1 has 16 input channels: one half-filled word per tap.
     let name = "layer1.0.conv1";
-    let sign = packed.u32(&format!("{name}.sign")).unwrap().unwrap().to_vec();
-    assert!(sign.iter().all(|&s| s >> 16 == 0), "no sign bits past channel 16");
+    let sign = packed
+        .u32(&format!("{name}.sign"))
+        .unwrap()
+        .unwrap()
+        .to_vec();
+    assert!(
+        sign.iter().all(|&s| s >> 16 == 0),
+        "no sign bits past channel 16"
+    );
     let full = packed.interleaved_bits(name, 16).unwrap();
     for (i, p) in full.chunks(2).enumerate() {
         assert_eq!(p, [sign[i], 0xffff], "word {i} without a nonzero plane");
     }
-    let nonzero: Vec<u32> = (0..sign.len()).map(|i| if i % 3 == 0 { 0xfff0 } else { u32::MAX }).collect();
+    let nonzero: Vec<u32> = (0..sign.len())
+        .map(|i| if i % 3 == 0 { 0xfff0 } else { u32::MAX })
+        .collect();
     packed.tensors.insert(
         format!("{name}.nonzero"),
         PackedTensor::u32(&[16, 9, 1], nonzero.clone()),
@@ -209,7 +344,9 @@ fn any_batch_size_gives_the_same_logits() {
     let mut engine = Engine::new(gpu, &packed).unwrap();
     let x = Rng::new(2).normal_vec(5 * 32 * 32, 1.0);
     let whole = engine.run(gpu, &x, [5, 1, 32, 32]).unwrap();
-    let one = engine.run(gpu, &x[3 * 1024..4 * 1024], [1, 1, 32, 32]).unwrap();
+    let one = engine
+        .run(gpu, &x[3 * 1024..4 * 1024], [1, 1, 32, 32])
+        .unwrap();
     assert_eq!(&whole[30..40], &one[..], "image 3 alone");
     engine.set_max_batch(2);
     assert_eq!(engine.max_batch(), 2);
@@ -225,10 +362,13 @@ fn wrong_input_names_the_model() {
     packed.origin = "fashion.safetensors".into();
     let mut engine = Engine::new(gpu, &packed).unwrap();
     let e = err_text(engine.run(gpu, &vec![0.0; 3 * 1024], [1, 3, 32, 32]));
-    assert!(e.contains("fashion.safetensors") && e.contains("wrong channel count"), "{e}");
+    assert!(
+        e.contains("fashion.safetensors") && e.contains("wrong channel count"),
+        "{e}"
+    );
     let e = err_text(engine.run(gpu, &vec![0.0; 28 * 28], [1, 1, 28, 28]));
     assert!(e.contains("32x32"), "{e}");
-    let e = err_text(engine.run(gpu, &vec![0.0; 10], [1, 1, 32, 32]));
+    let e = err_text(engine.run(gpu, &[0.0; 10], [1, 1, 32, 32]));
     assert!(e.contains("10 values"), "{e}");
 }
 
@@ -282,26 +422,38 @@ fn bad_model_files_fail_naming_the_file() {
     let mut missing = packed.clone();
     missing.tensors.remove("layer2.0.conv1.sign");
     let e = load_err("missing.safetensors", &missing.to_bytes());
-    assert!(e.contains("missing: layer2.0.conv1.sign (u32 [32, 9, 1])"), "{e}");
+    assert!(
+        e.contains("missing: layer2.0.conv1.sign (u32 [32, 9, 1])"),
+        "{e}"
+    );
 
     let mut misshaped = packed.clone();
     misshaped
         .tensors
         .insert("bn1.scale".into(), PackedTensor::f32(&[17], vec![1.0; 17]));
-    misshaped
-        .tensors
-        .insert("layer1.0.conv2.alpha".into(), PackedTensor::u32(&[16], vec![1; 16]));
+    misshaped.tensors.insert(
+        "layer1.0.conv2.alpha".into(),
+        PackedTensor::u32(&[16], vec![1; 16]),
+    );
     misshaped
         .tensors
         .insert("extra.tensor".into(), PackedTensor::f32(&[1], vec![0.0]));
     let e = load_err("misshaped.safetensors", &misshaped.to_bytes());
-    assert!(e.contains("bn1.scale: expected f32 [16], found f32 [17]"), "{e}");
-    assert!(e.contains("layer1.0.conv2.alpha: expected f32 [16], found u32 [16]"), "{e}");
+    assert!(
+        e.contains("bn1.scale: expected f32 [16], found f32 [17]"),
+        "{e}"
+    );
+    assert!(
+        e.contains("layer1.0.conv2.alpha: expected f32 [16], found u32 [16]"),
+        "{e}"
+    );
     assert!(e.contains("unexpected: extra.tensor"), "{e}");
 
     let mut nan = packed.clone();
-    nan.tensors
-        .insert("linear.bias".into(), PackedTensor::f32(&[10], vec![f32::NAN; 10]));
+    nan.tensors.insert(
+        "linear.bias".into(),
+        PackedTensor::f32(&[10], vec![f32::NAN; 10]),
+    );
     let e = load_err("nan.safetensors", &nan.to_bytes());
     assert!(e.contains("non-finite values: linear.bias"), "{e}");
 
@@ -342,7 +494,10 @@ fn bad_model_files_fail_naming_the_file() {
         }),
     );
     let e = err_text(PackedModel::load(&ckpt));
-    assert!(e.contains("is a training checkpoint") && e.contains("rbnn export"), "{e}");
+    assert!(
+        e.contains("is a training checkpoint") && e.contains("rbnn export"),
+        "{e}"
+    );
     let no_classes = dir.join("no-classes.safetensors");
     write_raw(
         &no_classes,
@@ -352,7 +507,10 @@ fn bad_model_files_fail_naming_the_file() {
         }),
     );
     let e = err_text(PackedModel::load(&no_classes));
-    assert!(e.contains("no-classes.safetensors") && e.contains("\"classes\""), "{e}");
+    assert!(
+        e.contains("no-classes.safetensors") && e.contains("\"classes\""),
+        "{e}"
+    );
 
     let e = err_text(PackedModel::load(&dir.join("absent.safetensors")));
     assert!(e.contains("absent.safetensors: no such file"), "{e}");
@@ -384,7 +542,11 @@ fn export_checkpoint_writes_a_loadable_model() {
     assert_eq!(loaded.meta.input, [1, 32, 32]);
     assert_eq!(loaded.meta.content, 28);
     assert_eq!(loaded.meta.classes[9], "Ankle boot");
-    assert!(loaded.meta.source.contains("epoch 3"), "{}", loaded.meta.source);
+    assert!(
+        loaded.meta.source.contains("epoch 3"),
+        "{}",
+        loaded.meta.source
+    );
     assert_eq!(report.packed_bytes, std::fs::metadata(&out).unwrap().len());
     assert_eq!(report.binary_layers, 18);
     assert!(report.checkpoint_bytes.unwrap() > 20 * report.packed_bytes);
@@ -401,12 +563,22 @@ fn export_checkpoint_writes_a_loadable_model() {
         ..config.clone()
     };
     checkpoint::save_atomic(&a32, &state, &info(cfg).to_metadata()).unwrap();
-    let e = err_text(export_checkpoint(gpu, &a32, &out, &ExportOptions::default()));
+    let e = err_text(export_checkpoint(
+        gpu,
+        &a32,
+        &out,
+        &ExportOptions::default(),
+    ));
     assert!(e.contains("a32.safetensors") && e.contains("--a32"), "{e}");
 
     let bare = dir.join("bare.safetensors");
     checkpoint::save_atomic(&bare, &state, &Default::default()).unwrap();
-    let e = err_text(export_checkpoint(gpu, &bare, &out, &ExportOptions::default()));
+    let e = err_text(export_checkpoint(
+        gpu,
+        &bare,
+        &out,
+        &ExportOptions::default(),
+    ));
     assert!(e.contains("--model"), "{e}");
     let opts = ExportOptions {
         model: Some("resnet20_1w1a".into()),

@@ -13,7 +13,7 @@ use crate::gpu::Gpu;
 use crate::model::network::{Mode, Network};
 use crate::model::{ModelKind, ModelSpec, Params};
 use crate::rng::Rng;
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use std::time::Instant;
 
 /// One model at one batch size.
@@ -48,7 +48,9 @@ fn time_runs(gpu: &Gpu, runs: usize, record: impl Fn(&mut wgpu::ComputePass<'_>)
         Ok(started.elapsed().as_secs_f64())
     };
     once()?;
-    let mut seconds = (0..runs.max(1)).map(|_| once()).collect::<Result<Vec<_>>>()?;
+    let mut seconds = (0..runs.max(1))
+        .map(|_| once())
+        .collect::<Result<Vec<_>>>()?;
     seconds.sort_by(f64::total_cmp);
     Ok(seconds[seconds.len() / 2])
 }
@@ -99,8 +101,17 @@ pub fn infer(
                 t.record(pass);
             }
         })?;
-        let (float, note) = match Network::new(gpu, &params, batch, Mode::Eval, false, [3, 32, 32])
-        {
+        // model::network's evaluation graph of vgg_small_1w1a reshapes the 1-element gradient
+        // placeholder at the flatten and panics; until that is fixed its float path is skipped.
+        let net = if kind == ModelKind::VggSmall {
+            Err(anyhow!(
+                "model::network cannot build vgg_small_1w1a in evaluation mode yet (its flatten \
+                 reshapes the gradient placeholder)"
+            ))
+        } else {
+            Network::new(gpu, &params, batch, Mode::Eval, false, [3, 32, 32])
+        };
+        let (float, note) = match net {
             Ok(net) => {
                 gpu.write(&net.input, &rng.normal_vec(net.input.len(), 1.0));
                 let s = time_runs(gpu, runs, |pass| net.record_forward(pass))?;

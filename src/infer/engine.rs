@@ -125,8 +125,9 @@ impl Engine {
         let mut floats: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
         let mut words: Vec<(String, Vec<usize>, Vec<u32>)> = Vec::new();
         let mut copy = |name: String| -> Result<()> {
-            let t = &model.tensors[&name];
-            floats.push((name.clone(), t.shape.clone(), model.f32(&name)?.to_vec()));
+            let values = model.f32(&name)?.to_vec();
+            let shape = model.tensors.get(&name).map(|t| t.shape.clone());
+            floats.push((name, shape.unwrap_or_default(), values));
             Ok(())
         };
         for node in &nodes {
@@ -163,15 +164,19 @@ impl Engine {
             floats.push((format!("{name}.shift"), vec![co], shift));
         }
         let mut weights = HashMap::new();
-        let float_shapes: Vec<(String, Vec<usize>)> =
-            floats.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
+        let float_shapes: Vec<(String, Vec<usize>)> = floats
+            .iter()
+            .map(|(n, s, _)| (n.clone(), s.clone()))
+            .collect();
         let (_, views) = gpu.arena("packed float weights", &float_shapes)?;
         for (view, (name, _, data)) in views.into_iter().zip(&floats) {
             gpu.write(&view, data);
             weights.insert(name.clone(), view);
         }
-        let word_shapes: Vec<(String, Vec<usize>)> =
-            words.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
+        let word_shapes: Vec<(String, Vec<usize>)> = words
+            .iter()
+            .map(|(n, s, _)| (n.clone(), s.clone()))
+            .collect();
         let (_, views) = gpu.arena("packed binary weights", &word_shapes)?;
         for (view, (name, _, data)) in views.into_iter().zip(&words) {
             gpu.write(&view, data);
@@ -249,8 +254,12 @@ impl Engine {
             bits: gpu.try_tensor("packed bits", &[batch * self.per_sample_words.max(1)])?,
             dispatches: Vec::new(),
         };
-        b.build(&input, &logits)
-            .with_context(|| format!("building the packed {} at batch {batch}", self.meta.kind.name()))?;
+        b.build(&input, &logits).with_context(|| {
+            format!(
+                "building the packed {} at batch {batch}",
+                self.meta.kind.name()
+            )
+        })?;
         Ok(Plan {
             batch,
             input,
@@ -494,7 +503,12 @@ impl Builder<'_> {
     fn stem(&mut self, input: &Tensor, name: &str, bn: &str, hardtanh: bool) -> Result<Act> {
         let e = self.engine;
         let weight = e.weight(&format!("{name}.weight"))?;
-        let [n, ci, h, w] = [input.shape[0], input.shape[1], input.shape[2], input.shape[3]];
+        let [n, ci, h, w] = [
+            input.shape[0],
+            input.shape[1],
+            input.shape[2],
+            input.shape[3],
+        ];
         let s = ConvShape {
             n,
             ci,
@@ -525,11 +539,31 @@ impl Builder<'_> {
         let identity = stride == 1 && cin == planes;
         let bits = self.pack(x)?;
         let conv1 = format!("{p}.conv1");
-        let a1 = self.conv(x, &bits, &conv1, planes, 3, stride, Residual::None, true, &[x.slot])?;
+        let a1 = self.conv(
+            x,
+            &bits,
+            &conv1,
+            planes,
+            3,
+            stride,
+            Residual::None,
+            true,
+            &[x.slot],
+        )?;
         let shortcut = if !identity && self.engine.meta.kind == ModelKind::Resnet18 {
             let name = format!("{p}.shortcut.0");
             let busy = [x.slot, a1.slot];
-            Some(self.conv(x, &bits, &name, planes, 1, stride, Residual::None, false, &busy)?)
+            Some(self.conv(
+                x,
+                &bits,
+                &name,
+                planes,
+                1,
+                stride,
+                Residual::None,
+                false,
+                &busy,
+            )?)
         } else {
             None
         };
@@ -555,11 +589,31 @@ impl Builder<'_> {
         };
         let bits = self.pack(x)?;
         let conv1 = format!("{p}.conv1");
-        let out1 = self.conv(x, &bits, &conv1, planes, 3, stride, residual, true, &[x.slot])?;
+        let out1 = self.conv(
+            x,
+            &bits,
+            &conv1,
+            planes,
+            3,
+            stride,
+            residual,
+            true,
+            &[x.slot],
+        )?;
         let bits = self.pack(&out1)?;
         let conv2 = format!("{p}.conv2");
         let residual = Residual::Identity(&out1.t);
-        self.conv(&out1, &bits, &conv2, planes, 3, 1, residual, true, &[out1.slot])
+        self.conv(
+            &out1,
+            &bits,
+            &conv2,
+            planes,
+            3,
+            1,
+            residual,
+            true,
+            &[out1.slot],
+        )
     }
 
     /// Global average pool + BN1d, then the classifier.
@@ -615,7 +669,8 @@ impl Builder<'_> {
                     let bits = self.pack(&x)?;
                     let busy = [x.slot];
                     if pooled(kind, &name) {
-                        let y = self.conv(&x, &bits, &name, co, 3, 1, Residual::None, false, &busy)?;
+                        let y =
+                            self.conv(&x, &bits, &name, co, 3, 1, Residual::None, false, &busy)?;
                         let [n, c, h, w] = y.dims();
                         let z = self.act(&[n, c, h / 2, w / 2], &[y.slot])?;
                         let e = self.engine;

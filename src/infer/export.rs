@@ -89,6 +89,38 @@ pub fn meta_for_dataset(
 
 /// The packed form of the model in `params` (uploaded to the GPU), described by `meta`.
 pub fn export_params(gpu: &Gpu, params: &Params, meta: ModelMeta) -> Result<PackedModel> {
+    let mut layers = Vec::new();
+    for node in params.spec.graph_nodes() {
+        if let Node::BinConv {
+            name,
+            ci,
+            co,
+            k,
+            pad,
+            ..
+        } = node
+        {
+            layers.push(weight_side(gpu, params, &name, ci, co, k, pad)?);
+        }
+    }
+    let dispatches: Vec<&Dispatch> = layers
+        .iter()
+        .flat_map(|l| l.forward_weight_dispatches())
+        .collect();
+    gpu.run(&dispatches)?;
+    export_with_layers(gpu, params, meta, &layers.iter().collect::<Vec<_>>())
+}
+
+/// The packed form of `params`, with sign(w3) read from `layers`: binary convs built over these
+/// parameters whose weight-side forward has run since the parameters last changed (those of an
+/// evaluation `Network` after a forward, say), matched to the model's binary convs by the name
+/// of their weight tensor. `export_params` builds and runs its own.
+pub fn export_with_layers(
+    gpu: &Gpu,
+    params: &Params,
+    meta: ModelMeta,
+    layers: &[&BinaryConv2d],
+) -> Result<PackedModel> {
     let spec = &params.spec;
     if spec.kind != meta.kind
         || spec.classes != meta.classes.len()
@@ -116,7 +148,6 @@ pub fn export_params(gpu: &Gpu, params: &Params, meta: ModelMeta) -> Result<Pack
             .ok_or_else(|| anyhow!("model has no tensor {name}"))
     };
     let mut tensors = BTreeMap::new();
-    let mut layers = Vec::new();
     for node in spec.graph_nodes() {
         match node {
             Node::Conv {
@@ -126,15 +157,18 @@ pub fn export_params(gpu: &Gpu, params: &Params, meta: ModelMeta) -> Result<Pack
                 tensors.insert(w.clone(), PackedTensor::f32(&[co, ci, k, k], value(&w)?));
             }
             Node::BinConv {
-                name,
-                ci,
-                co,
-                k,
-                pad,
-                ..
+                name, ci, co, k, ..
             } => {
-                let layer = weight_side(gpu, params, &name, ci, co, k, pad)?;
-                layers.push((name.clone(), ci, co, k, layer));
+                let weight = format!("{name}.weight");
+                let layer = layers
+                    .iter()
+                    .find(|l| l.tensors.weight.label == weight)
+                    .ok_or_else(|| anyhow!("no layer computes the weight side of {name}"))?;
+                let (sign, nonzero) = sign_planes(gpu, layer, &name, ci, co, k)?;
+                tensors.insert(format!("{name}.sign"), sign);
+                if let Some(nz) = nonzero {
+                    tensors.insert(format!("{name}.nonzero"), nz);
+                }
                 let a = format!("{name}.alpha");
                 tensors.insert(a.clone(), PackedTensor::f32(&[co], value(&a)?));
             }
@@ -155,36 +189,44 @@ pub fn export_params(gpu: &Gpu, params: &Params, meta: ModelMeta) -> Result<Pack
             }
         }
     }
-    let dispatches: Vec<&Dispatch> = layers
-        .iter()
-        .flat_map(|(.., l)| l.forward_weight_dispatches())
-        .collect();
-    gpu.run(&dispatches)?;
-    for (name, ci, co, k, layer) in &layers {
-        let wbits = layer
-            .wbits
-            .as_ref()
-            .ok_or_else(|| anyhow!("binary conv {name} has no packed weights"))?;
-        let words = gpu.read_u32(wbits)?;
-        let shape = [*co, k * k, words_per_tap(*ci)];
-        let sign: Vec<u32> = words.iter().step_by(2).copied().collect();
-        let nonzero: Vec<u32> = words.iter().skip(1).step_by(2).copied().collect();
-        // The nonzero word of a layer without zeros: every real channel of its 32.
-        let all = |i: usize| {
-            let valid = (ci - 32 * (i % shape[2])).min(32);
-            if valid == 32 {
-                u32::MAX
-            } else {
-                (1 << valid) - 1
-            }
-        };
-        let has_zeros = nonzero.iter().enumerate().any(|(i, &nz)| nz != all(i));
-        tensors.insert(format!("{name}.sign"), PackedTensor::u32(&shape, sign));
-        if has_zeros {
-            tensors.insert(format!("{name}.nonzero"), PackedTensor::u32(&shape, nonzero));
-        }
-    }
     PackedModel::new(meta, tensors)
+}
+
+/// The sign plane of a layer's packed sign(w3), and its nonzero plane when some w3 is exactly 0.
+fn sign_planes(
+    gpu: &Gpu,
+    layer: &BinaryConv2d,
+    name: &str,
+    ci: usize,
+    co: usize,
+    k: usize,
+) -> Result<(PackedTensor, Option<PackedTensor>)> {
+    let s = &layer.shape;
+    if (s.ci, s.co, s.kh, s.kw) != (ci, co, k, k) || layer.a32 {
+        bail!("the layer given for {name} is not its binary {ci}->{co} {k}x{k} conv");
+    }
+    let wbits = layer
+        .wbits
+        .as_ref()
+        .ok_or_else(|| anyhow!("binary conv {name} has no packed weights"))?;
+    let words = gpu.read_u32(wbits)?;
+    let shape = [co, k * k, words_per_tap(ci)];
+    let sign: Vec<u32> = words.iter().step_by(2).copied().collect();
+    let nonzero: Vec<u32> = words.iter().skip(1).step_by(2).copied().collect();
+    // The nonzero word of a layer without zeros: every real channel of its 32.
+    let all = |i: usize| {
+        let valid = (ci - 32 * (i % shape[2])).min(32);
+        if valid == 32 {
+            u32::MAX
+        } else {
+            (1 << valid) - 1
+        }
+    };
+    let has_zeros = nonzero.iter().enumerate().any(|(i, &nz)| nz != all(i));
+    Ok((
+        PackedTensor::u32(&shape, sign),
+        has_zeros.then(|| PackedTensor::u32(&shape, nonzero)),
+    ))
 }
 
 /// A binary conv over the model's parameters with a one-image, one-pixel input: only its
@@ -312,7 +354,7 @@ impl ExportReport {
         s += &format!(
             "  {} binary convs, {} weights: {} of sign bits ({:.1}x smaller than {} as f32)\n",
             self.binary_layers,
-            self.binary_weights,
+            thousands(self.binary_weights),
             human(self.binary_bytes),
             (self.binary_weights as f64 * 4.0) / self.binary_bytes as f64,
             human(self.binary_weights as u64 * 4)
@@ -336,6 +378,19 @@ impl ExportReport {
         }
         s
     }
+}
+
+/// 1234567 as "1,234,567".
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 /// Bytes as B, KiB or MiB.
@@ -384,7 +439,10 @@ pub fn export_checkpoint(
         ),
     };
     let source = match &info {
-        Some(i) => format!("{f} (epoch {}, best test top-1 {:.2}%)", i.epoch, i.best_top1),
+        Some(i) => format!(
+            "{f} (epoch {}, best test top-1 {:.2}%)",
+            i.epoch, i.best_top1
+        ),
         None => f.to_string(),
     };
     let meta = meta_for_dataset(kind, &dataset, data_path.as_deref(), &source)?;

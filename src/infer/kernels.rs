@@ -339,7 +339,14 @@ pub mod cpu {
     }
 
     /// x [n, c, hw] -> [hardtanh](x * scale_c + shift_c).
-    pub fn affine(x: &[f64], c: usize, hw: usize, scale: &[f64], shift: &[f64], ht: bool) -> Vec<f64> {
+    pub fn affine(
+        x: &[f64],
+        c: usize,
+        hw: usize,
+        scale: &[f64],
+        shift: &[f64],
+        ht: bool,
+    ) -> Vec<f64> {
         x.iter()
             .enumerate()
             .map(|(i, &v)| {
@@ -373,7 +380,13 @@ pub mod cpu {
     }
 
     /// [n, c, hw] -> [n, c]: scale_c * mean + shift_c.
-    pub fn avgpool_affine(x: &[f64], c: usize, hw: usize, scale: &[f64], shift: &[f64]) -> Vec<f64> {
+    pub fn avgpool_affine(
+        x: &[f64],
+        c: usize,
+        hw: usize,
+        scale: &[f64],
+        shift: &[f64],
+    ) -> Vec<f64> {
         x.chunks(hw)
             .enumerate()
             .map(|(i, plane)| {

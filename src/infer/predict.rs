@@ -171,13 +171,10 @@ pub fn predict_files(
         .collect())
 }
 
-/// The predictions as text: the file, then one line per class.
-pub fn format_predictions(file: &Path, predictions: &[Prediction]) -> String {
-    let width = predictions
-        .iter()
-        .map(|p| p.label.chars().count())
-        .max()
-        .unwrap_or(0);
+/// The predictions as text: the file, then one line per class, the labels padded to the widest
+/// of `classes` so that every file's list is aligned alike.
+pub fn format_predictions(file: &Path, predictions: &[Prediction], classes: &[String]) -> String {
+    let width = classes.iter().map(|c| c.chars().count()).max().unwrap_or(0);
     let mut s = format!("{}\n", file.display());
     for (i, p) in predictions.iter().enumerate() {
         s += &format!(
