@@ -60,24 +60,20 @@ var<immediate> p: Params;
 var<workgroup> As: array<vec2<u32>, A_SIZE>;
 var<workgroup> Bs: array<vec2<u32>, B_SIZE>;
 
-// The epilogue of output (img, o, pixel pix of the OH x OW plane).
-fn epilogue(dot: i32, img: u32, o: u32, pix: u32) -> f32 {
-    var v = f32(dot) * scale[o] + shift[o];
-    let plane = p.oh * p.ow;
+// The residual term of output (img, o, pixel pix of the OH x OW plane).
+fn residual(img: u32, o: u32, pix: u32) -> f32 {
     if p.residual == 1u {
-        v += res[(img * p.co + o) * plane + pix];
-    } else if p.residual == 2u {
+        return res[(img * p.co + o) * p.oh * p.ow + pix];
+    }
+    if p.residual == 2u {
         let pad = (p.co - p.rc) / 2u;
         if o >= pad && o < pad + p.rc {
             let oy = pix / p.ow;
             let ox = pix - oy * p.ow;
-            v += res[((img * p.rc + o - pad) * p.rh + 2u * oy) * p.rw + 2u * ox];
+            return res[((img * p.rc + o - pad) * p.rh + 2u * oy) * p.rw + 2u * ox];
         }
     }
-    if p.hardtanh == 1u {
-        v = clamp(v, -1.0, 1.0);
-    }
-    return v;
+    return 0.0;
 }
 
 @compute @workgroup_size(WG)
@@ -159,6 +155,15 @@ fn binconv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
         workgroupBarrier();
     }
 
+    // The epilogue: [hardtanh](dot * scale + shift [+ residual]), the per-channel terms of this
+    // invocation's 4 columns loaded once.
+    var sc: array<f32, 4>;
+    var sh: array<f32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        let o = min(n0 + ty + j * TY, p.co - 1u);
+        sc[j] = scale[o];
+        sh[j] = shift[o];
+    }
     let plane = p.oh * p.ow;
     for (var i = 0u; i < 4u; i++) {
         let mi = m0 + tx + i * TX;
@@ -173,7 +178,14 @@ fn binconv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
                 continue;
             }
             let dot = i32(nz[i * 4u + j]) - 2 * i32(neg[i * 4u + j]);
-            y[(im * p.co + o) * plane + pix] = epilogue(dot, im, o, pix);
+            var v = f32(dot) * sc[j] + sh[j];
+            if p.residual != 0u {
+                v += residual(im, o, pix);
+            }
+            if p.hardtanh == 1u {
+                v = clamp(v, -1.0, 1.0);
+            }
+            y[(im * p.co + o) * plane + pix] = v;
         }
     }
 }

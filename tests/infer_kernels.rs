@@ -1,7 +1,8 @@
 //! The packed engine's kernels (shaders/infer_ops.wgsl, shaders/infer_binconv.wgsl) against their
 //! CPU references: packing exactly (bit for bit, exact zeros and channel tails included), the
 //! fused conv's integer dot exactly and its f32 epilogue within 1e-5, pools and affines within
-//! 1e-6 relative. Awkward shapes: channels not multiples of 32, odd sizes, stride 2, batch 1.
+//! 1e-6 relative. Awkward shapes: channels not multiples of 32, odd sizes, stride 2, batch 1,
+//! reductions of one and of several stages.
 mod common;
 mod numeric;
 
@@ -263,4 +264,31 @@ fn shape_errors_name_the_tensor() {
     };
     let e = err_text(kernels::binconv(gpu, &s, &abits, &wbits, &ep, &y));
     assert!(e.contains("option-A residual"), "{e}");
+}
+
+#[test]
+fn fused_binconv_multi_stage_reductions() {
+    // 100 channels: 4 words per tap, stages of 12 word pairs (3 stages); 500 channels: 16 words
+    // per tap, stages of 16 (9 stages).
+    for (ci, seed) in [(100, 6), (500, 7)] {
+        let s = ConvShape {
+            n: 2,
+            ci,
+            h: 4,
+            w: 5,
+            co: 40,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+        };
+        check_binconv(
+            &ConvCase {
+                s,
+                residual: 1,
+                hardtanh: false,
+            },
+            seed,
+        );
+    }
 }

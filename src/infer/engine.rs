@@ -2,7 +2,8 @@
 //! `Plan` (every buffer and dispatch built once, one compute pass and one submit per batch).
 //!
 //! The graph of a plan, per model (x = the activations entering a binary conv):
-//!   stem        conv::forward (float) -> affine (folded BN, hardtanh unless resnet18)
+//!   stem        conv::forward_with (float, tiles for its short reduction) -> affine (folded BN,
+//!               hardtanh unless resnet18)
 //!   binary conv mean_pack(x) -> binconv with the epilogue fused:
 //!               [hardtanh](dot * alpha*bn_scale + bn_shift [+ residual])
 //!   resnet20_1w1a / resnet18_1w1a block
@@ -27,7 +28,7 @@ use super::kernels::{self, Epilogue, Residual};
 use super::model::{binary_convs, ModelMeta, PackedModel};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::model::spec::{ModelKind, Node};
-use crate::ops::conv::{self, ConvShape};
+use crate::ops::conv::{self, ConvShape, Tiles};
 use crate::ops::linear;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -53,6 +54,17 @@ fn batchnorm_after(nodes: &[Node], conv: &str) -> Result<String> {
     match nodes.get(i + 1) {
         Some(Node::BatchNorm2d { name, .. }) => Ok(name.clone()),
         _ => bail!("binary conv {conv} is not followed by a BatchNorm"),
+    }
+}
+
+/// Tiles of the float stem conv, whose reduction is only Ci*9 = 9 or 27 long: staging 4 at a
+/// time instead of conv::Tiles::for_columns' 16 makes it 2.7x (16 channels) to 4x (64 channels)
+/// faster on lavapipe.
+fn stem_tiles(co: usize) -> Tiles {
+    Tiles {
+        bm: 64,
+        bn: if co <= 16 { 16 } else { 64 },
+        bk: 4,
     }
 }
 
@@ -521,8 +533,14 @@ impl Builder<'_> {
             pad: 1,
         };
         let out = self.act(&[n, s.co, s.oh(), s.ow()], &[])?;
-        self.dispatches
-            .push(conv::forward(self.gpu, &s, input, weight, &out.t)?);
+        self.dispatches.push(conv::forward_with(
+            self.gpu,
+            &s,
+            stem_tiles(s.co),
+            input,
+            weight,
+            &out.t,
+        )?);
         self.dispatches.push(kernels::affine(
             self.gpu,
             &out.t,

@@ -84,6 +84,19 @@ pub fn mean_pack(gpu: &Gpu, x: &Tensor, bits: &Tensor) -> Result<Dispatch> {
 
 /// Output pixels per workgroup of the fused conv.
 const BM: usize = 64;
+/// Most word pairs per reduction stage (staged in workgroup memory: (BM + 64) * 16 * 8 bytes =
+/// 16 KiB, WebGPU's default limit).
+const MAX_STAGE: usize = 16;
+
+/// Word pairs per reduction stage: the largest divisor of `kwords` up to MAX_STAGE, so no stage
+/// runs over zero padding (9 for the 3x3 convs of 16 or 32 channels, 12 for 128 or 256, 16 for
+/// 512; a stage of 16 over 9 words would waste 7/16 of the popcounts).
+fn stage_words(kwords: usize) -> usize {
+    (1..=MAX_STAGE.min(kwords))
+        .rev()
+        .find(|d| kwords.is_multiple_of(*d))
+        .unwrap_or(1)
+}
 
 /// y [N, Co, OH, OW] = [hardtanh](dot * scale + shift [+ residual]) from the packed activations
 /// (`mean_pack`) and weights [Co, kh*kw, Cw, 2].
@@ -132,6 +145,7 @@ pub fn binconv(
         _ => 64,
     };
     let rows = s.n * s.oh() * s.ow();
+    let cw = words_per_tap(s.ci);
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
     let grid = [rows.div_ceil(BM), s.co.div_ceil(bn)];
     if grid.iter().any(|&g| g > max) {
@@ -140,7 +154,6 @@ pub fn binconv(
              smaller batch"
         );
     }
-    let cw = words_per_tap(s.ci);
     let imm = [
         s.n,
         s.ci,
@@ -164,10 +177,15 @@ pub fn binconv(
     .u(rh as u32)
     .u(rw as u32)
     .u(e.hardtanh as u32);
+    let kwords = s.kh * s.kw * cw;
     let k = gpu.kernel(
         "infer_binconv",
         "binconv",
-        &[("BM", BM as f64), ("BN", bn as f64), ("BK", 16.0)],
+        &[
+            ("BM", BM as f64),
+            ("BN", bn as f64),
+            ("BK", stage_words(kwords) as f64),
+        ],
     )?;
     gpu.dispatch(
         &k,
