@@ -210,6 +210,11 @@ fn run() -> Result<()> {
     let float = float_logits(&gpu, &files.last(), &test, &input)?;
     let k = test.classes.len();
     let (mut correct, mut agree, mut worst) = (0, 0, 0.0f64);
+    let identical = packed
+        .iter()
+        .zip(&float)
+        .filter(|(a, b)| a.to_bits() == b.to_bits())
+        .count();
     for (i, (p, f)) in packed.chunks(k).zip(float.chunks(k)).enumerate() {
         correct += (argmax(p) == test.labels[i] as usize) as usize;
         agree += (argmax(p) == argmax(f)) as usize;
@@ -221,13 +226,14 @@ fn run() -> Result<()> {
         worst = worst.max(diff / scale.max(1e-30));
     }
     println!(
-        "packed engine: top-1 {:.2}% on {} test images ({:.2} s with loading); same prediction \
-         as the float path on {agree}/{}; largest logit difference {worst:.1e} of the largest \
-         logit",
+        "packed engine: top-1 {:.2}% on {} test images ({:.2} s with loading); the float path's \
+         prediction on {agree}/{}; logits bit for bit equal: {identical}/{} (largest difference \
+         {worst:.1e} of the largest logit)",
         100.0 * correct as f64 / test.n as f64,
         test.n,
         engine_seconds,
-        test.n
+        test.n,
+        packed.len()
     );
 
     let samples = out.join("samples");

@@ -1,10 +1,11 @@
 // The packed engine's 1-bit convolution with its epilogue fused (src/infer/kernels.rs):
-//   y = [hardtanh]( dot * scale_o + shift_o [+ residual] )
+//   y = [hardtanh]( [BN](alpha_o * dot) [+ residual] )
 // where dot is the exact ternary dot product of the packed activations and weights (XOR and
 // countOneBits, as shaders/binconv.wgsl: sign plane + nonzero plane per 32 channels, so exact
-// zeros, channel tails and padded taps contribute 0), scale_o = alpha_o * BatchNorm scale and
-// shift_o = BatchNorm shift (or alpha_o and 0 where a max pool sits between the conv and its
-// BatchNorm), and the residual is
+// zeros, channel tails and padded taps contribute 0), BN is the BatchNorm with running
+// statistics computed exactly as shaders/batchnorm.wgsl's normalize_running computes it
+// (bn [Co, 4] = running_mean, running_var, gamma, beta; skipped where a max pool sits between the
+// conv and its BatchNorm), and the residual is
 //   mode 0: none
 //   mode 1: identity, res [N, Co, OH, OW]
 //   mode 2: option A of resnet20, res [N, RC, RH, RW]: res[n, o - pad, 2*oy, 2*ox] for the
@@ -47,13 +48,15 @@ struct Params {
     rh: u32,
     rw: u32,
     hardtanh: u32,
+    batchnorm: u32,
+    eps: f32,
 }
 var<immediate> p: Params;
 
 @group(0) @binding(0) var<storage, read> abits: array<u32>;
 @group(0) @binding(1) var<storage, read> wbits: array<u32>;
-@group(0) @binding(2) var<storage, read> scale: array<f32>;
-@group(0) @binding(3) var<storage, read> shift: array<f32>;
+@group(0) @binding(2) var<storage, read> alpha: array<f32>;
+@group(0) @binding(3) var<storage, read> bn: array<f32>;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
@@ -155,14 +158,24 @@ fn binconv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
         workgroupBarrier();
     }
 
-    // The epilogue: [hardtanh](dot * scale + shift [+ residual]), the per-channel terms of this
-    // invocation's 4 columns loaded once.
-    var sc: array<f32, 4>;
-    var sh: array<f32, 4>;
+    // The epilogue, with the per-channel terms of this invocation's 4 columns loaded once. It
+    // repeats the float path's operations one by one (binconv's alpha * dot, normalize_running,
+    // add, hardtanh) so that both give the same bits: a different rounding would move some
+    // activations across their sample's mean, and its sign, in the next layer.
+    var al: array<f32, 4>;
+    var mean: array<f32, 4>;
+    var rstd: array<f32, 4>;
+    var gamma: array<f32, 4>;
+    var beta: array<f32, 4>;
     for (var j = 0u; j < 4u; j++) {
         let o = min(n0 + ty + j * TY, p.co - 1u);
-        sc[j] = scale[o];
-        sh[j] = shift[o];
+        al[j] = alpha[o];
+        if p.batchnorm == 1u {
+            mean[j] = bn[4u * o];
+            rstd[j] = 1.0 / sqrt(bn[4u * o + 1u] + p.eps);
+            gamma[j] = bn[4u * o + 2u];
+            beta[j] = bn[4u * o + 3u];
+        }
     }
     let plane = p.oh * p.ow;
     for (var i = 0u; i < 4u; i++) {
@@ -178,7 +191,13 @@ fn binconv(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
                 continue;
             }
             let dot = i32(nz[i * 4u + j]) - 2 * i32(neg[i * 4u + j]);
-            var v = f32(dot) * sc[j] + sh[j];
+            // The float path stores alpha * dot before its BatchNorm reads it; the max (an
+            // identity on finite values) keeps a compiler from fusing the product into the
+            // subtraction below, which would round it differently.
+            var v = max(al[j] * f32(dot), -3.4028235e38);
+            if p.batchnorm == 1u {
+                v = (v - mean[j]) * rstd[j] * gamma[j] + beta[j];
+            }
             if p.residual != 0u {
                 v += residual(im, o, pix);
             }

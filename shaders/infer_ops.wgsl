@@ -1,6 +1,7 @@
-// The packed engine's other kernels (src/infer/kernels.rs). Activations are NCHW f32; scale and
-// shift are per channel (a BatchNorm folded at export: scale = gamma / sqrt(var + eps),
-// shift = beta - mean * scale).
+// The packed engine's other kernels (src/infer/kernels.rs). Activations are NCHW f32; bn [C, 4]
+// holds a BatchNorm's (running_mean, running_var, gamma, beta), applied exactly as
+// shaders/batchnorm.wgsl's normalize_running applies it, so the packed engine and the float
+// evaluation path give the same bits.
 //
 // Entry points:
 //   mean_pack       x [N, C, H, W] -> bits [N, H, W, Cw, 2]: one workgroup per sample computes
@@ -9,10 +10,10 @@
 //                   plane, channel c -> bit c % 32 of word c / 32). The mean is summed in the same
 //                   order as shaders/standardize.wgsl's activation_stats (256 strided lanes, then
 //                   the same tree), so the same x gives the same mean bits as the float path.
-//   affine          io [N, C, H*W] in place: io = [hardtanh](io * scale_c + shift_c).
-//   maxpool_affine  x [N, C, H, W] -> out [N, C, H/2, W/2] = [hardtanh](scale_c * max2x2(x) + shift_c).
-//   avgpool_affine  x [N, C, H, W] -> out [N, C] = scale_c * mean_hw(x) + shift_c (the hw values
-//                   summed in order, as shaders/pool.wgsl's global_avg_forward).
+//   batchnorm       io [N, C, H*W] in place: io = [hardtanh](BN(io)).
+//   maxpool_batchnorm  x [N, C, H, W] -> out [N, C, H/2, W/2] = [hardtanh](BN(max2x2(x))).
+//   avgpool_batchnorm  x [N, C, H, W] -> out [N, C] = BN(mean_hw(x)) (the hw values summed in
+//                   order, as shaders/pool.wgsl's global_avg_forward).
 // The elementwise entry points use a 1D grid: flat index = gid.x + gid.y * nwg.x * 256.
 
 struct Params {
@@ -24,12 +25,12 @@ struct Params {
     // Invocations that do work (elementwise entry points).
     total: u32,
     hardtanh: u32,
+    eps: f32,
 }
 var<immediate> p: Params;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> scale: array<f32>;
-@group(0) @binding(2) var<storage, read> shift: array<f32>;
+@group(0) @binding(1) var<storage, read> bn: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> bits: array<u32>;
 @group(0) @binding(5) var<storage, read_write> io: array<f32>;
@@ -41,11 +42,14 @@ fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-fn finish(v: f32) -> f32 {
+// [hardtanh](BN(v)) for channel c, written as normalize_running writes it.
+fn finish(v: f32, c: u32) -> f32 {
+    let rstd = 1.0 / sqrt(bn[4u * c + 1u] + p.eps);
+    let y = (v - bn[4u * c]) * rstd * bn[4u * c + 2u] + bn[4u * c + 3u];
     if p.hardtanh == 1u {
-        return clamp(v, -1.0, 1.0);
+        return clamp(y, -1.0, 1.0);
     }
-    return v;
+    return y;
 }
 
 // (sign bit, nonzero bit) of v at bit position j; sign(0) = 0 as torch.sign.
@@ -93,18 +97,18 @@ fn mean_pack(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
 }
 
 @compute @workgroup_size(256)
-fn affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn batchnorm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if i >= p.total {
         return;
     }
     let c = (i / (p.h * p.w)) % p.c;
-    io[i] = finish(io[i] * scale[c] + shift[c]);
+    io[i] = finish(io[i], c);
 }
 
 // One invocation per output element.
 @compute @workgroup_size(256)
-fn maxpool_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn maxpool_batchnorm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if i >= p.total {
         return;
@@ -117,13 +121,12 @@ fn maxpool_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let plane = t / oh;
     let base = (plane * p.h + 2u * oy) * p.w + 2u * ox;
     let m = max(max(x[base], x[base + 1u]), max(x[base + p.w], x[base + p.w + 1u]));
-    let c = plane % p.c;
-    out[i] = finish(m * scale[c] + shift[c]);
+    out[i] = finish(m, plane % p.c);
 }
 
 // One invocation per (sample, channel).
 @compute @workgroup_size(256)
-fn avgpool_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn avgpool_batchnorm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if i >= p.total {
         return;
@@ -133,6 +136,7 @@ fn avgpool_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     for (var k = 0u; k < hw; k++) {
         s += x[i * hw + k];
     }
-    let c = i % p.c;
-    out[i] = finish(s / f32(hw) * scale[c] + shift[c]);
+    // The float path stores the mean before its BatchNorm reads it; the max (an identity on
+    // finite values) keeps the division's multiply from being fused into the subtraction.
+    out[i] = finish(max(s / f32(hw), -3.4028235e38), i % p.c);
 }

@@ -1,6 +1,6 @@
 //! The packed engine's kernels (shaders/infer_ops.wgsl, shaders/infer_binconv.wgsl) against their
 //! CPU references: packing exactly (bit for bit, exact zeros and channel tails included), the
-//! fused conv's integer dot exactly and its f32 epilogue within 1e-5, pools and affines within
+//! fused conv's integer dot exactly and its f32 epilogue within 1e-5, pools and BatchNorms within
 //! 1e-6 relative. Awkward shapes: channels not multiples of 32, odd sizes, stride 2, batch 1,
 //! reductions of one and of several stages.
 mod common;
@@ -8,6 +8,7 @@ mod numeric;
 
 use rbnn::gpu::Gpu;
 use rbnn::infer::kernels::{self, cpu, Epilogue, Residual};
+use rbnn::ops::batchnorm::EPS;
 use rbnn::ops::conv::ConvShape;
 use rbnn::rng::Rng;
 
@@ -28,6 +29,21 @@ fn ternary_weights(rng: &mut Rng, len: usize) -> Vec<f64> {
             0 => 0.0,
             1 | 2 => -1.0,
             _ => 1.0,
+        })
+        .collect()
+}
+
+/// A random BatchNorm [c, 4] = (running_mean, running_var, gamma, beta), gamma of both signs.
+fn batchnorm_terms(rng: &mut Rng, c: usize) -> Vec<f32> {
+    (0..c)
+        .flat_map(|_| {
+            let gamma = rng.range(0.5, 1.5) * if rng.below(3) == 0 { -1.0 } else { 1.0 };
+            [
+                rng.range(-0.5, 0.5) as f32,
+                rng.range(0.05, 2.0) as f32,
+                gamma as f32,
+                rng.range(-0.5, 0.5) as f32,
+            ]
         })
         .collect()
 }
@@ -88,6 +104,7 @@ struct ConvCase {
     s: ConvShape,
     residual: u8,
     hardtanh: bool,
+    batchnorm: bool,
 }
 
 fn check_binconv(case: &ConvCase, seed: u64) {
@@ -97,8 +114,8 @@ fn check_binconv(case: &ConvCase, seed: u64) {
     let xshape = [s.n, s.ci, s.h, s.w];
     let x = activations(&mut rng, xshape);
     let tw = ternary_weights(&mut rng, s.weight_len());
-    let scale = rng.uniform_vec(s.co, -0.3, 0.3);
-    let shift = rng.uniform_vec(s.co, -1.0, 1.0);
+    let alpha = rng.uniform_vec(s.co, 0.05, 0.3);
+    let bn = batchnorm_terms(&mut rng, s.co);
     let yshape = [s.n, s.co, s.oh(), s.ow()];
     // Residual 1: identity of the output's shape; 2: option A from an input with co/2 channels
     // at the conv's input resolution.
@@ -113,8 +130,8 @@ fn check_binconv(case: &ConvCase, seed: u64) {
     let bits = gpu.tensor("bits", &[kernels::packed_len(s.n, s.ci, s.h, s.w)]);
     let wbits = pack_weights(&tw, &s);
     let wt = gpu.upload_u32("wbits", &[wbits.len()], &wbits);
-    let scale_t = gpu.upload_f32("scale", &[s.co], &scale);
-    let shift_t = gpu.upload_f32("shift", &[s.co], &shift);
+    let alpha_t = gpu.upload_f32("alpha", &[s.co], &alpha);
+    let bn_t = gpu.upload_f32("bn", &[s.co, 4], &bn);
     let rt = gpu.upload_f32("residual", &rshape, &r);
     let y = gpu.tensor("y", &yshape);
     let residual = match case.residual {
@@ -123,8 +140,8 @@ fn check_binconv(case: &ConvCase, seed: u64) {
         _ => Residual::None,
     };
     let e = Epilogue {
-        scale: &scale_t,
-        shift: &shift_t,
+        alpha: &alpha_t,
+        batchnorm: case.batchnorm.then_some(&bn_t),
         residual,
         hardtanh: case.hardtanh,
     };
@@ -140,12 +157,14 @@ fn check_binconv(case: &ConvCase, seed: u64) {
         2 => Some((&r64[..], Some([s.co / 2, s.h, s.w]))),
         _ => None,
     };
+    let bn64 = numeric::f64s(&bn);
     let want = cpu::binconv(
         &s,
         &ta,
         &tw,
-        &numeric::f64s(&scale),
-        &numeric::f64s(&shift),
+        &numeric::f64s(&alpha),
+        case.batchnorm.then_some(&bn64[..]),
+        EPS as f64,
         res,
         case.hardtanh,
     );
@@ -170,6 +189,7 @@ fn fused_binconv_option_a_stride_2_channel_tail() {
             s,
             residual: 2,
             hardtanh: true,
+            batchnorm: true,
         },
         2,
     );
@@ -183,6 +203,7 @@ fn fused_binconv_identity_wide() {
             s,
             residual: 1,
             hardtanh: true,
+            batchnorm: true,
         },
         3,
     );
@@ -196,51 +217,46 @@ fn fused_binconv_one_by_one_stride_2_plain() {
             s,
             residual: 0,
             hardtanh: false,
+            batchnorm: false,
         },
         4,
     );
 }
 
 #[test]
-fn affine_and_pools_equal_cpu() {
+fn batchnorms_and_pools_equal_cpu() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::new(5);
     let shape = [2, 3, 5, 7];
     let [n, c, h, w] = shape;
     let x = rng.normal_vec(n * c * h * w, 2.0);
-    // Negative scales too: a pool before a BatchNorm with gamma < 0 must not become a min pool.
-    let scale = rng.uniform_vec(c, -1.5, 1.5);
-    let shift = rng.uniform_vec(c, -0.5, 0.5);
-    let (x64, s64, t64) = (
-        numeric::f64s(&x),
-        numeric::f64s(&scale),
-        numeric::f64s(&shift),
-    );
-    let st = gpu.upload_f32("scale", &[c], &scale);
-    let tt = gpu.upload_f32("shift", &[c], &shift);
+    // Negative gammas too: a pool before a BatchNorm with gamma < 0 must stay a max pool.
+    let bn = batchnorm_terms(&mut rng, c);
+    let (x64, bn64, eps) = (numeric::f64s(&x), numeric::f64s(&bn), EPS as f64);
+    let bn_t = gpu.upload_f32("bn", &[c, 4], &bn);
     for ht in [false, true] {
         let io = gpu.upload_f32("io", &shape, &x);
-        let d = kernels::affine(gpu, &io, &st, &tt, ht).unwrap();
+        let d = kernels::batchnorm(gpu, &io, &bn_t, ht).unwrap();
         gpu.run(&[&d]).unwrap();
-        let want = cpu::affine(&x64, c, h * w, &s64, &t64, ht);
+        let want = cpu::batchnorm_all(&x64, c, h * w, &bn64, eps, ht);
         let got = numeric::f64s(&gpu.read_f32(&io).unwrap());
-        numeric::assert_close64("affine", &got, &want, 1e-6, 1e-6);
+        numeric::assert_close64("batchnorm", &got, &want, 1e-5, 1e-5);
 
         let xt = gpu.upload_f32("x", &shape, &x);
         let out = gpu.tensor("pooled", &[n, c, h / 2, w / 2]);
-        let d = kernels::maxpool_affine(gpu, &xt, &st, &tt, ht, &out).unwrap();
+        let d = kernels::maxpool_batchnorm(gpu, &xt, &bn_t, ht, &out).unwrap();
         gpu.run(&[&d]).unwrap();
-        let want = cpu::maxpool_affine(&x64, shape, &s64, &t64, ht);
+        let want = cpu::maxpool_batchnorm(&x64, shape, &bn64, eps, ht);
         let got = numeric::f64s(&gpu.read_f32(&out).unwrap());
-        numeric::assert_close64("maxpool_affine", &got, &want, 1e-6, 1e-6);
+        numeric::assert_close64("maxpool_batchnorm", &got, &want, 1e-5, 1e-5);
     }
     let xt = gpu.upload_f32("x", &shape, &x);
     let out = gpu.tensor("avg", &[n, c]);
-    let d = kernels::avgpool_affine(gpu, &xt, &st, &tt, &out).unwrap();
+    let d = kernels::avgpool_batchnorm(gpu, &xt, &bn_t, &out).unwrap();
     gpu.run(&[&d]).unwrap();
-    let want = cpu::avgpool_affine(&x64, c, h * w, &s64, &t64);
+    let want = cpu::avgpool_batchnorm(&x64, c, h * w, &bn64, eps);
     let got = numeric::f64s(&gpu.read_f32(&out).unwrap());
-    numeric::assert_close64("avgpool_affine", &got, &want, 1e-5, 1e-6);
+    numeric::assert_close64("avgpool_batchnorm", &got, &want, 1e-5, 1e-5);
 }
 
 #[test]
@@ -252,13 +268,13 @@ fn shape_errors_name_the_tensor() {
     assert!(e.contains("too few bits"), "{e}");
     let s = ConvShape::square(2, 3, 4, 8, 3, 2, 1);
     let res = gpu.tensor("odd residual", &[2, 3, 4, 4]);
-    let scale = gpu.tensor("scale", &[8]);
+    let alpha = gpu.tensor("alpha", &[8]);
     let abits = gpu.tensor("abits", &[kernels::packed_len(2, 3, 4, 4)]);
     let wbits = gpu.tensor("wbits", &[8 * 9 * 2]);
     let y = gpu.tensor("y", &[2, 8, 2, 2]);
     let ep = Epilogue {
-        scale: &scale,
-        shift: &scale,
+        alpha: &alpha,
+        batchnorm: None,
         residual: Residual::OptionA(&res),
         hardtanh: true,
     };
@@ -287,6 +303,7 @@ fn fused_binconv_multi_stage_reductions() {
                 s,
                 residual: 1,
                 hardtanh: false,
+                batchnorm: true,
             },
             seed,
         );

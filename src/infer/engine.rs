@@ -2,10 +2,9 @@
 //! `Plan` (every buffer and dispatch built once, one compute pass and one submit per batch).
 //!
 //! The graph of a plan, per model (x = the activations entering a binary conv):
-//!   stem        conv::forward_with (float, tiles for its short reduction) -> affine (folded BN,
-//!               hardtanh unless resnet18)
+//!   stem        conv::forward (float) -> batchnorm (in place; hardtanh unless resnet18)
 //!   binary conv mean_pack(x) -> binconv with the epilogue fused:
-//!               [hardtanh](dot * alpha*bn_scale + bn_shift [+ residual])
+//!               [hardtanh](BN(alpha * dot) [+ residual])
 //!   resnet20_1w1a / resnet18_1w1a block
 //!               a1 = ht(BN(bconv1(x)))  (epilogue), out = ht(BN(bconv2(a1)) + shortcut(x))
 //!               with the option-A shortcut read inside the epilogue (resnet20), or resnet18's
@@ -13,22 +12,24 @@
 //!   resnet20_bireal_1w1a block
 //!               out1 = ht(BN(bconv1(x)) + shortcut(x)), out = ht(BN(bconv2(out1)) + out1).
 //!   vgg_small_1w1a: convs 1, 3, 5 are followed by a max pool before their BN: the conv writes
-//!               alpha * dot, then maxpool_affine applies the pool, BN and hardtanh.
-//!   head        resnets: avgpool_affine (global average pool + BN1d) -> ops::linear;
+//!               alpha * dot, then maxpool_batchnorm applies the pool, BN and hardtanh.
+//!   head        resnets: avgpool_batchnorm (global average pool + BN1d) -> ops::linear;
 //!               vgg: ops::linear on the flattened features.
 //! Activations live in a few reused buffers ("slots", each sized for the largest activation of
 //! the batch) and one buffer of packed bits, so memory does not grow with depth.
 //!
-//! The result agrees with the float evaluation path (model::network, Mode::Eval) up to rounding:
-//! the BatchNorms are folded (x*scale + shift instead of (x - mean)/sqrt(var + eps)*gamma + beta),
-//! which changes the last bits of activations; a sign flips only where an activation is within
-//! that rounding of its sample's mean.
+//! Every float operation is the float evaluation path's (model::network, Mode::Eval): the same
+//! stem conv kernel and tiles, the BatchNorms evaluated term by term as ops::batchnorm does, the
+//! per-sample mean summed in standardize.wgsl's order, the same pools, adds and classifier. So the
+//! logits are the float path's bit for bit wherever the shader compiler rounds both alike (the
+//! tests see this on lavapipe); the XOR-popcount dot is exact either way. Only the weight side
+//! (standardisation, rotation, sign) is gone: it was computed once, at export.
 
 use super::kernels::{self, Epilogue, Residual};
-use super::model::{binary_convs, ModelMeta, PackedModel};
+use super::model::{ModelMeta, PackedModel, BATCHNORM_FIELDS};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::model::spec::{ModelKind, Node};
-use crate::ops::conv::{self, ConvShape, Tiles};
+use crate::ops::conv::{self, ConvShape};
 use crate::ops::linear;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -54,17 +55,6 @@ fn batchnorm_after(nodes: &[Node], conv: &str) -> Result<String> {
     match nodes.get(i + 1) {
         Some(Node::BatchNorm2d { name, .. }) => Ok(name.clone()),
         _ => bail!("binary conv {conv} is not followed by a BatchNorm"),
-    }
-}
-
-/// Tiles of the float stem conv, whose reduction is only Ci*9 = 9 or 27 long: staging 4 at a
-/// time instead of conv::Tiles::for_columns' 16 makes it 2.7x (16 channels) to 4x (64 channels)
-/// faster on lavapipe.
-fn stem_tiles(co: usize) -> Tiles {
-    Tiles {
-        bm: 64,
-        bn: if co <= 16 { 16 } else { 64 },
-        bk: 4,
     }
 }
 
@@ -113,6 +103,8 @@ pub struct Engine {
     pub meta: ModelMeta,
     /// The model file (or "(in memory)"), named in errors.
     pub origin: String,
+    /// The model's layers, in forward order.
+    nodes: Vec<Node>,
     weights: HashMap<String, Tensor>,
     per_sample_floats: usize,
     per_sample_words: usize,
@@ -136,44 +128,33 @@ impl Engine {
         let nodes = spec.graph_nodes();
         let mut floats: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
         let mut words: Vec<(String, Vec<usize>, Vec<u32>)> = Vec::new();
-        let mut copy = |name: String| -> Result<()> {
+        let copy = |name: String| -> Result<(String, Vec<usize>, Vec<f32>)> {
             let values = model.f32(&name)?.to_vec();
             let shape = model.tensors.get(&name).map(|t| t.shape.clone());
-            floats.push((name, shape.unwrap_or_default(), values));
-            Ok(())
+            Ok((name, shape.unwrap_or_default(), values))
         };
         for node in &nodes {
             match node {
-                Node::Conv { name, .. } => copy(format!("{name}.weight"))?,
-                Node::BatchNorm2d { name, .. } | Node::BatchNorm1d { name, .. } => {
-                    copy(format!("{name}.scale"))?;
-                    copy(format!("{name}.shift"))?;
+                Node::Conv { name, .. } => floats.push(copy(format!("{name}.weight"))?),
+                Node::BatchNorm2d { name, c } | Node::BatchNorm1d { name, c } => {
+                    // [C, 4]: the four per-channel terms side by side, as the kernels read them.
+                    let fields = BATCHNORM_FIELDS
+                        .iter()
+                        .map(|f| model.f32(&format!("{name}.{f}")))
+                        .collect::<Result<Vec<_>>>()?;
+                    let terms = (0..*c).flat_map(|i| fields.iter().map(move |f| f[i]));
+                    floats.push((format!("{name}.bn"), vec![*c, 4], terms.collect()));
                 }
                 Node::Linear { name, .. } => {
-                    copy(format!("{name}.weight"))?;
-                    copy(format!("{name}.bias"))?;
+                    floats.push(copy(format!("{name}.weight"))?);
+                    floats.push(copy(format!("{name}.bias"))?);
                 }
-                Node::BinConv { .. } => {}
+                Node::BinConv { name, ci, .. } => {
+                    floats.push(copy(format!("{name}.alpha"))?);
+                    let bits = model.interleaved_bits(name, *ci)?;
+                    words.push((format!("{name}.bits"), vec![bits.len()], bits));
+                }
             }
-        }
-        for (name, ci, co, _) in binary_convs(&spec) {
-            let bits = model.interleaved_bits(&name, ci)?;
-            words.push((format!("{name}.bits"), vec![bits.len()], bits));
-            let alpha = model.f32(&format!("{name}.alpha"))?;
-            let (scale, shift) = if pooled(meta.kind, &name) {
-                (alpha.to_vec(), vec![0.0; co])
-            } else {
-                let bn = batchnorm_after(&nodes, &name)?;
-                let bn_scale = model.f32(&format!("{bn}.scale"))?;
-                let scale = alpha
-                    .iter()
-                    .zip(bn_scale)
-                    .map(|(&a, &s)| (a as f64 * s as f64) as f32)
-                    .collect();
-                (scale, model.f32(&format!("{bn}.shift"))?.to_vec())
-            };
-            floats.push((format!("{name}.scale"), vec![co], scale));
-            floats.push((format!("{name}.shift"), vec![co], shift));
         }
         let mut weights = HashMap::new();
         let float_shapes: Vec<(String, Vec<usize>)> = floats
@@ -219,6 +200,7 @@ impl Engine {
         Ok(Engine {
             meta,
             origin: model.origin.clone(),
+            nodes,
             weights,
             per_sample_floats,
             per_sample_words,
@@ -492,9 +474,15 @@ impl Builder<'_> {
         };
         let out = self.act(&[n, co, s.oh(), s.ow()], busy)?;
         let e = self.engine;
+        let batchnorm = if pooled(e.meta.kind, name) {
+            None
+        } else {
+            let bn = batchnorm_after(&e.nodes, name)?;
+            Some(e.weight(&format!("{bn}.bn"))?)
+        };
         let epilogue = Epilogue {
-            scale: e.weight(&format!("{name}.scale"))?,
-            shift: e.weight(&format!("{name}.shift"))?,
+            alpha: e.weight(&format!("{name}.alpha"))?,
+            batchnorm,
             residual,
             hardtanh,
         };
@@ -511,7 +499,7 @@ impl Builder<'_> {
         Ok(out)
     }
 
-    /// Float stem conv `name` (3x3, pad 1) and its folded BatchNorm `bn`.
+    /// Float stem conv `name` (3x3, pad 1) and its BatchNorm `bn`.
     fn stem(&mut self, input: &Tensor, name: &str, bn: &str, hardtanh: bool) -> Result<Act> {
         let e = self.engine;
         let weight = e.weight(&format!("{name}.weight"))?;
@@ -533,19 +521,13 @@ impl Builder<'_> {
             pad: 1,
         };
         let out = self.act(&[n, s.co, s.oh(), s.ow()], &[])?;
-        self.dispatches.push(conv::forward_with(
-            self.gpu,
-            &s,
-            stem_tiles(s.co),
-            input,
-            weight,
-            &out.t,
-        )?);
-        self.dispatches.push(kernels::affine(
+        // conv::forward's own tiles: the float path's, hence its sums in its order.
+        self.dispatches
+            .push(conv::forward(self.gpu, &s, input, weight, &out.t)?);
+        self.dispatches.push(kernels::batchnorm(
             self.gpu,
             &out.t,
-            e.weight(&format!("{bn}.scale"))?,
-            e.weight(&format!("{bn}.shift"))?,
+            e.weight(&format!("{bn}.bn"))?,
             hardtanh,
         )?);
         Ok(out)
@@ -639,11 +621,10 @@ impl Builder<'_> {
         let [n, c, _, _] = x.dims();
         let pooled = self.act(&[n, c], &[x.slot])?;
         let e = self.engine;
-        self.dispatches.push(kernels::avgpool_affine(
+        self.dispatches.push(kernels::avgpool_batchnorm(
             self.gpu,
             &x.t,
-            e.weight("bn2.scale")?,
-            e.weight("bn2.shift")?,
+            e.weight("bn2.bn")?,
             &pooled.t,
         )?);
         self.dispatches.push(linear::forward(
@@ -692,11 +673,10 @@ impl Builder<'_> {
                         let [n, c, h, w] = y.dims();
                         let z = self.act(&[n, c, h / 2, w / 2], &[y.slot])?;
                         let e = self.engine;
-                        self.dispatches.push(kernels::maxpool_affine(
+                        self.dispatches.push(kernels::maxpool_batchnorm(
                             self.gpu,
                             &y.t,
-                            e.weight(&format!("bn{i}.scale"))?,
-                            e.weight(&format!("bn{i}.shift"))?,
+                            e.weight(&format!("bn{i}.bn"))?,
                             true,
                             &z.t,
                         )?);

@@ -5,10 +5,10 @@
 //! `BinaryConv2d` over the model's parameters and its weight-side forward (standardisation,
 //! rotation R1^T X R2, the |sin theta| gate, packing) runs on the GPU, exactly the dispatches a
 //! training or evaluation forward records; the packed words are read back and split into the
-//! sign plane and, where some w3 is exactly 0, the nonzero plane. The BatchNorms are folded into
-//! scale and shift in f64; the stem, classifier and alpha are copied.
+//! sign plane and, where some w3 is exactly 0, the nonzero plane. The BatchNorms, the stem, the
+//! classifier and alpha are copied (see infer::model on why BatchNorms are not folded).
 
-use super::model::{ModelMeta, PackedModel, PackedTensor};
+use super::model::{ModelMeta, PackedModel, PackedTensor, BATCHNORM_FIELDS};
 use crate::data::cifar::{CIFAR100_CLASSES, CIFAR10_CLASSES};
 use crate::data::idx::{FASHION_MNIST_CLASSES, MNIST_CLASSES};
 use crate::data::{self, DatasetKind, Split};
@@ -17,7 +17,6 @@ use crate::data::{MNIST_MEAN, MNIST_STD};
 use crate::gpu::{Dispatch, Gpu};
 use crate::model::spec::{ModelKind, ModelSpec, Node};
 use crate::model::Params;
-use crate::ops::batchnorm::EPS;
 use crate::ops::conv::ConvShape;
 use crate::rbnn::binconv::words_per_tap;
 use crate::rbnn::layer::{BinaryConv2d, BinaryConvTensors};
@@ -173,14 +172,10 @@ pub fn export_with_layers(
                 tensors.insert(a.clone(), PackedTensor::f32(&[co], value(&a)?));
             }
             Node::BatchNorm2d { name, c } | Node::BatchNorm1d { name, c } => {
-                let (scale, shift) = fold_batchnorm(
-                    &value(&format!("{name}.weight"))?,
-                    &value(&format!("{name}.bias"))?,
-                    &value(&format!("{name}.running_mean"))?,
-                    &value(&format!("{name}.running_var"))?,
-                );
-                tensors.insert(format!("{name}.scale"), PackedTensor::f32(&[c], scale));
-                tensors.insert(format!("{name}.shift"), PackedTensor::f32(&[c], shift));
+                for field in BATCHNORM_FIELDS {
+                    let t = format!("{name}.{field}");
+                    tensors.insert(t.clone(), PackedTensor::f32(&[c], value(&t)?));
+                }
             }
             Node::Linear { name, fin, fout } => {
                 let (w, b) = (format!("{name}.weight"), format!("{name}.bias"));
@@ -260,26 +255,6 @@ fn weight_side(
     BinaryConv2d::new(gpu, s, false, tensors).with_context(|| format!("exporting {name}"))
 }
 
-/// (scale, shift) with BN(x) = x * scale + shift in evaluation mode, computed in f64:
-/// scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale.
-pub fn fold_batchnorm(
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    var: &[f32],
-) -> (Vec<f32>, Vec<f32>) {
-    let eps = EPS as f64;
-    gamma
-        .iter()
-        .zip(beta)
-        .zip(mean.iter().zip(var))
-        .map(|((&g, &b), (&m, &v))| {
-            let scale = g as f64 / (v as f64 + eps).sqrt();
-            (scale as f32, (b as f64 - m as f64 * scale) as f32)
-        })
-        .unzip()
-}
-
 /// Overrides for checkpoints whose metadata lacks the model or dataset (converted official
 /// ones), or to name the dataset's folder.
 #[derive(Clone, Debug, Default)]
@@ -297,7 +272,7 @@ pub struct ExportReport {
     pub packed_bytes: u64,
     /// Bytes of the sign (and nonzero) planes.
     pub binary_bytes: u64,
-    /// Bytes of the float tensors kept (stem, classifier, alpha, folded BatchNorm).
+    /// Bytes of the float tensors kept (stem, classifier, alpha, BatchNorm).
     pub float_bytes: u64,
     pub binary_layers: usize,
     /// Latent weights of the binary convs.
@@ -366,7 +341,7 @@ impl ExportReport {
             );
         }
         s += &format!(
-            "  float tensors kept (stem, classifier, alpha, folded BatchNorm): {}\n",
+            "  float tensors kept (stem, classifier, alpha, BatchNorm): {}\n",
             human(self.float_bytes)
         );
         if let Some(c) = self.checkpoint_bytes {

@@ -3,11 +3,19 @@
 //!
 //! - `mean_pack`: per-sample mean and sign packing in one kernel (one workgroup per sample).
 //! - `binconv`: the XOR-popcount convolution with the epilogue fused:
-//!   y = [hardtanh](dot * scale + shift [+ residual]).
-//! - `affine` (in place), `maxpool_affine`, `avgpool_affine`: a folded BatchNorm applied to the
-//!   stem's output, after VGG's max pools and after the ResNets' global average pool.
+//!   y = [hardtanh]([BN](alpha * dot) [+ residual]).
+//! - `batchnorm` (in place), `maxpool_batchnorm`, `avgpool_batchnorm`: a BatchNorm (and
+//!   hardtanh) after the stem, after VGG's max pools and after the ResNets' global average pool.
+//!
+//! Every BatchNorm is evaluated with the running statistics exactly as ops::batchnorm's
+//! `forward_eval` evaluates it (same operations in the same order, eps = ops::batchnorm::EPS), so
+//! the packed engine reproduces the float evaluation path's activations bit for bit where the
+//! shader compiler does: a BatchNorm folded into one scale and shift rounds differently, and
+//! an activation that moves across its sample's mean flips its sign in the next layer.
+//! `bn` tensors are [C, 4]: (running_mean, running_var, gamma, beta) per channel.
 
 use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
+use crate::ops::batchnorm::EPS;
 use crate::ops::conv::ConvShape;
 use crate::ops::shape::{expect_len, expect_shape, expect_u32};
 use crate::rbnn::binconv::{activation_bits_len, weight_bits_len, words_per_tap};
@@ -26,10 +34,10 @@ pub enum Residual<'a> {
 
 /// The per-channel epilogue of the fused conv.
 pub struct Epilogue<'a> {
-    /// [Co]: alpha times the folded BatchNorm scale (or alpha alone).
-    pub scale: &'a Tensor,
-    /// [Co]: the folded BatchNorm shift (or zeros).
-    pub shift: &'a Tensor,
+    /// [Co].
+    pub alpha: &'a Tensor,
+    /// The BatchNorm that follows the conv, [Co, 4]; None where a pool comes first.
+    pub batchnorm: Option<&'a Tensor>,
     pub residual: Residual<'a>,
     pub hardtanh: bool,
 }
@@ -54,6 +62,15 @@ fn ops_immediates(n: usize, c: usize, h: usize, w: usize, total: usize, ht: bool
         .u(words_per_tap(c) as u32)
         .u(total as u32)
         .u(ht as u32)
+        .f(EPS)
+}
+
+fn expect_bn(bn: &Tensor, c: usize, what: &str) -> Result<()> {
+    expect_len(
+        bn,
+        c * 4,
+        &format!("{what} BatchNorm (running_mean, running_var, gamma, beta)"),
+    )
 }
 
 /// Elements of packed activations [N, H, W, Cw, 2] of an [N, C, H, W] tensor.
@@ -98,7 +115,7 @@ fn stage_words(kwords: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// y [N, Co, OH, OW] = [hardtanh](dot * scale + shift [+ residual]) from the packed activations
+/// y [N, Co, OH, OW] = [hardtanh]([BN](alpha * dot) [+ residual]) from the packed activations
 /// (`mean_pack`) and weights [Co, kh*kw, Cw, 2].
 pub fn binconv(
     gpu: &Gpu,
@@ -111,13 +128,15 @@ pub fn binconv(
     s.validate()?;
     expect_len(abits, activation_bits_len(s), "packed activations")?;
     expect_len(wbits, weight_bits_len(s), "packed weights")?;
-    expect_len(e.scale, s.co, "epilogue scale")?;
-    expect_len(e.shift, s.co, "epilogue shift")?;
+    expect_len(e.alpha, s.co, "binconv alpha")?;
+    if let Some(bn) = e.batchnorm {
+        expect_bn(bn, s.co, "binconv")?;
+    }
     expect_shape(y, &[s.n, s.co, s.oh(), s.ow()], "binconv output")?;
     expect_u32(s.output_len().max(abits.len()), "binconv elements")?;
     let (mode, res, [rc, rh, rw]) = match e.residual {
         // Unused by the kernel; any read-only tensor fills the binding.
-        Residual::None => (0u32, e.scale, [0, 0, 0]),
+        Residual::None => (0u32, e.alpha, [0, 0, 0]),
         Residual::Identity(r) => {
             expect_shape(r, &y.shape, "identity residual")?;
             (1, r, [0, 0, 0])
@@ -176,7 +195,9 @@ pub fn binconv(
     .u(rc as u32)
     .u(rh as u32)
     .u(rw as u32)
-    .u(e.hardtanh as u32);
+    .u(e.hardtanh as u32)
+    .u(e.batchnorm.is_some() as u32)
+    .f(EPS);
     let kwords = s.kh * s.kw * cw;
     let k = gpu.kernel(
         "infer_binconv",
@@ -189,74 +210,65 @@ pub fn binconv(
     )?;
     gpu.dispatch(
         &k,
-        &[abits, wbits, e.scale, e.shift, res, y],
+        &[
+            abits,
+            wbits,
+            e.alpha,
+            e.batchnorm.unwrap_or(e.alpha),
+            res,
+            y,
+        ],
         imm.bytes(),
         [grid[0] as u32, grid[1] as u32, 1],
     )
 }
 
-/// io [N, C, ...] = [hardtanh](io * scale_c + shift_c), in place.
-pub fn affine(
-    gpu: &Gpu,
-    io: &Tensor,
-    scale: &Tensor,
-    shift: &Tensor,
-    hardtanh: bool,
-) -> Result<Dispatch> {
+/// io [N, C, ...] = [hardtanh](BN(io)), in place.
+pub fn batchnorm(gpu: &Gpu, io: &Tensor, bn: &Tensor, hardtanh: bool) -> Result<Dispatch> {
     let (n, c) = match io.shape.as_slice() {
         [n, c, ..] => (*n, *c),
-        _ => bail!("affine: tensor {} must be [N, C, ...]", io.label),
+        _ => bail!("batchnorm: tensor {} must be [N, C, ...]", io.label),
     };
     let hw: usize = io.shape[2..].iter().product();
-    expect_len(scale, c, "affine scale")?;
-    expect_len(shift, c, "affine shift")?;
-    let total = expect_u32(io.len(), "affine elements")? as usize;
+    expect_bn(bn, c, "in-place")?;
+    let total = expect_u32(io.len(), "batchnorm elements")? as usize;
     gpu.dispatch(
-        &gpu.kernel("infer_ops", "affine", &[])?,
-        &[scale, shift, io],
+        &gpu.kernel("infer_ops", "batchnorm", &[])?,
+        &[bn, io],
         ops_immediates(n, c, hw, 1, total, hardtanh).bytes(),
         grid_1d(total, 256),
     )
 }
 
-/// out [N, C, H/2, W/2] = [hardtanh](scale_c * (2x2 max pool of x) + shift_c).
-pub fn maxpool_affine(
+/// out [N, C, H/2, W/2] = [hardtanh](BN(2x2 max pool of x)).
+pub fn maxpool_batchnorm(
     gpu: &Gpu,
     x: &Tensor,
-    scale: &Tensor,
-    shift: &Tensor,
+    bn: &Tensor,
     hardtanh: bool,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let [n, c, h, w] = nchw(x, "maxpool_affine input")?;
-    expect_shape(out, &[n, c, h / 2, w / 2], "maxpool_affine output")?;
-    expect_len(scale, c, "maxpool_affine scale")?;
-    expect_len(shift, c, "maxpool_affine shift")?;
-    expect_u32(x.len(), "maxpool_affine elements")?;
+    let [n, c, h, w] = nchw(x, "maxpool_batchnorm input")?;
+    expect_shape(out, &[n, c, h / 2, w / 2], "maxpool_batchnorm output")?;
+    expect_bn(bn, c, "maxpool_batchnorm")?;
+    expect_u32(x.len(), "maxpool_batchnorm elements")?;
     gpu.dispatch(
-        &gpu.kernel("infer_ops", "maxpool_affine", &[])?,
-        &[x, scale, shift, out],
+        &gpu.kernel("infer_ops", "maxpool_batchnorm", &[])?,
+        &[x, bn, out],
         ops_immediates(n, c, h, w, out.len(), hardtanh).bytes(),
         grid_1d(out.len(), 256),
     )
 }
 
-/// out [N, C] = scale_c * (mean of x over H, W) + shift_c.
-pub fn avgpool_affine(
-    gpu: &Gpu,
-    x: &Tensor,
-    scale: &Tensor,
-    shift: &Tensor,
-    out: &Tensor,
-) -> Result<Dispatch> {
-    let [n, c, h, w] = nchw(x, "avgpool_affine input")?;
-    expect_shape(out, &[n, c], "avgpool_affine output")?;
-    expect_len(scale, c, "avgpool_affine scale")?;
-    expect_len(shift, c, "avgpool_affine shift")?;
-    expect_u32(x.len(), "avgpool_affine elements")?;
+/// out [N, C] = BN(mean of x over H, W).
+pub fn avgpool_batchnorm(gpu: &Gpu, x: &Tensor, bn: &Tensor, out: &Tensor) -> Result<Dispatch> {
+    let [n, c, h, w] = nchw(x, "avgpool_batchnorm input")?;
+    expect_shape(out, &[n, c], "avgpool_batchnorm output")?;
+    expect_bn(bn, c, "avgpool_batchnorm")?;
+    expect_u32(x.len(), "avgpool_batchnorm elements")?;
     gpu.dispatch(
-        &gpu.kernel("infer_ops", "avgpool_affine", &[])?,
-        &[x, scale, shift, out],
+        &gpu.kernel("infer_ops", "avgpool_batchnorm", &[])?,
+        &[x, bn, out],
         ops_immediates(n, c, h, w, n * c, false).bytes(),
         grid_1d(n * c, 256),
     )
@@ -306,15 +318,32 @@ pub mod cpu {
             .collect()
     }
 
+    /// BatchNorm with running statistics of value v in channel c; bn [C, 4] = (running_mean,
+    /// running_var, gamma, beta).
+    pub fn batchnorm(v: f64, c: usize, bn: &[f64], eps: f64) -> f64 {
+        (v - bn[4 * c]) / (bn[4 * c + 1] + eps).sqrt() * bn[4 * c + 2] + bn[4 * c + 3]
+    }
+
+    fn finish(v: f64, hardtanh: bool) -> f64 {
+        if hardtanh {
+            v.clamp(-1.0, 1.0)
+        } else {
+            v
+        }
+    }
+
     /// The fused conv: ternary activations ta [N, Ci, H, W], ternary weights tw [Co, Ci, kh, kw]
-    /// (both -1/0/+1), then dot * scale + shift (+ residual) and the optional hardtanh.
-    /// `residual`: None, or (values, Some([rc, rh, rw]) for option A | None for identity).
+    /// (both -1/0/+1), then alpha * dot, the BatchNorm bn [Co, 4] when given, the residual and
+    /// the optional hardtanh. `residual`: None, or (values, Some([rc, rh, rw]) for option A |
+    /// None for identity).
+    #[allow(clippy::too_many_arguments)]
     pub fn binconv(
         s: &ConvShape,
         ta: &[f64],
         tw: &[f64],
-        scale: &[f64],
-        shift: &[f64],
+        alpha: &[f64],
+        bn: Option<&[f64]>,
+        eps: f64,
         residual: Option<(&[f64], Option<[usize; 3]>)>,
         hardtanh: bool,
     ) -> Vec<f64> {
@@ -327,7 +356,10 @@ pub mod cpu {
                 let o = (i / plane) % s.co;
                 let img = i / (plane * s.co);
                 let pix = i % plane;
-                let mut v = d * scale[o] + shift[o];
+                let mut v = alpha[o] * d;
+                if let Some(bn) = bn {
+                    v = batchnorm(v, o, bn, eps);
+                }
                 match residual {
                     Some((r, None)) => v += r[i],
                     Some((r, Some([rc, rh, rw]))) => {
@@ -339,47 +371,32 @@ pub mod cpu {
                     }
                     None => {}
                 }
-                if hardtanh {
-                    v.clamp(-1.0, 1.0)
-                } else {
-                    v
-                }
+                finish(v, hardtanh)
             })
             .collect()
     }
 
-    fn finish(v: f64, hardtanh: bool) -> f64 {
-        if hardtanh {
-            v.clamp(-1.0, 1.0)
-        } else {
-            v
-        }
-    }
-
-    /// x [n, c, hw] -> [hardtanh](x * scale_c + shift_c).
-    pub fn affine(
+    /// x [n, c, hw] -> [hardtanh](BN(x)).
+    pub fn batchnorm_all(
         x: &[f64],
         c: usize,
         hw: usize,
-        scale: &[f64],
-        shift: &[f64],
+        bn: &[f64],
+        eps: f64,
         ht: bool,
     ) -> Vec<f64> {
         x.iter()
             .enumerate()
-            .map(|(i, &v)| {
-                let ch = (i / hw) % c;
-                finish(v * scale[ch] + shift[ch], ht)
-            })
+            .map(|(i, &v)| finish(batchnorm(v, (i / hw) % c, bn, eps), ht))
             .collect()
     }
 
-    /// [n, c, h, w] -> [n, c, h/2, w/2]: [hardtanh](scale_c * max2x2 + shift_c).
-    pub fn maxpool_affine(
+    /// [n, c, h, w] -> [n, c, h/2, w/2]: [hardtanh](BN(max2x2)).
+    pub fn maxpool_batchnorm(
         x: &[f64],
         [n, c, h, w]: [usize; 4],
-        scale: &[f64],
-        shift: &[f64],
+        bn: &[f64],
+        eps: f64,
         ht: bool,
     ) -> Vec<f64> {
         let (oh, ow) = (h / 2, w / 2);
@@ -389,28 +406,18 @@ pub mod cpu {
                 for ox in 0..ow {
                     let at = |dy: usize, dx: usize| x[(plane * h + 2 * oy + dy) * w + 2 * ox + dx];
                     let m = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1));
-                    let ch = plane % c;
-                    out.push(finish(m * scale[ch] + shift[ch], ht));
+                    out.push(finish(batchnorm(m, plane % c, bn, eps), ht));
                 }
             }
         }
         out
     }
 
-    /// [n, c, hw] -> [n, c]: scale_c * mean + shift_c.
-    pub fn avgpool_affine(
-        x: &[f64],
-        c: usize,
-        hw: usize,
-        scale: &[f64],
-        shift: &[f64],
-    ) -> Vec<f64> {
+    /// [n, c, hw] -> [n, c]: BN(mean).
+    pub fn avgpool_batchnorm(x: &[f64], c: usize, hw: usize, bn: &[f64], eps: f64) -> Vec<f64> {
         x.chunks(hw)
             .enumerate()
-            .map(|(i, plane)| {
-                let ch = i % c;
-                plane.iter().sum::<f64>() / hw as f64 * scale[ch] + shift[ch]
-            })
+            .map(|(i, plane)| batchnorm(plane.iter().sum::<f64>() / hw as f64, i % c, bn, eps))
             .collect()
     }
 }

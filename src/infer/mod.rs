@@ -1,8 +1,8 @@
 //! Deployment: a trained RBNN in 1-bit form and the engine that runs it.
 //!
 //! - `model`: the packed model file (safetensors, "rbnn-packed"): sign bits of w3 packed 32
-//!   input channels per u32, alpha, BatchNorms folded into scale and shift, float stem and
-//!   classifier, and metadata (model, input shape, normalisation, class names).
+//!   input channels per u32, alpha, BatchNorms, float stem and classifier, and metadata (model,
+//!   input shape, normalisation, class names).
 //! - `export`: checkpoint (or `Params`) -> packed model, with sign(w3) computed by the training
 //!   code's own weight-side forward.
 //! - `kernels`: the engine's kernels (shaders/infer_binconv.wgsl, shaders/infer_ops.wgsl) and
