@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod data;
 pub mod gpu;
+pub mod infer;
 pub mod model;
 pub mod ops;
 pub mod rbnn;

@@ -48,6 +48,37 @@ enum Command {
     },
     /// One forward and backward of the training graph on a given batch, written as tensors.
     Step(StepArgs),
+    /// Pack a trained checkpoint into a deployable 1-bit model (sign bits of the rotated
+    /// weights, alpha, folded BatchNorm, float stem and classifier).
+    Export {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The packed model file to write (safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        /// Model, for checkpoints without a training config (converted official ones).
+        #[arg(long)]
+        model: Option<String>,
+        /// Dataset the checkpoint was trained on (class names, normalisation), when its config
+        /// does not say.
+        #[arg(long)]
+        dataset: Option<String>,
+        #[arg(long)]
+        data_path: Option<String>,
+    },
+    /// Classify PNG or JPEG pictures (files or folders of them) with a packed model: top classes
+    /// with their probabilities.
+    Predict {
+        /// A packed model written by `rbnn export`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Picture files, or folders (their .png/.jpg/.jpeg files).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Classes listed per picture.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -57,6 +88,22 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// Inference img/s of the packed 1-bit engine against the float evaluation path, with the
+    /// model sizes (initialised weights, synthetic 3x32x32 input).
+    Infer {
+        /// Models to time (default: all four).
+        #[arg(long, value_delimiter = ',')]
+        model: Vec<String>,
+        /// Batch sizes (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 256, 1024])]
+        batch: Vec<usize>,
+        /// Timed runs per measurement (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// GFLOP/s of the float conv kernels (forward, data gradient, weight gradient).
     Kernels {
         #[arg(long, default_value_t = 256)]
@@ -284,6 +331,85 @@ fn run(cli: Cli) -> Result<()> {
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
+            }
+            Ok(())
+        }
+        Command::Export {
+            checkpoint,
+            out,
+            model,
+            dataset,
+            data_path,
+        } => {
+            let gpu = gpu(adapter)?;
+            let opts = rbnn::infer::export::ExportOptions {
+                model,
+                dataset,
+                data_path,
+            };
+            let report = rbnn::infer::export::export_checkpoint(&gpu, &checkpoint, &out, &opts)?;
+            println!("wrote {}", out.display());
+            print!("{}", report.describe());
+            Ok(())
+        }
+        Command::Predict { model, paths, top } => {
+            let files = rbnn::infer::predict::image_files(&paths)?;
+            let packed = rbnn::infer::PackedModel::load(&model)?;
+            let gpu = gpu(adapter)?;
+            let mut engine = rbnn::infer::Engine::new(&gpu, &packed)?;
+            let all = rbnn::infer::predict::predict_files(&gpu, &mut engine, &files, top.max(1))?;
+            for (file, predictions) in files.iter().zip(&all) {
+                print!(
+                    "{}",
+                    rbnn::infer::predict::format_predictions(
+                        file,
+                        predictions,
+                        &engine.meta.classes
+                    )
+                );
+            }
+            Ok(())
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Infer {
+                    model,
+                    batch,
+                    runs,
+                    json,
+                },
+        } => {
+            let gpu = gpu(adapter)?;
+            let kinds: Vec<ModelKind> = if model.is_empty() {
+                ModelKind::ALL.to_vec()
+            } else {
+                model
+                    .iter()
+                    .map(|m| ModelKind::parse(m))
+                    .collect::<Result<_>>()?
+            };
+            if batch.contains(&0) {
+                anyhow::bail!("--batch sizes must be at least 1");
+            }
+            use rbnn::infer::bench;
+            if !json {
+                print!("{}", bench::format_header());
+            }
+            let mut rows = Vec::new();
+            for kind in kinds {
+                let r = bench::infer(&gpu, kind, &batch, runs)
+                    .with_context(|| format!("benchmarking inference of {}", kind.name()))?;
+                if !json {
+                    // Rows as they come: a slow adapter shows the first models early.
+                    r.iter()
+                        .for_each(|row| print!("{}", bench::format_row(row)));
+                }
+                rows.extend(r);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", bench::format_footer(&rows));
             }
             Ok(())
         }
