@@ -10,16 +10,14 @@ mod common;
 mod infer_common;
 
 use infer_common::{meta, packed_resnet20, random_params, scratch};
-use rbnn::gpu::{Dispatch, Gpu, Tensor};
+use rbnn::gpu::Gpu;
 use rbnn::infer::export::{export_checkpoint, export_params, export_with_layers, ExportOptions};
 use rbnn::infer::model::{binary_convs, PackedData, PackedTensor, FORMAT_VERSION};
 use rbnn::infer::{Engine, PackedModel};
 use rbnn::model::network::{Mode, Network};
-use rbnn::model::{ModelKind, Params};
-use rbnn::ops::conv::{self, ConvShape};
-use rbnn::ops::{batchnorm, elementwise, linear, pool};
+use rbnn::model::ModelKind;
 use rbnn::rbnn::cpu;
-use rbnn::rbnn::layer::{BinaryConv2d, BinaryConvTensors};
+use rbnn::rbnn::layer::BinaryConv2d;
 use rbnn::rbnn::rotation_dims;
 use rbnn::rng::Rng;
 use rbnn::train::checkpoint::{self, CheckpointInfo};
@@ -47,111 +45,6 @@ fn float_logits(gpu: &Gpu, net: &Network, x: &[f32]) -> Vec<f32> {
     gpu.read_f32(&net.logits).unwrap()
 }
 
-/// One step of the reference forward below.
-enum Step {
-    Kernel(Dispatch),
-    Binary(Box<BinaryConv2d>),
-}
-
-/// vgg_small_1w1a's evaluation forward assembled from the same float-path pieces as
-/// model::network (BinaryConv2d, conv, BatchNorm with running statistics, pool, hardtanh,
-/// linear): model::network cannot build vgg_small in Mode::Eval yet (its flatten reshapes the
-/// 1-element gradient placeholder of evaluation graphs).
-fn vgg_float_logits(
-    gpu: &Gpu,
-    params: &Params,
-    batch: usize,
-    x: &[f32],
-) -> (Vec<f32>, Vec<BinaryConv2d>) {
-    let p = |name: &str| params.get(name).unwrap().clone();
-    let t = |shape: &[usize]| gpu.try_tensor("reference", shape).unwrap();
-    let mut steps: Vec<Step> = Vec::new();
-    let bn_then_ht = |x: &Tensor, name: &str, steps: &mut Vec<Step>| -> Tensor {
-        let c = x.shape[1];
-        let (mean, rstd, partials) = (t(&[c]), t(&[c]), t(&[1]));
-        let (gamma, beta) = (p(&format!("{name}.weight")), p(&format!("{name}.bias")));
-        let rm = p(&format!("{name}.running_mean"));
-        let rv = p(&format!("{name}.running_var"));
-        let bn = batchnorm::BatchNorm {
-            gamma: &gamma,
-            beta: &beta,
-            running_mean: &rm,
-            running_var: &rv,
-            mean: &mean,
-            rstd: &rstd,
-            partials: &partials,
-        };
-        let z = t(&x.shape);
-        steps.push(Step::Kernel(
-            batchnorm::forward_eval(gpu, &bn, x, &z).unwrap(),
-        ));
-        let a = t(&x.shape);
-        steps.push(Step::Kernel(
-            elementwise::hardtanh_forward(gpu, &z, &a).unwrap(),
-        ));
-        a
-    };
-    let input = gpu.upload_f32("input", &[batch, 3, 32, 32], x);
-    let y0 = t(&[batch, 128, 32, 32]);
-    let s0 = ConvShape::square(batch, 3, 32, 128, 3, 1, 1);
-    let stem = conv::forward(gpu, &s0, &input, &p("conv0.weight"), &y0).unwrap();
-    steps.push(Step::Kernel(stem));
-    let mut a = bn_then_ht(&y0, "bn0", &mut steps);
-    for (i, co) in [(1, 128), (2, 256), (3, 256), (4, 512), (5, 512)] {
-        let (ci, hw) = (a.shape[1], a.shape[2]);
-        let s = ConvShape::square(batch, ci, hw, co, 3, 1, 1);
-        let name = format!("conv{i}");
-        let y = t(&[batch, co, hw, hw]);
-        let tensors = BinaryConvTensors {
-            weight: p(&format!("{name}.weight")),
-            alpha: p(&format!("{name}.alpha")),
-            rotate: p(&format!("{name}.rotate")),
-            r1: p(&format!("{name}.R1")),
-            r2: p(&format!("{name}.R2")),
-            weight_grad: None,
-            alpha_grad: None,
-            rotate_grad: None,
-            x: a.clone(),
-            y: y.clone(),
-            dy: None,
-            dx: None,
-        };
-        let layer = BinaryConv2d::new(gpu, s, false, tensors).unwrap();
-        steps.push(Step::Binary(Box::new(layer)));
-        let y = if i % 2 == 1 {
-            let m = t(&[batch, co, hw / 2, hw / 2]);
-            steps.push(Step::Kernel(pool::max2_forward(gpu, &y, &m).unwrap()));
-            m
-        } else {
-            y
-        };
-        a = bn_then_ht(&y, &format!("bn{i}"), &mut steps);
-    }
-    let logits = t(&[batch, 10]);
-    let flat = a.reshaped(&[batch, 8192]);
-    let fc = linear::forward(gpu, &flat, &p("fc.weight"), &p("fc.bias"), &logits).unwrap();
-    steps.push(Step::Kernel(fc));
-    let mut encoder = gpu.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        for step in &steps {
-            match step {
-                Step::Kernel(d) => d.record(&mut pass),
-                Step::Binary(layer) => layer.record_forward(&mut pass),
-            }
-        }
-    }
-    gpu.queue.submit([encoder.finish()]);
-    let layers = steps
-        .into_iter()
-        .filter_map(|s| match s {
-            Step::Binary(l) => Some(*l),
-            Step::Kernel(_) => None,
-        })
-        .collect();
-    (gpu.read_f32(&logits).unwrap(), layers)
-}
-
 /// Exports `params` with the float path's own layers (their weight side has just run), which
 /// spares the big models a second weight-side forward; export_params runs its own in the other
 /// tests.
@@ -162,22 +55,13 @@ fn parity(kind: ModelKind, input: [usize; 3], batch: usize, seed: u64) {
     let mut rng = Rng::new(seed + 100);
     let x = rng.normal_vec(batch * input.iter().product::<usize>(), 1.0);
     let m = meta(kind, input, classes);
-    let packed;
-    let float = if kind == ModelKind::VggSmall {
-        let (logits, layers) = vgg_float_logits(gpu, &params, batch, &x);
-        let layers: Vec<&BinaryConv2d> = layers.iter().collect();
-        packed = export_with_layers(gpu, &params, m, &layers).unwrap();
-        logits
+    let net = Network::new(gpu, &params, batch, Mode::Eval, false, input).unwrap();
+    let float = float_logits(gpu, &net, &x);
+    let packed = if matches!(kind, ModelKind::Resnet18 | ModelKind::VggSmall) {
+        let layers: Vec<&BinaryConv2d> = net.binconvs.iter().collect();
+        export_with_layers(gpu, &params, m, &layers).unwrap()
     } else {
-        let net = Network::new(gpu, &params, batch, Mode::Eval, false, input).unwrap();
-        let logits = float_logits(gpu, &net, &x);
-        if kind == ModelKind::Resnet18 {
-            let layers: Vec<&BinaryConv2d> = net.binconvs.iter().collect();
-            packed = export_with_layers(gpu, &params, m, &layers).unwrap();
-        } else {
-            packed = export_params(gpu, &params, m).unwrap();
-        }
-        logits
+        export_params(gpu, &params, m).unwrap()
     };
 
     let reloaded = PackedModel::from_bytes(&packed.to_bytes(), "parity.safetensors").unwrap();

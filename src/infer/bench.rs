@@ -13,7 +13,7 @@ use crate::gpu::Gpu;
 use crate::model::network::{Mode, Network};
 use crate::model::{ModelKind, ModelSpec, Params};
 use crate::rng::Rng;
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use std::time::Instant;
 
 /// One model at one batch size.
@@ -101,16 +101,7 @@ pub fn infer(
                 t.record(pass);
             }
         })?;
-        // model::network's evaluation graph of vgg_small_1w1a reshapes the 1-element gradient
-        // placeholder at the flatten and panics; until that is fixed its float path is skipped.
-        let net = if kind == ModelKind::VggSmall {
-            Err(anyhow!(
-                "model::network cannot build vgg_small_1w1a in evaluation mode yet (its flatten \
-                 reshapes the gradient placeholder)"
-            ))
-        } else {
-            Network::new(gpu, &params, batch, Mode::Eval, false, [3, 32, 32])
-        };
+        let net = Network::new(gpu, &params, batch, Mode::Eval, false, [3, 32, 32]);
         let (float, note) = match net {
             Ok(net) => {
                 gpu.write(&net.input, &rng.normal_vec(net.input.len(), 1.0));
