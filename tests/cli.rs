@@ -3,8 +3,8 @@
 mod common;
 
 use rbnn::train::checkpoint::read_safetensors;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 fn rbnn() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rbnn"))
@@ -30,6 +30,21 @@ fn info_lists_the_adapter_in_use() {
     );
 }
 
+/// Runs `rbnn step --model MODEL EXTRA... --weights W --batch B --out OUT`.
+fn step(model: &str, extra: &[&str], weights: &Path, batch: &Path, out: &Path) -> Output {
+    rbnn()
+        .args(["step", "--model", model])
+        .args(extra)
+        .arg("--weights")
+        .arg(weights)
+        .arg("--batch")
+        .arg(batch)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn step_writes_logits_loss_gradients_and_rotations() {
     let _ = gpu_or_skip!();
@@ -39,26 +54,14 @@ fn step_writes_logits_loss_gradients_and_rotations() {
     };
     let out =
         std::env::temp_dir().join(format!("rbnn-cli-step-{}.safetensors", std::process::id()));
-    let status = rbnn()
-        .args([
-            "step",
-            "--model",
-            "resnet20_1w1a",
-            "--epoch",
-            "3",
-            "--epochs",
-            "10",
-            "--rotate",
-        ])
-        .arg("--weights")
-        .arg(dir.join("weights.safetensors"))
-        .arg("--batch")
-        .arg(dir.join("batch.safetensors"))
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (weights, batch) = (
+        dir.join("weights.safetensors"),
+        dir.join("batch.safetensors"),
+    );
+    let args = ["--epoch", "3", "--epochs", "10", "--rotate"];
+    assert!(step("resnet20_1w1a", &args, &weights, &batch, &out)
+        .status
+        .success());
     let (got, _) = read_safetensors(&out).unwrap();
     let (want, _) = read_safetensors(&dir.join("expected.safetensors")).unwrap();
     for (name, _) in want.iter() {
@@ -66,32 +69,15 @@ fn step_writes_logits_loss_gradients_and_rotations() {
     }
 
     // --eval writes only the logits of the inference-mode forward.
-    let status = rbnn()
-        .args(["step", "--model", "resnet20_1w1a", "--eval"])
-        .arg("--weights")
-        .arg(dir.join("weights.safetensors"))
-        .arg("--batch")
-        .arg(dir.join("batch.safetensors"))
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(step("resnet20_1w1a", &["--eval"], &weights, &batch, &out)
+        .status
+        .success());
     let (got, _) = read_safetensors(&out).unwrap();
     assert_eq!(got.names().collect::<Vec<_>>(), vec!["logits"]);
     assert_eq!(got.get("logits").unwrap().shape, vec![4, 10]);
 
     // Weights of another model: an error naming the missing tensors, unless --init-missing.
-    let fail = rbnn()
-        .args(["step", "--model", "resnet20_bireal_1w1a", "--eval"])
-        .arg("--weights")
-        .arg(dir.join("batch.safetensors"))
-        .arg("--batch")
-        .arg(dir.join("batch.safetensors"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let fail = step("resnet20_bireal_1w1a", &["--eval"], &batch, &batch, &out);
     assert!(!fail.status.success());
     let err = String::from_utf8_lossy(&fail.stderr);
     assert!(
@@ -100,21 +86,12 @@ fn step_writes_logits_loss_gradients_and_rotations() {
             && err.contains("--init-missing"),
         "{err}"
     );
-    let ok = rbnn()
-        .args([
-            "step",
-            "--model",
-            "resnet20_bireal_1w1a",
-            "--eval",
-            "--init-missing",
-        ])
-        .arg("--weights")
-        .arg(dir.join("batch.safetensors"))
-        .arg("--batch")
-        .arg(dir.join("batch.safetensors"))
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let ok = step(
+        "resnet20_bireal_1w1a",
+        &["--eval", "--init-missing"],
+        &batch,
+        &batch,
+        &out,
+    );
+    assert!(ok.status.success());
 }
