@@ -369,10 +369,7 @@ pub fn forward_naive(
     w: &Tensor,
     y: &Tensor,
 ) -> Result<Dispatch> {
-    s.validate()?;
-    check_len("input", x, s.input_len(), s)?;
-    check_len("weight", w, s.weight_len(), s)?;
-    check_len("output", y, s.output_len(), s)?;
+    check_forward(s, x, w, y)?;
     let k = gpu.kernel("conv", "forward_naive", &[])?;
     gpu.dispatch(
         &k,
