@@ -6,8 +6,10 @@ use crate::gpu::{Dispatch, Gpu, GpuTimer};
 use crate::model::network::{Mode, Network, StepScalars};
 use crate::model::{ModelKind, ModelSpec, Params};
 use crate::ops::conv::{self, ConvShape, Tiles};
+use crate::ops::conv_coop;
 use crate::ops::sgd;
-use crate::rbnn::rotation::RotationUpdate;
+use crate::rbnn::binconv;
+use crate::rbnn::rotation::{RotationTiming, RotationUpdate};
 use crate::rng::Rng;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -83,7 +85,7 @@ pub fn kernels(gpu: &Gpu, batch: usize) -> Result<Vec<KernelBenchRow>> {
         // them), and the tiled fallback beside them for comparison.
         let direct = conv::direct_supported(gpu, &s);
         let forward_tiles = Tiles::for_columns(s.co);
-        let data_tiles = Tiles::for_columns(s.ci);
+        let data_tiles = Tiles::for_data_grad(s.ci, s.h * s.w);
         let weight_tiles = Tiles::for_weight_grad(s.co);
         let label = |t: Tiles| {
             if direct {
@@ -105,11 +107,65 @@ pub fn kernels(gpu: &Gpu, batch: usize) -> Result<Vec<KernelBenchRow>> {
                 weight.dispatches(),
             ),
         ];
+        let tiled_data;
+        let tiled_weight;
         if direct {
+            tiled_data = conv::backward_data_with(gpu, &s, data_tiles, &dy, &w, &dx)?;
+            tiled_weight = conv::backward_weight_with(gpu, &s, weight_tiles, &x, &dy, &dw)?;
             cases.push((
                 "forward (tiled)",
                 tiles_label(forward_tiles),
                 vec![&tiled_forward],
+            ));
+            cases.push((
+                "data grad (tiled)",
+                tiles_label(data_tiles),
+                vec![&tiled_data],
+            ));
+            cases.push((
+                "weight grad (tiled)",
+                format!(
+                    "{} / {} splits",
+                    tiles_label(weight_tiles),
+                    tiled_weight.splits()
+                ),
+                tiled_weight.dispatches(),
+            ));
+        }
+        // The tensor-core kernels, on a ternary weight / activation operand as in training.
+        let coop = if conv_coop::supported(gpu) {
+            let alpha = gpu.try_tensor("bench alpha", &[s.co])?;
+            gpu.write(&alpha, &rng.uniform_vec(s.co, 0.5, 1.5));
+            let ternary = |len: usize, rng: &mut Rng| -> Vec<f32> {
+                (0..len).map(|_| rng.below(3) as f32 - 1.0).collect()
+            };
+            gpu.write(&w, &ternary(s.weight_len(), &mut rng));
+            gpu.write(&x, &ternary(s.input_len(), &mut rng));
+            let data = conv_coop::backward_data(gpu, &s, &dy, &w, &alpha, &dx)?;
+            let weight = conv_coop::backward_weight(gpu, &s, &x, &dy, &dw)?;
+            Some((alpha, data, weight))
+        } else {
+            None
+        };
+        // The 1-bit forward of the binary layers (XOR-popcount on packed bits; random bits).
+        let abits = gpu.try_tensor("bench abits", &[binconv::activation_bits_len(&s)])?;
+        let wbits = gpu.try_tensor("bench wbits", &[binconv::weight_bits_len(&s)])?;
+        let ones = gpu.try_tensor("bench alpha ones", &[s.co])?;
+        let random_bits = |len: usize, rng: &mut Rng| -> Vec<u32> {
+            (0..len).map(|_| rng.below(1 << 31) as u32).collect()
+        };
+        gpu.write(&abits, &random_bits(abits.len(), &mut rng));
+        gpu.write(&wbits, &random_bits(wbits.len(), &mut rng));
+        gpu.write(&ones, &vec![1f32; s.co]);
+        let binary = binconv::binconv(gpu, &s, &abits, &wbits, &ones, &y)?;
+        let binary_label = if direct { "direct" } else { "tiled" };
+        cases.push(("binary forward", binary_label.into(), vec![&binary]));
+        if let Some((_, data, weight)) = &coop {
+            cases.push(("data grad (tensor cores)", "64x64x32".into(), vec![data]));
+            cases.push((
+                "weight grad (tensor cores)",
+                format!("64x64x32 / {} splits", weight.splits()),
+                weight.dispatches(),
             ));
         }
         let naive = if with_naive {
@@ -139,17 +195,119 @@ pub fn kernels(gpu: &Gpu, batch: usize) -> Result<Vec<KernelBenchRow>> {
     Ok(rows)
 }
 
+/// The 3x3, pad 1 binary-layer shapes of all four models at `batch` (stride 1; the stride-2
+/// layers have the same output shapes).
+fn model_layers(batch: usize) -> Vec<(&'static str, ConvShape)> {
+    let sq = |ci, hw, co| ConvShape::square(batch, ci, hw, co, 3, 1, 1);
+    vec![
+        ("resnet20 stage 1", sq(16, 32, 16)),
+        ("resnet20 stage 2", sq(32, 16, 32)),
+        ("resnet20 stage 3", sq(64, 8, 64)),
+        ("resnet18 stage 1", sq(64, 32, 64)),
+        ("resnet18 stage 2", sq(128, 16, 128)),
+        ("resnet18 stage 3", sq(256, 8, 256)),
+        ("resnet18 stage 4", sq(512, 4, 512)),
+        ("vgg_small 32x32", sq(128, 32, 128)),
+        ("vgg_small 16x16", sq(256, 16, 256)),
+        ("vgg_small 8x8", sq(512, 8, 512)),
+    ]
+}
+
+/// Every tile shape `Tiles::check` accepts with bm, bn in 16..=128 and bk in {8, 16, 32}.
+fn candidate_tiles(gpu: &Gpu) -> Vec<Tiles> {
+    let mut all = Vec::new();
+    for bm in [16, 32, 64, 128] {
+        for bn in [16, 32, 64, 128] {
+            for bk in [8, 16, 32] {
+                let t = Tiles { bm, bn, bk };
+                if t.check(gpu).is_ok() {
+                    all.push(t);
+                }
+            }
+        }
+    }
+    all
+}
+
+/// `rbnn bench kernels --sweep`: for each model layer shape and each tiled kernel, the three
+/// fastest tile shapes and the default one, timed like `kernels`.
+pub fn sweep(gpu: &Gpu, batch: usize) -> Result<String> {
+    let timer = GpuTimer::new(gpu, RUNS as u32);
+    let mut rng = Rng::new(0x5eed);
+    let tiles = candidate_tiles(gpu);
+    let mut out = format!(
+        "{} tile shapes per kernel; median of {RUNS} runs ({})\n",
+        tiles.len(),
+        timer.method()
+    );
+    for (layer, s) in model_layers(batch) {
+        let x = gpu.try_tensor("sweep x", &[s.input_len()])?;
+        let w = gpu.try_tensor("sweep w", &[s.weight_len()])?;
+        let y = gpu.try_tensor("sweep y", &[s.output_len()])?;
+        let dx = gpu.try_tensor("sweep dx", &[s.input_len()])?;
+        let dw = gpu.try_tensor("sweep dw", &[s.weight_len()])?;
+        gpu.write(&x, &rng.uniform_vec(s.input_len(), -1.0, 1.0));
+        gpu.write(&w, &rng.uniform_vec(s.weight_len(), -1.0, 1.0));
+        gpu.write(&y, &rng.uniform_vec(s.output_len(), -1.0, 1.0));
+        let gflop = 2.0 * s.macs() as f64 * 1e-9;
+        let defaults = [
+            Tiles::for_columns(s.co),
+            Tiles::for_data_grad(s.ci, s.h * s.w),
+            Tiles::for_weight_grad(s.co),
+        ];
+        for (kernel, default) in ["forward", "data grad", "weight grad"].iter().zip(defaults) {
+            let mut timed: Vec<(f64, Tiles, usize)> = Vec::new();
+            for &t in &tiles {
+                let (dispatches, splits) = match *kernel {
+                    "forward" => (vec![conv::forward_with(gpu, &s, t, &x, &w, &y)?], 1),
+                    "data grad" => (vec![conv::backward_data_with(gpu, &s, t, &y, &w, &dx)?], 1),
+                    _ => {
+                        let b = conv::backward_weight_with(gpu, &s, t, &x, &y, &dw)?;
+                        let splits = b.splits();
+                        (b.into_dispatches(), splits)
+                    }
+                };
+                let refs: Vec<&Dispatch> = dispatches.iter().collect();
+                let seconds = time_median(gpu, &timer, &refs)?;
+                timed.push((seconds, t, splits));
+            }
+            timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let row = |(seconds, t, splits): &(f64, Tiles, usize)| {
+                format!(
+                    "{} ({splits} splits) {:.3} ms {:.0} GFLOP/s",
+                    tiles_label(*t),
+                    seconds * 1e3,
+                    gflop / seconds
+                )
+            };
+            let default_row = timed
+                .iter()
+                .find(|r| r.1 == default)
+                .map(row)
+                .unwrap_or_default();
+            out += &format!(
+                "{layer:<17} {kernel:<12} best: {} | {} | {}; default {}\n",
+                row(&timed[0]),
+                row(&timed[1.min(timed.len() - 1)]),
+                row(&timed[2.min(timed.len() - 1)]),
+                default_row
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// A readable table of `rows`, one line per kernel and shape, and how they were timed.
 pub fn format_kernels(rows: &[KernelBenchRow]) -> String {
     let mut out = format!(
-        "{:<17} {:<22} {:<16} {:<24} {:>8} {:>10} {:>9}\n",
+        "{:<17} {:<22} {:<26} {:<24} {:>8} {:>10} {:>9}\n",
         "layer", "shape", "kernel", "tiles", "GFLOP", "ms", "GFLOP/s"
     );
     for r in rows {
         let s = &r.shape;
         let shape = format!("{}x{}x{} {}->{} k{}", s.n, s.h, s.w, s.ci, s.co, s.kh);
         out += &format!(
-            "{:<17} {:<22} {:<16} {:<24} {:>8.3} {:>10.3} {:>9.1}\n",
+            "{:<17} {:<22} {:<26} {:<24} {:>8.3} {:>10.3} {:>9.1}\n",
             r.layer,
             shape,
             r.kernel,
@@ -168,7 +326,7 @@ pub fn format_kernels(rows: &[KernelBenchRow]) -> String {
     out
 }
 
-/// One kernel (shader entry point) in the per-kernel breakdown of a training step.
+/// One kernel (shader entry point) in a per-kernel breakdown of a training step or a forward.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct KernelShare {
     /// "shader::entry".
@@ -178,6 +336,65 @@ pub struct KernelShare {
     pub seconds: f64,
     /// Share of the step's summed kernel time.
     pub share: f64,
+    /// GFLOP/s (2 per multiply-add) of the convolution kernels; None for the others.
+    pub gflops: Option<f64>,
+    /// GB/s over the bytes of the buffers each dispatch binds (each counted once).
+    pub gbps: f64,
+}
+
+/// Times each of `dispatches` on its own (timestamp queries where the adapter has them) and sums
+/// the times by kernel, largest first; with how they were timed.
+pub fn breakdown(gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<(Vec<KernelShare>, String)> {
+    let timer = GpuTimer::new(gpu, dispatches.len() as u32);
+    let groups: Vec<Vec<&Dispatch>> = dispatches.iter().map(|d| vec![*d]).collect();
+    let timed = timer.time_groups(gpu, &groups)?;
+    let mut by_kernel: BTreeMap<String, (usize, f64, f64, u64)> = BTreeMap::new();
+    for (d, s) in dispatches.iter().zip(&timed.seconds) {
+        let name = d.label();
+        let name = name.split('[').next().unwrap_or(name).to_string();
+        let e = by_kernel.entry(name).or_default();
+        e.0 += 1;
+        e.1 += s;
+        e.2 += d.flop;
+        e.3 += d.bytes;
+    }
+    let mut shares: Vec<KernelShare> = by_kernel
+        .into_iter()
+        .map(|(kernel, (dispatches, seconds, flop, bytes))| {
+            let seconds_or_tiny = seconds.max(1e-30);
+            KernelShare {
+                kernel,
+                dispatches,
+                seconds,
+                share: seconds / timed.total.max(1e-30),
+                gflops: (flop > 0.0).then(|| flop / seconds_or_tiny * 1e-9),
+                gbps: bytes as f64 / seconds_or_tiny * 1e-9,
+            }
+        })
+        .collect();
+    shares.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    Ok((shares, timed.method.to_string()))
+}
+
+/// A breakdown as an indented table.
+pub fn format_breakdown(title: &str, method: &str, shares: &[KernelShare]) -> String {
+    let mut out = format!(
+        "  {title} ({method}):\n  {:<40} {:>5} {:>9} {:>7} {:>9} {:>8}\n",
+        "kernel", "calls", "ms", "share", "GFLOP/s", "GB/s"
+    );
+    for k in shares {
+        let gflops = k.gflops.map_or("-".to_string(), |g| format!("{g:.0}"));
+        out += &format!(
+            "  {:<40} {:>5} {:>9.3} {:>6.1}% {:>9} {:>8.1}\n",
+            k.kernel,
+            k.dispatches,
+            k.seconds * 1e3,
+            100.0 * k.share,
+            gflops,
+            k.gbps
+        );
+    }
+    out
 }
 
 /// `rbnn bench train`: steady-state training speed of one model on synthetic data.
@@ -192,6 +409,8 @@ pub struct TrainBench {
     pub step_ms: f64,
     /// The per-epoch rotation update of every binary conv (3 iterations), wall clock.
     pub rotation_update_ms: f64,
+    /// Its submits (GPU products, readbacks, waits) and host work (SVDs, uploads).
+    pub rotation_timing: RotationTiming,
     pub dispatches_per_step: usize,
     /// "timestamp" or "wall clock".
     pub breakdown_method: String,
@@ -250,7 +469,7 @@ pub fn train(gpu: &Gpu, kind: ModelKind, batch: usize, steps: usize) -> Result<T
     let rotation = RotationUpdate::new(gpu, &layers)?;
     rotation.update(gpu)?;
     let started = Instant::now();
-    rotation.update(gpu)?;
+    let (_, rotation_timing) = rotation.update_timed(gpu)?;
     let rotation_update_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let dispatches: Vec<&Dispatch> = net
@@ -258,27 +477,7 @@ pub fn train(gpu: &Gpu, kind: ModelKind, batch: usize, steps: usize) -> Result<T
         .into_iter()
         .map(|(d, _)| d)
         .collect();
-    let timer = GpuTimer::new(gpu, dispatches.len() as u32);
-    let groups: Vec<Vec<&Dispatch>> = dispatches.iter().map(|d| vec![*d]).collect();
-    let timed = timer.time_groups(gpu, &groups)?;
-    let mut by_kernel: BTreeMap<String, (usize, f64)> = BTreeMap::new();
-    for (d, s) in dispatches.iter().zip(&timed.seconds) {
-        let name = d.label();
-        let name = name.split('[').next().unwrap_or(name).to_string();
-        let e = by_kernel.entry(name).or_default();
-        e.0 += 1;
-        e.1 += s;
-    }
-    let mut breakdown: Vec<KernelShare> = by_kernel
-        .into_iter()
-        .map(|(kernel, (dispatches, seconds))| KernelShare {
-            kernel,
-            dispatches,
-            seconds,
-            share: seconds / timed.total.max(1e-30),
-        })
-        .collect();
-    breakdown.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    let (breakdown, breakdown_method) = breakdown(gpu, &dispatches)?;
     Ok(TrainBench {
         model: kind.name().to_string(),
         adapter: gpu.info.name.clone(),
@@ -287,8 +486,9 @@ pub fn train(gpu: &Gpu, kind: ModelKind, batch: usize, steps: usize) -> Result<T
         images_per_second: (steps * batch) as f64 / elapsed,
         step_ms: elapsed / steps as f64 * 1e3,
         rotation_update_ms,
+        rotation_timing,
         dispatches_per_step: dispatches.len(),
-        breakdown_method: timed.method.to_string(),
+        breakdown_method,
         breakdown,
     })
 }
@@ -297,7 +497,7 @@ pub fn train(gpu: &Gpu, kind: ModelKind, batch: usize, steps: usize) -> Result<T
 pub fn format_train(b: &TrainBench) -> String {
     let mut out = format!(
         "{} on {}: batch {}, {} steps: {:.0} img/s ({:.2} ms/step, {} dispatches/step); \
-         rotation update {:.1} ms\n",
+         rotation update {:.1} ms ({:.1} ms in submits, {:.1} ms on the host)\n",
         b.model,
         b.adapter,
         b.batch,
@@ -305,20 +505,126 @@ pub fn format_train(b: &TrainBench) -> String {
         b.images_per_second,
         b.step_ms,
         b.dispatches_per_step,
-        b.rotation_update_ms
+        b.rotation_update_ms,
+        b.rotation_timing.gpu_seconds * 1e3,
+        b.rotation_timing.host_seconds * 1e3
     );
-    out += &format!(
-        "  per-kernel breakdown of one step ({}):\n  {:<40} {:>5} {:>10} {:>7}\n",
-        b.breakdown_method, "kernel", "calls", "ms", "share"
+    out += &format_breakdown(
+        "per-kernel breakdown of one step",
+        &b.breakdown_method,
+        &b.breakdown,
     );
-    for k in &b.breakdown {
+    out
+}
+
+/// `rbnn bench`: training and packed inference of every model on one adapter, with the
+/// per-kernel breakdowns.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FullBench {
+    pub adapter: String,
+    pub backend: String,
+    pub driver: String,
+    /// UTC date of the run, YYYY-MM-DD.
+    pub date: String,
+    pub train: Vec<TrainBench>,
+    pub infer: Vec<crate::infer::bench::InferBenchRow>,
+}
+
+/// Runs `train` (batch 256, `steps` steps) and the packed inference benchmark (batches 1, 256,
+/// 1024) for each of `kinds`, reporting each model on `progress` as it finishes.
+pub fn all(
+    gpu: &Gpu,
+    kinds: &[ModelKind],
+    steps: usize,
+    mut progress: impl FnMut(&str),
+) -> Result<FullBench> {
+    let mut train_rows = Vec::new();
+    let mut infer_rows = Vec::new();
+    for &kind in kinds {
+        let t = train(gpu, kind, 256, steps)
+            .with_context(|| format!("benchmarking training of {}", kind.name()))?;
+        progress(&format!(
+            "{}: training {:.0} img/s",
+            kind.name(),
+            t.images_per_second
+        ));
+        train_rows.push(t);
+        let i = crate::infer::bench::infer(gpu, kind, &[1, 256, 1024], 5)
+            .with_context(|| format!("benchmarking inference of {}", kind.name()))?;
+        infer_rows.extend(i);
+    }
+    Ok(FullBench {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info),
+        date: utc_date(),
+        train: train_rows,
+        infer: infer_rows,
+    })
+}
+
+/// Today's UTC date as YYYY-MM-DD (days since the Unix epoch to the civil calendar).
+fn utc_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The summary table (Markdown) and every breakdown.
+pub fn format_all(b: &FullBench) -> String {
+    let mut out = format!(
+        "rbnn bench, {}: {} ({}, {})\n\n\
+         | model | train img/s (batch 256) | ms/step | rotation update ms | packed img/s batch 1 \
+         | batch 256 | batch 1024 |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        b.date, b.adapter, b.backend, b.driver
+    );
+    for t in &b.train {
+        let packed = |batch: usize| {
+            b.infer
+                .iter()
+                .find(|r| r.model == t.model && r.batch == batch)
+                .map_or("-".to_string(), |r| {
+                    format!("{:.0}", r.packed_images_per_second)
+                })
+        };
         out += &format!(
-            "  {:<40} {:>5} {:>10.3} {:>6.1}%\n",
-            k.kernel,
-            k.dispatches,
-            k.seconds * 1e3,
-            100.0 * k.share
+            "| {} | {:.0} | {:.2} | {:.1} | {} | {} | {} |\n",
+            t.model,
+            t.images_per_second,
+            t.step_ms,
+            t.rotation_update_ms,
+            packed(1),
+            packed(256),
+            packed(1024)
         );
+    }
+    out += "\ntraining: synthetic 3x32x32 input, 10 classes, steady state (the rotation update \
+            timed on its own); inference: the packed engine, wall clock per batch (record, \
+            submit, wait)\n\n";
+    for t in &b.train {
+        out += &format_train(t);
+        if let Some(r) = b
+            .infer
+            .iter()
+            .find(|r| r.model == t.model && r.batch == 256)
+        {
+            out += &format_breakdown(
+                "per-kernel breakdown of one packed forward at batch 256",
+                &r.breakdown_method,
+                &r.breakdown,
+            );
+        }
+        out += "\n";
     }
     out
 }

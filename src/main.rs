@@ -79,10 +79,21 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         top: usize,
     },
-    /// Benchmarks.
+    /// Benchmarks. Without a subcommand: training and packed inference of every model, a
+    /// summary table and the per-kernel breakdowns (or --json).
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
-        what: BenchWhat,
+        what: Option<BenchWhat>,
+        /// Models to time (default: all four).
+        #[arg(long, value_delimiter = ',')]
+        model: Vec<String>,
+        /// Timed training steps per model.
+        #[arg(long, default_value_t = 30)]
+        steps: usize,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -108,6 +119,10 @@ enum BenchWhat {
     Kernels {
         #[arg(long, default_value_t = 256)]
         batch: usize,
+        /// Instead, time every valid tile shape of the tiled kernels at each layer shape of the
+        /// four models and print the fastest ones (how the per-shape tiles were chosen).
+        #[arg(long)]
+        sweep: bool,
     },
     /// Training img/s on synthetic data, the rotation update, and a per-kernel breakdown.
     Train {
@@ -304,22 +319,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench {
             what:
-                BenchWhat::Train {
+                Some(BenchWhat::Train {
                     model,
                     batch,
                     steps,
                     json,
-                },
+                }),
+            ..
         } => {
             let gpu = gpu(adapter)?;
-            let kinds: Vec<ModelKind> = if model.is_empty() {
-                ModelKind::ALL.to_vec()
-            } else {
-                model
-                    .iter()
-                    .map(|m| ModelKind::parse(m))
-                    .collect::<Result<_>>()?
-            };
+            let kinds = parse_models(&model)?;
             let mut all = Vec::new();
             for kind in kinds {
                 let b = rbnn::bench::train(&gpu, kind, batch, steps)
@@ -372,22 +381,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench {
             what:
-                BenchWhat::Infer {
+                Some(BenchWhat::Infer {
                     model,
                     batch,
                     runs,
                     json,
-                },
+                }),
+            ..
         } => {
             let gpu = gpu(adapter)?;
-            let kinds: Vec<ModelKind> = if model.is_empty() {
-                ModelKind::ALL.to_vec()
-            } else {
-                model
-                    .iter()
-                    .map(|m| ModelKind::parse(m))
-                    .collect::<Result<_>>()?
-            };
+            let kinds = parse_models(&model)?;
             if batch.contains(&0) {
                 anyhow::bail!("--batch sizes must be at least 1");
             }
@@ -414,14 +417,43 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench {
-            what: BenchWhat::Kernels { batch },
+            what: None,
+            model,
+            steps,
+            json,
         } => {
             let gpu = gpu(adapter)?;
+            let kinds = parse_models(&model)?;
+            let all = rbnn::bench::all(&gpu, &kinds, steps.max(1), |line| eprintln!("{line}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                print!("{}", rbnn::bench::format_all(&all));
+            }
+            Ok(())
+        }
+        Command::Bench {
+            what: Some(BenchWhat::Kernels { batch, sweep }),
+            ..
+        } => {
+            let gpu = gpu(adapter)?;
+            if sweep {
+                print!("{}", rbnn::bench::sweep(&gpu, batch)?);
+                return Ok(());
+            }
             let rows = rbnn::bench::kernels(&gpu, batch)?;
             print!("{}", rbnn::bench::format_kernels(&rows));
             Ok(())
         }
     }
+}
+
+/// The models named on the command line, or all four.
+fn parse_models(names: &[String]) -> Result<Vec<ModelKind>> {
+    if names.is_empty() {
+        return Ok(ModelKind::ALL.to_vec());
+    }
+    names.iter().map(|m| ModelKind::parse(m)).collect()
 }
 
 fn train(adapter: Option<&str>, a: TrainArgs) -> Result<()> {

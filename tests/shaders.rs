@@ -21,3 +21,34 @@ fn every_shader_validates_with_naga() {
     assert!(count > 0, "no shaders found in {}", dir.display());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Every shader also translates to SPIR-V (what the Vulkan backend feeds the driver): naga's
+/// SPIR-V writer rejects some constructs its validator accepts, e.g. cooperative-matrix loads
+/// whose index or stride is not a plain `let`.
+#[test]
+fn every_shader_translates_to_spirv() {
+    let mut failures = Vec::new();
+    for (name, source) in rbnn::gpu::shader_sources() {
+        let (module, info) = rbnn::gpu::validate_wgsl(name, source).unwrap();
+        // Override constants at their defaults, as pipeline creation resolves them.
+        let (module, info) = naga::back::pipeline_constants::process_overrides(
+            &module,
+            &info,
+            None,
+            &Default::default(),
+        )
+        .unwrap_or_else(|e| panic!("shaders/{name}.wgsl: overrides: {e}"));
+        let options = naga::back::spv::Options::default();
+        let result = std::panic::catch_unwind(|| {
+            naga::back::spv::write_vec(&module, &info, &options, None).map(|w| w.len())
+        });
+        match result {
+            Ok(Ok(words)) => assert!(words > 0),
+            Ok(Err(e)) => failures.push(format!("shaders/{name}.wgsl: {e}")),
+            Err(_) => failures.push(format!(
+                "shaders/{name}.wgsl: naga's SPIR-V writer panicked"
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

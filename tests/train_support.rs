@@ -110,6 +110,7 @@ fn epoch(e: usize, epochs: usize) -> EpochMetrics {
         test_top5: 60.0 + 10.0 * x,
         epoch_seconds: 12.5,
         images_per_second: 4000.0,
+        rotation_seconds: 0.25,
         flip_rate: flip,
         angular_cosine: cos,
     }

@@ -11,7 +11,8 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     .union(wgpu::Features::SUBGROUP)
     .union(wgpu::Features::SHADER_F16)
-    .union(wgpu::Features::IMMEDIATES);
+    .union(wgpu::Features::IMMEDIATES)
+    .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
 
 /// Message printed when no adapter exists at all.
 pub const NO_ADAPTER_HELP: &str =
@@ -25,6 +26,25 @@ pub struct AdapterSummary {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The cooperative-matrix (tensor core) shapes and types the adapter offers.
+    pub cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
+}
+
+/// "16x16x16 F16->F32, 16x8x16 F16->F32" (M x N x K, A/B type -> C type), or "none".
+pub fn describe_cooperative(props: &[wgpu::CooperativeMatrixProperties]) -> String {
+    if props.is_empty() {
+        return "none".to_string();
+    }
+    props
+        .iter()
+        .map(|p| {
+            format!(
+                "{}x{}x{} {:?}->{:?}",
+                p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl AdapterSummary {
@@ -37,7 +57,7 @@ impl AdapterSummary {
             "{} | {:?} | {:?} | driver: {} {}\n    max storage binding {} MiB, max buffer {} MiB, \
              storage buffers/stage {}, workgroup memory {} KiB, invocations/workgroup {}, \
              workgroups/dim {}, immediates {} B\n    subgroup size {}..{}, subgroups: {}, \
-             timestamp queries: {} (inside passes: {}), f16: {}, cooperative matrix: {}",
+             timestamp queries: {} (inside passes: {}), f16: {}\n    cooperative matrix: {}",
             i.name,
             i.backend,
             i.device_type,
@@ -56,7 +76,11 @@ impl AdapterSummary {
             yes(f.contains(wgpu::Features::TIMESTAMP_QUERY)),
             yes(f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)),
             yes(f.contains(wgpu::Features::SHADER_F16)),
-            yes(f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)),
+            if f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+                describe_cooperative(&self.cooperative_matrix)
+            } else {
+                "no".to_string()
+            },
         )
     }
 }
@@ -69,6 +93,8 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// Cooperative-matrix configurations; empty unless the device has the feature enabled.
+    pub cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
     pub(super) kernels: Mutex<KernelCache>,
     pub(super) layouts: Mutex<HashMap<LayoutKey, Arc<wgpu::BindGroupLayout>>>,
     /// Validation errors wgpu reports asynchronously (a misuse of the API, not of user input).
@@ -131,6 +157,7 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
             info: a.get_info(),
             limits: a.limits(),
             features: a.features(),
+            cooperative_matrix: a.cooperative_matrix_properties(),
         })
         .collect();
     all.sort_by_key(|a| device_rank(a.info.device_type, a.info.backend));
@@ -185,11 +212,24 @@ impl Gpu {
             );
         }
         let limits = adapter.limits();
+        let cooperative = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        let experimental_features = if cooperative {
+            // SAFETY: the only experimental feature requested is cooperative matrices, used by
+            // kernels that are tested against a CPU reference before they are selected.
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
+        let cooperative_matrix = if cooperative {
+            adapter.cooperative_matrix_properties()
+        } else {
+            Vec::new()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("rbnn"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -206,6 +246,7 @@ impl Gpu {
             info,
             limits,
             features,
+            cooperative_matrix,
             kernels: Mutex::default(),
             layouts: Mutex::default(),
             errors,
@@ -217,6 +258,7 @@ impl Gpu {
             info: self.info.clone(),
             limits: self.limits.clone(),
             features: self.features,
+            cooperative_matrix: self.cooperative_matrix.clone(),
         }
     }
 

@@ -30,7 +30,9 @@ pub fn shader_source(name: &str) -> Result<&'static str> {
 /// every loop finite and every divisor non-zero by construction (loads clamp their index and select 0, stores are
 /// masked, shapes are validated by the host wrapper), with tests covering tiles that overhang the
 /// tensors, padding and channel tails.
-const UNCHECKED_SHADERS: &[&str] = &["conv", "binconv"];
+/// infer_binconv (the packed engine's fused conv) joined the list after an NVIDIA H100 ran it 4-8x
+/// slower than binconv, its unchecked twin, on the same work (2026-11-26).
+const UNCHECKED_SHADERS: &[&str] = &["conv", "binconv", "infer_binconv"];
 
 /// Parses and validates WGSL with naga; the error names the file, line and column.
 pub fn validate_wgsl(file: &str, source: &str) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
@@ -78,6 +80,11 @@ pub struct Dispatch {
     pub bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
     pub immediates: Vec<u8>,
+    /// Floating-point (or binary) operations of one run, for benchmarks' GFLOP/s: set by the
+    /// convolution wrappers (2 per multiply-add), 0 elsewhere.
+    pub flop: f64,
+    /// Bytes of the buffers bound (each counted once), for benchmarks' GB/s.
+    pub bytes: u64,
 }
 
 impl Dispatch {
@@ -101,6 +108,12 @@ impl Dispatch {
 
     pub fn label(&self) -> &str {
         &self.kernel.name
+    }
+
+    /// This dispatch, counting `flop` operations per run.
+    pub fn with_flop(mut self, flop: f64) -> Dispatch {
+        self.flop = flop;
+        self
     }
 }
 
@@ -341,6 +354,8 @@ impl Gpu {
             bind_group,
             workgroups,
             immediates: immediates.to_vec(),
+            flop: 0.0,
+            bytes: buffers.iter().map(|t| t.bytes()).sum(),
         })
     }
 

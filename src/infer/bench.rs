@@ -7,9 +7,10 @@
 use super::engine::Engine;
 use super::export::{export_params, human, ExportReport};
 use super::model::ModelMeta;
+use crate::bench::KernelShare;
 use crate::data::cifar::CIFAR10_CLASSES;
 use crate::data::{IMAGENET_MEAN, IMAGENET_STD};
-use crate::gpu::Gpu;
+use crate::gpu::{Dispatch, Gpu};
 use crate::model::network::{Mode, Network};
 use crate::model::{ModelKind, ModelSpec, Params};
 use crate::rng::Rng;
@@ -31,6 +32,9 @@ pub struct InferBenchRow {
     pub packed_bytes: u64,
     /// The model's tensors as f32.
     pub float_bytes: u64,
+    /// Per-kernel GPU time of one packed forward of (a chunk of) this batch.
+    pub breakdown_method: String,
+    pub breakdown: Vec<KernelShare>,
 }
 
 /// Median seconds of `runs` timed runs of `record` (one pass, one submit, waited for), after one
@@ -101,6 +105,8 @@ pub fn infer(
                 t.record(pass);
             }
         })?;
+        let dispatches: Vec<&Dispatch> = full.dispatches().iter().collect();
+        let (breakdown, breakdown_method) = crate::bench::breakdown(gpu, &dispatches)?;
         let net = Network::new(gpu, &params, batch, Mode::Eval, false, [3, 32, 32]);
         let (float, note) = match net {
             Ok(net) => {
@@ -120,6 +126,8 @@ pub fn infer(
             float_note: note,
             packed_bytes: report.packed_bytes,
             float_bytes: report.float_model_bytes,
+            breakdown_method,
+            breakdown,
         });
     }
     Ok(rows)

@@ -208,19 +208,21 @@ pub fn binconv(
             ("BK", stage_words(kwords) as f64),
         ],
     )?;
-    gpu.dispatch(
-        &k,
-        &[
-            abits,
-            wbits,
-            e.alpha,
-            e.batchnorm.unwrap_or(e.alpha),
-            res,
-            y,
-        ],
-        imm.bytes(),
-        [grid[0] as u32, grid[1] as u32, 1],
-    )
+    Ok(gpu
+        .dispatch(
+            &k,
+            &[
+                abits,
+                wbits,
+                e.alpha,
+                e.batchnorm.unwrap_or(e.alpha),
+                res,
+                y,
+            ],
+            imm.bytes(),
+            [grid[0] as u32, grid[1] as u32, 1],
+        )?
+        .with_flop(2.0 * s.macs() as f64))
 }
 
 /// io [N, C, ...] = [hardtanh](BN(io)), in place.

@@ -103,7 +103,7 @@ impl ConvShape {
         Ok(())
     }
 
-    fn immediates(&self, rows: usize, aux: usize) -> Imm {
+    pub(crate) fn immediates(&self, rows: usize, aux: usize) -> Imm {
         let s = self;
         [
             s.n,
@@ -193,47 +193,42 @@ impl Tiles {
         ]
     }
 
-    /// The default for a GEMM with `cols` output columns: narrow tiles for the 16- and 32-channel
-    /// layers (a 64-wide tile would leave most of its columns idle), 64x64 otherwise. Chosen by
-    /// `rbnn bench kernels` on lavapipe among 16..128 x 16..128 tiles with bk 8, 16 and 32.
+    /// The default for a forward GEMM with `cols` output columns: 16 or 32 columns for the
+    /// 16- and 32-channel layers (a wider tile would leave most of its columns idle), else
+    /// 128x32. Chosen with `rbnn bench kernels --sweep` at batch 256 on an NVIDIA H100
+    /// (2026-11-26): the fastest or within 6% of the fastest of 38 tile shapes at every layer
+    /// shape of the four models. (On lavapipe the direct kernels run instead.)
     pub fn for_columns(cols: usize) -> Tiles {
+        let t = |bm, bn, bk| Tiles { bm, bn, bk };
         match cols {
-            0..=16 => Tiles {
-                bm: 128,
-                bn: 16,
-                bk: 16,
-            },
-            17..=32 => Tiles {
-                bm: 128,
-                bn: 32,
-                bk: 16,
-            },
-            _ => Tiles {
-                bm: 64,
-                bn: 64,
-                bk: 16,
-            },
+            0..=16 => t(128, 16, 16),
+            _ => t(128, 32, 16),
         }
     }
 
-    /// The default for the weight gradient, whose tile rows are the `co` output channels.
-    pub fn for_weight_grad(co: usize) -> Tiles {
-        match co {
-            0..=16 => Tiles {
-                bm: 16,
-                bn: 64,
-                bk: 16,
-            },
-            17..=32 => Tiles {
-                bm: 32,
-                bn: 64,
-                bk: 16,
-            },
-            _ => Tiles {
+    /// The default for the data gradient (`ci` output columns, `plane` = H*W input pixels per
+    /// image): as `for_columns`, but 64x64 for wide layers on planes of 16x16 and more, which
+    /// the same sweep found 5-10% faster there.
+    pub fn for_data_grad(ci: usize, plane: usize) -> Tiles {
+        if ci > 32 && plane >= 256 {
+            Tiles {
                 bm: 64,
                 bn: 64,
                 bk: 16,
-            },
+            }
+        } else {
+            Self::for_columns(ci)
+        }
+    }
+
+    /// The default for the weight gradient, whose tile rows are the `co` output channels. A
+    /// reduction slice of 8 beat 16 at every shape in the same sweep (by 5-30%).
+    pub fn for_weight_grad(co: usize) -> Tiles {
+        let t = |bm, bn, bk| Tiles { bm, bn, bk };
+        match co {
+            0..=16 => t(16, 64, 8),
+            17..=32 => t(32, 64, 8),
+            _ => t(64, 64, 8),
         }
     }
 }
@@ -242,7 +237,7 @@ fn check_len(what: &str, t: &Tensor, want: usize, s: &ConvShape) -> Result<()> {
     expect_len(t, want, &format!("conv {s:?} {what}"))
 }
 
-fn check_z(s: &ConvShape, z: usize) -> Result<u32> {
+pub(crate) fn check_z(s: &ConvShape, z: usize) -> Result<u32> {
     u32::try_from(z)
         .ok()
         .filter(|&z| z <= 65535)
@@ -250,7 +245,7 @@ fn check_z(s: &ConvShape, z: usize) -> Result<u32> {
 }
 
 /// Workgroups for `tiles` row tiles (split over x and y past 65535) and `z` along z.
-fn grid(tiles: usize, z: u32) -> [u32; 3] {
+pub(crate) fn grid(tiles: usize, z: u32) -> [u32; 3] {
     let [x, y, _] = grid_1d(tiles, 1);
     [x, y, z]
 }
@@ -258,9 +253,14 @@ fn grid(tiles: usize, z: u32) -> [u32; 3] {
 /// Whether the direct kernels run `s` on this adapter: they need subgroup shuffles within
 /// aligned groups of 8 lanes (subgroup sizes that are multiples of 8, at most a workgroup of 64),
 /// and their register windows hold kernels up to 3x3 with stride 1 or 2.
+///
+/// They are chosen on software adapters only. Measured 2026-11-26 at batch 256 on the ResNet-20
+/// shapes: on lavapipe they ran 4-10x faster than the tiled kernels; on an NVIDIA H100 (Vulkan)
+/// the tiled forward ran 13-17 TFLOP/s against 0.6-1.4 for the direct one.
 pub fn direct_supported(gpu: &Gpu, s: &ConvShape) -> bool {
     let (min, max) = (gpu.info.subgroup_min_size, gpu.info.subgroup_max_size);
-    gpu.features.contains(wgpu::Features::SUBGROUP)
+    gpu.is_software()
+        && gpu.features.contains(wgpu::Features::SUBGROUP)
         && min >= 8
         && min.is_multiple_of(8)
         && max.is_multiple_of(8)
@@ -300,12 +300,14 @@ fn direct(gpu: &Gpu, s: &ConvShape, transposed: bool, buffers: [&Tensor; 3]) -> 
     };
     let groups = s.n * h.div_ceil(8) * w.div_ceil(8) * c.div_ceil(8);
     let k = direct_kernel(gpu, s, "direct", transposed)?;
-    gpu.dispatch(
-        &k,
-        &buffers,
-        s.immediates(0, 0).bytes(),
-        grid(groups.div_ceil(DIRECT_GROUPS), 1),
-    )
+    Ok(gpu
+        .dispatch(
+            &k,
+            &buffers,
+            s.immediates(0, 0).bytes(),
+            grid(groups.div_ceil(DIRECT_GROUPS), 1),
+        )?
+        .with_flop(2.0 * s.macs() as f64))
 }
 
 fn check_forward(s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<()> {
@@ -315,14 +317,24 @@ fn check_forward(s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<()
     check_len("output", y, s.output_len(), s)
 }
 
-fn check_backward_data(s: &ConvShape, dy: &Tensor, w: &Tensor, dx: &Tensor) -> Result<()> {
+pub(crate) fn check_backward_data(
+    s: &ConvShape,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
     s.validate()?;
     check_len("output gradient", dy, s.output_len(), s)?;
     check_len("weight", w, s.weight_len(), s)?;
     check_len("input gradient", dx, s.input_len(), s)
 }
 
-fn check_backward_weight(s: &ConvShape, x: &Tensor, dy: &Tensor, dw: &Tensor) -> Result<()> {
+pub(crate) fn check_backward_weight(
+    s: &ConvShape,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+) -> Result<()> {
     s.validate()?;
     check_len("input", x, s.input_len(), s)?;
     check_len("output gradient", dy, s.output_len(), s)?;
@@ -352,12 +364,14 @@ pub fn forward_with(
     let k = gpu.kernel("conv", "forward", &tiles.constants())?;
     let rows = s.n * s.oh() * s.ow();
     let z = check_z(s, s.co.div_ceil(tiles.bn as usize))?;
-    gpu.dispatch(
-        &k,
-        &[x, w, y],
-        s.immediates(rows, 0).bytes(),
-        grid(rows.div_ceil(tiles.bm as usize), z),
-    )
+    Ok(gpu
+        .dispatch(
+            &k,
+            &[x, w, y],
+            s.immediates(rows, 0).bytes(),
+            grid(rows.div_ceil(tiles.bm as usize), z),
+        )?
+        .with_flop(2.0 * s.macs() as f64))
 }
 
 /// y = conv2d(x, w) with one invocation per output and no workgroup memory: the baseline that
@@ -391,7 +405,7 @@ pub fn backward_data(
         check_backward_data(s, dy, w, dx)?;
         return direct(gpu, s, true, [dy, w, dx]);
     }
-    backward_data_with(gpu, s, Tiles::for_columns(s.ci), dy, w, dx)
+    backward_data_with(gpu, s, Tiles::for_data_grad(s.ci, s.h * s.w), dy, w, dx)
 }
 
 /// `backward_data` on the tiled kernel with an explicit tile shape.
@@ -410,12 +424,14 @@ pub fn backward_data_with(
     let phase_rows = s.n * s.h.div_ceil(s.stride) * s.w.div_ceil(s.stride);
     let col_tiles = s.ci.div_ceil(tiles.bn as usize);
     let z = check_z(s, s.stride * s.stride * col_tiles)?;
-    gpu.dispatch(
-        &k,
-        &[dy, w, dx],
-        s.immediates(0, col_tiles).bytes(),
-        grid(phase_rows.div_ceil(tiles.bm as usize), z),
-    )
+    Ok(gpu
+        .dispatch(
+            &k,
+            &[dy, w, dx],
+            s.immediates(0, col_tiles).bytes(),
+            grid(phase_rows.div_ceil(tiles.bm as usize), z),
+        )?
+        .with_flop(2.0 * s.macs() as f64))
 }
 
 /// The weight gradient's dispatches and the partial-sum buffer they own (allocated once, here).
@@ -435,6 +451,11 @@ impl ConvBackwardWeight {
         for d in &self.dispatches {
             d.record(pass);
         }
+    }
+
+    /// The dispatches, owned (the partial buffer lives as long as their bind groups).
+    pub fn into_dispatches(self) -> Vec<Dispatch> {
+        self.dispatches
     }
 
     /// Number of chunks the N*OH*OW reduction is split into.
@@ -457,7 +478,7 @@ const MIN_CHUNK: usize = 256;
 const MAX_PARTIAL: usize = 16 << 20;
 
 /// Chunk length of the weight gradient's reduction (a multiple of `bk`) and the number of chunks.
-fn weight_grad_split(s: &ConvShape, tiles: Tiles) -> (usize, usize) {
+pub(crate) fn weight_grad_split(s: &ConvShape, tiles: Tiles) -> (usize, usize) {
     let reduction = s.n * s.oh() * s.ow();
     let out_tiles =
         s.co.div_ceil(tiles.bm as usize) * (s.ci * s.kh * s.kw).div_ceil(tiles.bn as usize);
@@ -513,7 +534,7 @@ fn direct_weight(
 
 /// The weight gradient GEMM dispatch over `splits` chunks of the reduction: with one chunk it
 /// writes dw directly, else a partial buffer [splits, dw] that reduce_splits sums in order.
-fn split_weight_grad(
+pub(crate) fn split_weight_grad(
     gpu: &Gpu,
     s: &ConvShape,
     gemm: &Arc<Kernel>,
@@ -522,8 +543,11 @@ fn split_weight_grad(
     splits: usize,
     [x, dy, dw]: [&Tensor; 3],
 ) -> Result<ConvBackwardWeight> {
+    let flop = 2.0 * s.macs() as f64;
     if splits == 1 {
-        let d = gpu.dispatch(gemm, &[x, dy, dw], imm.bytes(), workgroups)?;
+        let d = gpu
+            .dispatch(gemm, &[x, dy, dw], imm.bytes(), workgroups)?
+            .with_flop(flop);
         return Ok(ConvBackwardWeight {
             partial: None,
             dispatches: vec![d],
@@ -534,7 +558,9 @@ fn split_weight_grad(
         &format!("{} partial [{splits} splits]", dw.label),
         &[splits, s.weight_len()],
     )?;
-    let d_gemm = gpu.dispatch(gemm, &[x, dy, &partial], imm.bytes(), workgroups)?;
+    let d_gemm = gpu
+        .dispatch(gemm, &[x, dy, &partial], imm.bytes(), workgroups)?
+        .with_flop(flop);
     let reduce = gpu.kernel("conv", "reduce_splits", &[])?;
     let d_reduce = gpu.dispatch(
         &reduce,

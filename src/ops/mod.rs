@@ -3,7 +3,9 @@
 pub mod batchnorm;
 pub mod channel_dot;
 pub mod conv;
+pub mod conv_coop;
 pub mod elementwise;
+pub mod half;
 pub mod linear;
 pub mod loss;
 pub mod pool;

@@ -130,12 +130,14 @@ pub fn binconv(
             ("DS", s.stride as f64),
         ],
     )?;
-    gpu.dispatch(
-        &k,
-        &[abits, wbits, alpha, y],
-        immediates(s).bytes(),
-        grid_1d(groups.div_ceil(8), 1),
-    )
+    Ok(gpu
+        .dispatch(
+            &k,
+            &[abits, wbits, alpha, y],
+            immediates(s).bytes(),
+            grid_1d(groups.div_ceil(8), 1),
+        )?
+        .with_flop(2.0 * s.macs() as f64))
 }
 
 /// `binconv` on the workgroup-tiled kernel, which every adapter runs.
@@ -168,10 +170,12 @@ pub fn binconv_tiled(
         "binconv",
         &[("BM", BM as f64), ("BN", bn as f64), ("BK", 16.0)],
     )?;
-    gpu.dispatch(
-        &k,
-        &[abits, wbits, alpha, y],
-        immediates(s).bytes(),
-        [grid[0] as u32, grid[1] as u32, 1],
-    )
+    Ok(gpu
+        .dispatch(
+            &k,
+            &[abits, wbits, alpha, y],
+            immediates(s).bytes(),
+            [grid[0] as u32, grid[1] as u32, 1],
+        )?
+        .with_flop(2.0 * s.macs() as f64))
 }

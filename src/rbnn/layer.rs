@@ -25,6 +25,7 @@ use super::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
 use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
 use crate::ops::channel_dot::{channel_dot, ChannelDot};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
+use crate::ops::conv_coop;
 use crate::ops::shape::expect_len;
 use anyhow::{bail, Context, Result};
 
@@ -310,8 +311,19 @@ impl BinaryConv2d {
                 ActivationOutput::Sign,
             )?)
         };
-        let data = conv::backward_data(gpu, s, g.dy, &self.scratch.bw, g.dx)?;
-        let weight_conv = conv::backward_weight(gpu, s, act, g.dy, &dbw)?;
+        // Tensor cores when selected (opt-in, see ops::conv_coop) and both GEMMs have a ternary
+        // operand.
+        let (data, weight_conv) = if !self.a32 && conv_coop::selected(gpu) {
+            (
+                conv_coop::backward_data(gpu, s, g.dy, &self.scratch.bw, &t.alpha, g.dx)?,
+                conv_coop::backward_weight(gpu, s, act, g.dy, &dbw)?,
+            )
+        } else {
+            (
+                conv::backward_data(gpu, s, g.dy, &self.scratch.bw, g.dx)?,
+                conv::backward_weight(gpu, s, act, g.dy, &dbw)?,
+            )
+        };
         let grads = ParamGrads {
             weight: g.weight,
             rotate: g.rotate,

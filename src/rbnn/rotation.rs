@@ -18,6 +18,7 @@ use crate::ops::shape::expect_len;
 use crate::rng::Rng;
 use anyhow::{anyhow, Context, Result};
 use nalgebra::DMatrix;
+use std::time::Instant;
 
 /// Alternating iterations per update, as the official code.
 pub const ITERATIONS: usize = 3;
@@ -318,6 +319,15 @@ impl LayerUpdate {
     }
 }
 
+/// Where a rotation update's wall-clock time went.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct RotationTiming {
+    /// The submits: the batched products on the GPU, the readbacks and the waits.
+    pub gpu_seconds: f64,
+    /// The SVDs (in parallel over the layers) and the uploads of R1, R2.
+    pub host_seconds: f64,
+}
+
 /// A one-off update of `layers`: builds a `RotationUpdate` (scratch, dispatches, readback buffer)
 /// and runs it. A trainer that updates every epoch builds the `RotationUpdate` once instead.
 pub fn rotation_update(gpu: &Gpu, layers: &[&BinaryConv2d]) -> Result<Vec<LayerDiagnostics>> {
@@ -357,8 +367,15 @@ impl RotationUpdate {
     /// The 3 alternating iterations for every layer (R1 and R2 rewritten in place), then the
     /// diagnostics of the result. Blocks until done; the next submit sees the new R1, R2.
     pub fn update(&self, gpu: &Gpu) -> Result<Vec<LayerDiagnostics>> {
+        Ok(self.update_timed(gpu)?.0)
+    }
+
+    /// `update`, also saying where its time went.
+    pub fn update_timed(&self, gpu: &Gpu) -> Result<(Vec<LayerDiagnostics>, RotationTiming)> {
+        let mut timing = RotationTiming::default();
         let mut objectives = vec![Vec::with_capacity(ITERATIONS + 1); self.layers.len()];
         for it in 0..ITERATIONS {
+            let started = Instant::now();
             let data = self.submit(
                 gpu,
                 |l, pass| {
@@ -369,6 +386,8 @@ impl RotationUpdate {
                 },
                 |l| vec![(&l.d1, l.at_d), (&l.r1, l.at_r1)],
             )?;
+            timing.gpu_seconds += started.elapsed().as_secs_f64();
+            let started = Instant::now();
             for (l, obj) in self.layers.iter().zip(&mut objectives) {
                 obj.push(l.objective(&data));
             }
@@ -376,18 +395,25 @@ impl RotationUpdate {
             for (l, r1) in self.layers.iter().zip(&r1s) {
                 gpu.write(&l.r1, r1);
             }
+            timing.host_seconds += started.elapsed().as_secs_f64();
+            let started = Instant::now();
             let data = self.submit(
                 gpu,
                 |l, pass| l.products_d2.iter().for_each(|d| d.record(pass)),
                 |l| vec![(&l.d2, l.at_d)],
             )?;
+            timing.gpu_seconds += started.elapsed().as_secs_f64();
+            let started = Instant::now();
             let r2s = self.solve(&data, |l| (&l.d2, l.dims.b), rotation_from_d2)?;
             for (l, r2) in self.layers.iter().zip(&r2s) {
                 gpu.write(&l.r2, r2);
             }
+            timing.host_seconds += started.elapsed().as_secs_f64();
         }
+        let started = Instant::now();
         let (data, _) = self.measure_submit(gpu, false)?;
-        Ok(self
+        timing.gpu_seconds += started.elapsed().as_secs_f64();
+        let diagnostics = self
             .layers
             .iter()
             .zip(objectives)
@@ -395,7 +421,8 @@ impl RotationUpdate {
                 obj.push(l.objective(&data));
                 l.diagnostics(&data, obj)
             })
-            .collect())
+            .collect();
+        Ok((diagnostics, timing))
     }
 
     /// The diagnostics of the current weights and rotations, changing nothing.

@@ -37,9 +37,13 @@ pub struct EpochMetrics {
     pub test_top5: f64,
     #[serde(deserialize_with = "nan_if_null")]
     pub epoch_seconds: f64,
-    /// Training images per second over the epoch.
+    /// Training images per second over the epoch's steps (data loading and augmentation
+    /// included; the rotation update and the evaluation excluded).
     #[serde(deserialize_with = "nan_if_null")]
     pub images_per_second: f64,
+    /// Seconds of this epoch's rotation update (0 in epochs without one).
+    #[serde(default)]
+    pub rotation_seconds: f64,
     /// Per binary conv layer (by its name, e.g. "layer1.0.conv1"): share of weights whose sign the
     /// rotation changed (sign(w3) != sign(w2)). Empty in epochs without a rotation update.
     #[serde(default, deserialize_with = "map_nan_if_null")]

@@ -330,6 +330,12 @@ pub fn train_until(
         } else {
             None
         };
+        let rotation_seconds = if rotated.is_some() {
+            started.elapsed().as_secs_f64()
+        } else {
+            0.0
+        };
+        let steps_started = Instant::now();
         loss::reset(gpu, &train_net.loss_acc)?;
         if let Some(n) = &tail_net {
             loss::reset(gpu, &n.loss_acc)?;
@@ -373,7 +379,7 @@ pub fn train_until(
                         files.last().display()
                     );
                 }
-                let rate = images as f64 / started.elapsed().as_secs_f64();
+                let rate = images as f64 / steps_started.elapsed().as_secs_f64();
                 let message = format!(
                     "loss {:.4} top1 {:.2}% {:.0} img/s",
                     totals.mean_loss(),
@@ -422,7 +428,7 @@ pub fn train_until(
             break;
         }
         gpu.wait()?;
-        let train_seconds = started.elapsed().as_secs_f64();
+        let train_seconds = steps_started.elapsed().as_secs_f64();
         let mut train_totals = loss::read_totals(gpu, &train_net.loss_acc)?;
         if let Some(n) = &tail_net {
             let tail_totals = loss::read_totals(gpu, &n.loss_acc)?;
@@ -460,6 +466,7 @@ pub fn train_until(
             test_top5: 100.0 * test.top5_accuracy(),
             epoch_seconds: started.elapsed().as_secs_f64(),
             images_per_second: images as f64 / train_seconds,
+            rotation_seconds,
             flip_rate: per_layer(&train_net.binconv_names, &diagnostics, |d| d.flip_rate),
             angular_cosine: per_layer(&train_net.binconv_names, &diagnostics, |d| d.mean_cosine),
         };
@@ -481,7 +488,7 @@ pub fn train_until(
         if show_progress {
             println!(
                 "epoch {:>4}/{} lr {:.5} t {:.4} | train loss {:.4} top1 {:.2}% | test loss {:.4} \
-                 top1 {:.2}% top5 {:.2}% (best {:.2}%) | {:.1}s {:.0} img/s",
+                 top1 {:.2}% top5 {:.2}% (best {:.2}%) | {:.1}s, {:.0} img/s, rotation {:.0} ms",
                 epoch + 1,
                 cfg.epochs,
                 lr,
@@ -493,7 +500,8 @@ pub fn train_until(
                 m.test_top5,
                 best_top1,
                 m.epoch_seconds,
-                m.images_per_second
+                m.images_per_second,
+                m.rotation_seconds * 1e3
             );
         }
         summary.epochs_run += 1;
