@@ -34,7 +34,10 @@ fn train_and_infer_benches_run_and_tabulate() {
     let gpu = gpu_or_skip!();
     let kind = ModelKind::Resnet20;
     let t = rbnn::bench::train(gpu, kind, 4, 1).unwrap();
-    assert!(t.images_per_second.is_finite() && t.images_per_second > 0.0, "{t:?}");
+    assert!(
+        t.images_per_second.is_finite() && t.images_per_second > 0.0,
+        "{t:?}"
+    );
     assert!(t.rotation_update_ms > 0.0);
     assert!(t.rotation_timing.gpu_seconds > 0.0 && t.rotation_timing.host_seconds > 0.0);
     let calls: usize = t.breakdown.iter().map(|k| k.dispatches).sum();
@@ -42,14 +45,20 @@ fn train_and_infer_benches_run_and_tabulate() {
     let share: f64 = t.breakdown.iter().map(|k| k.share).sum();
     assert!((share - 1.0).abs() < 1e-6, "shares sum to {share}");
     // The convolutions carry their FLOP counts; every kernel binds some bytes.
-    assert!(t.breakdown.iter().any(|k| k.gflops.is_some_and(|g| g > 0.0)));
+    assert!(t
+        .breakdown
+        .iter()
+        .any(|k| k.gflops.is_some_and(|g| g > 0.0)));
     assert!(t.breakdown.iter().all(|k| k.gbps > 0.0 || k.seconds == 0.0));
 
     let infer = rbnn::infer::bench::infer(gpu, kind, &[1, 3], 1).unwrap();
     assert_eq!(infer.len(), 2);
     for r in &infer {
         assert!(r.packed_images_per_second > 0.0);
-        assert!(r.breakdown.iter().any(|k| k.kernel.starts_with("infer_binconv")));
+        assert!(r
+            .breakdown
+            .iter()
+            .any(|k| k.kernel.starts_with("infer_binconv")));
     }
     let all = rbnn::bench::FullBench {
         adapter: gpu.info.name.clone(),
@@ -66,7 +75,10 @@ fn train_and_infer_benches_run_and_tabulate() {
         .unwrap_or_else(|| panic!("{table}"));
     // Batches 1 and 3 ran; 256 and 1024 did not.
     assert_eq!(row.matches(" - |").count(), 2, "{row}");
-    assert!(table.contains("per-kernel breakdown of one step"), "{table}");
+    assert!(
+        table.contains("per-kernel breakdown of one step"),
+        "{table}"
+    );
     let json = serde_json::to_string(&all).unwrap();
     assert!(json.contains("\"breakdown\""));
 }
