@@ -563,12 +563,17 @@ pub fn all(
     })
 }
 
-/// Today's UTC date as YYYY-MM-DD (days since the Unix epoch to the civil calendar).
+/// Today's UTC date as YYYY-MM-DD.
 fn utc_date() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let z = (secs / 86_400) as i64 + 719_468;
+    date_from_unix_days((secs / 86_400) as i64)
+}
+
+/// The civil (proleptic Gregorian) date `days` after 1970-01-01, as YYYY-MM-DD.
+fn date_from_unix_days(days: i64) -> String {
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
@@ -627,4 +632,21 @@ pub fn format_all(b: &FullBench) -> String {
         out += "\n";
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::date_from_unix_days;
+
+    #[test]
+    fn unix_days_become_civil_dates() {
+        for (days, date) in [
+            (0, "1970-01-01"),
+            (11_016, "2000-02-29"),
+            (20_783, "2026-11-26"),
+            (47_541, "2100-03-01"),
+        ] {
+            assert_eq!(date_from_unix_days(days), date);
+        }
+    }
 }
