@@ -528,6 +528,9 @@ pub struct FullBench {
     pub date: String,
     pub train: Vec<TrainBench>,
     pub infer: Vec<crate::infer::bench::InferBenchRow>,
+    /// Benchmarks that could not run on this adapter (e.g. a batch of 256 over its buffer
+    /// limits), as "model: what failed: why"; the others still ran.
+    pub failed: Vec<String>,
 }
 
 /// Runs `train` (batch 256, `steps` steps) and the packed inference benchmark (batches 1, 256,
@@ -540,18 +543,38 @@ pub fn all(
 ) -> Result<FullBench> {
     let mut train_rows = Vec::new();
     let mut infer_rows = Vec::new();
+    let mut failed = Vec::new();
     for &kind in kinds {
-        let t = train(gpu, kind, 256, steps)
-            .with_context(|| format!("benchmarking training of {}", kind.name()))?;
-        progress(&format!(
-            "{}: training {:.0} img/s",
-            kind.name(),
-            t.images_per_second
-        ));
-        train_rows.push(t);
-        let i = crate::infer::bench::infer(gpu, kind, &[1, 256, 1024], 5)
-            .with_context(|| format!("benchmarking inference of {}", kind.name()))?;
-        infer_rows.extend(i);
+        match train(gpu, kind, 256, steps) {
+            Ok(t) => {
+                progress(&format!(
+                    "{}: training {:.0} img/s",
+                    kind.name(),
+                    t.images_per_second
+                ));
+                train_rows.push(t);
+            }
+            Err(e) => {
+                let line = format!("{}: training at batch 256: {e:#}", kind.name());
+                progress(&line);
+                failed.push(line);
+            }
+        }
+        match crate::infer::bench::infer(gpu, kind, &[1, 256, 1024], 5) {
+            Ok(rows) => infer_rows.extend(rows),
+            Err(e) => {
+                let line = format!("{}: packed inference: {e:#}", kind.name());
+                progress(&line);
+                failed.push(line);
+            }
+        }
+    }
+    if train_rows.is_empty() && infer_rows.is_empty() {
+        anyhow::bail!(
+            "no benchmark ran on {}:\n{}",
+            gpu.info.name,
+            failed.join("\n")
+        );
     }
     Ok(FullBench {
         adapter: gpu.info.name.clone(),
@@ -560,6 +583,7 @@ pub fn all(
         date: utc_date(),
         train: train_rows,
         infer: infer_rows,
+        failed,
     })
 }
 
@@ -593,25 +617,45 @@ pub fn format_all(b: &FullBench) -> String {
          | batch 256 | batch 1024 |\n|---|---:|---:|---:|---:|---:|---:|\n",
         b.date, b.adapter, b.backend, b.driver
     );
-    for t in &b.train {
+    // Every model with any result, in the order measured.
+    let mut models: Vec<&str> = Vec::new();
+    for m in b
+        .train
+        .iter()
+        .map(|t| &t.model)
+        .chain(b.infer.iter().map(|r| &r.model))
+    {
+        if !models.contains(&m.as_str()) {
+            models.push(m);
+        }
+    }
+    for model in models {
         let packed = |batch: usize| {
             b.infer
                 .iter()
-                .find(|r| r.model == t.model && r.batch == batch)
+                .find(|r| r.model == model && r.batch == batch)
                 .map_or("-".to_string(), |r| {
                     format!("{:.0}", r.packed_images_per_second)
                 })
         };
+        let train = b.train.iter().find(|t| t.model == model).map_or_else(
+            || "- | - | -".to_string(),
+            |t| {
+                format!(
+                    "{:.0} | {:.2} | {:.1}",
+                    t.images_per_second, t.step_ms, t.rotation_update_ms
+                )
+            },
+        );
         out += &format!(
-            "| {} | {:.0} | {:.2} | {:.1} | {} | {} | {} |\n",
-            t.model,
-            t.images_per_second,
-            t.step_ms,
-            t.rotation_update_ms,
+            "| {model} | {train} | {} | {} | {} |\n",
             packed(1),
             packed(256),
             packed(1024)
         );
+    }
+    for f in &b.failed {
+        out += &format!("\nnot measured: {f}");
     }
     out += "\ntraining: synthetic 3x32x32 input, 10 classes, steady state (the rotation update \
             timed on its own); inference: the packed engine, wall clock per batch (record, \

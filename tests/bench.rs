@@ -60,6 +60,11 @@ fn train_and_infer_benches_run_and_tabulate() {
             .iter()
             .any(|k| k.kernel.starts_with("infer_binconv")));
     }
+    // A model whose training did not run still gets its inference row.
+    let mut infer = infer;
+    let mut other = infer[0].clone();
+    other.model = "vgg_small_1w1a".into();
+    infer.push(other);
     let all = rbnn::bench::FullBench {
         adapter: gpu.info.name.clone(),
         backend: format!("{:?}", gpu.info.backend),
@@ -67,6 +72,7 @@ fn train_and_infer_benches_run_and_tabulate() {
         date: "2026-11-26".into(),
         train: vec![t],
         infer,
+        failed: vec!["vgg_small_1w1a: training at batch 256: (an example)".into()],
     };
     let table = rbnn::bench::format_all(&all);
     let row = table
@@ -77,6 +83,15 @@ fn train_and_infer_benches_run_and_tabulate() {
     assert_eq!(row.matches(" - |").count(), 2, "{row}");
     assert!(
         table.contains("per-kernel breakdown of one step"),
+        "{table}"
+    );
+    let vgg = table
+        .lines()
+        .find(|l| l.starts_with("| vgg_small_1w1a |"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(vgg.starts_with("| vgg_small_1w1a | - | - | - |"), "{vgg}");
+    assert!(
+        table.contains("not measured: vgg_small_1w1a: training at batch 256"),
         "{table}"
     );
     let json = serde_json::to_string(&all).unwrap();
