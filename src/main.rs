@@ -424,6 +424,15 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let gpu = gpu(adapter)?;
             let kinds = parse_models(&model)?;
+            if gpu.is_software() {
+                eprintln!(
+                    "note: {} runs on the CPU; `rbnn bench` trains at batch 256 ({steps} steps per \
+                     model, plus warm-up): several minutes for resnet20, far longer for resnet18 and \
+                     vgg_small. For a quick look: rbnn bench train --model resnet20_1w1a --batch 32 \
+                     --steps 3",
+                    gpu.info.name
+                );
+            }
             let all = rbnn::bench::all(&gpu, &kinds, steps.max(1), |line| eprintln!("{line}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
