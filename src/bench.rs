@@ -176,7 +176,7 @@ pub fn kernels(gpu: &Gpu, batch: usize) -> Result<Vec<KernelBenchRow>> {
         if let Some(d) = &naive {
             cases.push(("forward (naive)", "-".to_string(), vec![d]));
         }
-        let gflop = 2.0 * s.macs() as f64 * 1e-9;
+        let gflop = s.flop() * 1e-9;
         for (kernel, tiles, dispatches) in cases {
             let seconds = time_median(gpu, &timer, &dispatches)
                 .with_context(|| format!("timing conv {kernel} at {layer} {s:?}"))?;
@@ -249,7 +249,7 @@ pub fn sweep(gpu: &Gpu, batch: usize) -> Result<String> {
         gpu.write(&x, &rng.uniform_vec(s.input_len(), -1.0, 1.0));
         gpu.write(&w, &rng.uniform_vec(s.weight_len(), -1.0, 1.0));
         gpu.write(&y, &rng.uniform_vec(s.output_len(), -1.0, 1.0));
-        let gflop = 2.0 * s.macs() as f64 * 1e-9;
+        let gflop = s.flop() * 1e-9;
         let defaults = [
             Tiles::for_columns(s.co),
             Tiles::for_data_grad(s.ci, s.h * s.w),

@@ -222,7 +222,7 @@ pub fn binconv(
             imm.bytes(),
             [grid[0] as u32, grid[1] as u32, 1],
         )?
-        .with_flop(2.0 * s.macs() as f64))
+        .with_flop(s.flop()))
 }
 
 /// io [N, C, ...] = [hardtanh](BN(io)), in place.

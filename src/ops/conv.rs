@@ -84,6 +84,12 @@ impl ConvShape {
         self.output_len() * self.ci * self.kh * self.kw
     }
 
+    /// Operations of the forward (and of each backward), 2 per multiply-add: what benchmarks
+    /// divide by the time for GFLOP/s.
+    pub fn flop(&self) -> f64 {
+        2.0 * self.macs() as f64
+    }
+
     /// Fails unless every size is positive and the kernel fits the padded input.
     pub fn validate(&self) -> Result<()> {
         let s = self;
@@ -307,7 +313,7 @@ fn direct(gpu: &Gpu, s: &ConvShape, transposed: bool, buffers: [&Tensor; 3]) -> 
             s.immediates(0, 0).bytes(),
             grid(groups.div_ceil(DIRECT_GROUPS), 1),
         )?
-        .with_flop(2.0 * s.macs() as f64))
+        .with_flop(s.flop()))
 }
 
 fn check_forward(s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<()> {
@@ -371,7 +377,7 @@ pub fn forward_with(
             s.immediates(rows, 0).bytes(),
             grid(rows.div_ceil(tiles.bm as usize), z),
         )?
-        .with_flop(2.0 * s.macs() as f64))
+        .with_flop(s.flop()))
 }
 
 /// y = conv2d(x, w) with one invocation per output and no workgroup memory: the baseline that
@@ -431,7 +437,7 @@ pub fn backward_data_with(
             s.immediates(0, col_tiles).bytes(),
             grid(phase_rows.div_ceil(tiles.bm as usize), z),
         )?
-        .with_flop(2.0 * s.macs() as f64))
+        .with_flop(s.flop()))
 }
 
 /// The weight gradient's dispatches and the partial-sum buffer they own (allocated once, here).
@@ -478,7 +484,7 @@ const MIN_CHUNK: usize = 256;
 const MAX_PARTIAL: usize = 16 << 20;
 
 /// Chunk length of the weight gradient's reduction (a multiple of `bk`) and the number of chunks.
-pub(crate) fn weight_grad_split(s: &ConvShape, tiles: Tiles) -> (usize, usize) {
+fn weight_grad_split(s: &ConvShape, tiles: Tiles) -> (usize, usize) {
     let reduction = s.n * s.oh() * s.ow();
     let out_tiles =
         s.co.div_ceil(tiles.bm as usize) * (s.ci * s.kh * s.kw).div_ceil(tiles.bn as usize);
@@ -534,7 +540,7 @@ fn direct_weight(
 
 /// The weight gradient GEMM dispatch over `splits` chunks of the reduction: with one chunk it
 /// writes dw directly, else a partial buffer [splits, dw] that reduce_splits sums in order.
-pub(crate) fn split_weight_grad(
+fn split_weight_grad(
     gpu: &Gpu,
     s: &ConvShape,
     gemm: &Arc<Kernel>,
@@ -543,7 +549,7 @@ pub(crate) fn split_weight_grad(
     splits: usize,
     [x, dy, dw]: [&Tensor; 3],
 ) -> Result<ConvBackwardWeight> {
-    let flop = 2.0 * s.macs() as f64;
+    let flop = s.flop();
     if splits == 1 {
         let d = gpu
             .dispatch(gemm, &[x, dy, dw], imm.bytes(), workgroups)?
@@ -593,16 +599,29 @@ pub fn backward_weight_with(
         "conv {s:?}: N*OH*OW = {reduction} reaches 2^24, the limit of the weight-gradient kernel; \
          use a smaller batch"
     );
-    let (chunk, splits) = weight_grad_split(s, tiles);
     let gemm = gpu.kernel("conv", "backward_weight", &tiles.constants())?;
+    tiled_weight_grad(gpu, s, &gemm, tiles, [x, dy, dw])
+}
+
+/// A weight-gradient GEMM kernel with output tiles `tiles` (shaders conv and conv_coop share
+/// the layout: workgroup x over the Ci*kh*kw columns, y over the Co rows, z over the reduction
+/// chunks), split and summed as `split_weight_grad` does.
+pub(crate) fn tiled_weight_grad(
+    gpu: &Gpu,
+    s: &ConvShape,
+    gemm: &Arc<Kernel>,
+    tiles: Tiles,
+    [x, dy, dw]: [&Tensor; 3],
+) -> Result<ConvBackwardWeight> {
+    let (chunk, splits) = weight_grad_split(s, tiles);
     let cols = s.ci * s.kh * s.kw;
     let workgroups = [
         cols.div_ceil(tiles.bn as usize) as u32,
         s.co.div_ceil(tiles.bm as usize) as u32,
         check_z(s, splits)?,
     ];
-    let imm = s.immediates(reduction, chunk);
-    split_weight_grad(gpu, s, &gemm, imm, workgroups, splits, [x, dy, dw])
+    let imm = s.immediates(s.n * s.oh() * s.ow(), chunk);
+    split_weight_grad(gpu, s, gemm, imm, workgroups, splits, [x, dy, dw])
 }
 
 /// Plain-Rust references with f64 accumulation.

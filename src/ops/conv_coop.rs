@@ -69,7 +69,7 @@ pub fn backward_data(
             s.immediates(0, col_tiles).bytes(),
             conv::grid(phase_rows.div_ceil(TILES.bm as usize), z),
         )?
-        .with_flop(2.0 * s.macs() as f64))
+        .with_flop(s.flop()))
 }
 
 /// dw = conv backward_weight(x, dy) for x in {-1, 0, 1} (a binary layer's activations).
@@ -87,14 +87,6 @@ pub fn backward_weight(
         reduction < 1 << 31,
         "conv {s:?}: N*OH*OW = {reduction} is too large; use a smaller batch"
     );
-    let (chunk, splits) = conv::weight_grad_split(s, TILES);
     let gemm = gpu.kernel("conv_coop", "backward_weight", &[])?;
-    let cols = s.ci * s.kh * s.kw;
-    let workgroups = [
-        cols.div_ceil(TILES.bn as usize) as u32,
-        s.co.div_ceil(TILES.bm as usize) as u32,
-        conv::check_z(s, splits)?,
-    ];
-    let imm = s.immediates(reduction, chunk);
-    conv::split_weight_grad(gpu, s, &gemm, imm, workgroups, splits, [x, dy, dw])
+    conv::tiled_weight_grad(gpu, s, &gemm, TILES, [x, dy, dw])
 }

@@ -137,7 +137,7 @@ pub fn binconv(
             immediates(s).bytes(),
             grid_1d(groups.div_ceil(8), 1),
         )?
-        .with_flop(2.0 * s.macs() as f64))
+        .with_flop(s.flop()))
 }
 
 /// `binconv` on the workgroup-tiled kernel, which every adapter runs.
@@ -177,5 +177,5 @@ pub fn binconv_tiled(
             immediates(s).bytes(),
             [grid[0] as u32, grid[1] as u32, 1],
         )?
-        .with_flop(2.0 * s.macs() as f64))
+        .with_flop(s.flop()))
 }
