@@ -113,6 +113,8 @@ fn epoch(e: usize, epochs: usize) -> EpochMetrics {
         rotation_seconds: 0.25,
         flip_rate: flip,
         angular_cosine: cos,
+        skipped_train_images: e,
+        skipped_test_images: 0,
     }
 }
 

@@ -1,19 +1,21 @@
-//! Batches of normalised f32 NCHW images and u32 labels, made a few batches ahead on a
-//! background thread so the GPU never waits for data.
+//! Batches of normalised f32 NCHW images and u32 labels, made a few batches ahead in the
+//! background so the GPU never waits for data: on one thread from a dataset in memory, on a pool
+//! of decoding threads from a streamed one (src/data/stream.rs).
 //!
-//! Determinism: the order of epoch e is a Fisher-Yates shuffle seeded by (seed, e), and the crop
-//! and flip of a sample by (seed, e, its index in the dataset); nothing depends on thread timing,
-//! the batch size or where a run started, so a run resumed at epoch e sees exactly the batches
-//! of an uninterrupted one. Like the official loader (drop_last=False) the last partial batch of
-//! an epoch is kept unless the plan asks for `drop_last`.
+//! Determinism: the order of epoch e is a Fisher-Yates shuffle seeded by (seed, e), and the random
+//! transform of a sample (crop and flip) by (seed, e, its index in the dataset); nothing depends
+//! on thread timing or count, the batch size or where a run started, so a run resumed at epoch e
+//! sees exactly the batches of an uninterrupted one. Like the official loader (drop_last=False)
+//! the last partial batch of an epoch is kept unless the plan asks for `drop_last`.
 
 use super::augment::{write_sample, Augment, Crop, Normalizer};
-use super::Dataset;
+use super::source::Source;
+use super::{stream, Dataset};
 use crate::rng::Rng;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use std::ops::Range;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// How the batches of a split are made.
@@ -22,13 +24,18 @@ pub struct BatchPlan {
     pub batch_size: usize,
     /// A new random order each epoch (else dataset order).
     pub shuffle: bool,
-    /// Random crop and flip (else the images as they are).
+    /// Random crop and flip (else the images as they are). For a streamed ImageNet folder:
+    /// Some means its train transform (RandomResizedCrop, and the flip when `hflip`), None its
+    /// validation transform (resize, centre crop); `pad` does not apply there.
     pub augment: Option<Augment>,
     /// Skip the last batch of an epoch when it is smaller than `batch_size`.
     pub drop_last: bool,
     pub seed: u64,
     /// Batches made ahead of the consumer (the channel bound).
     pub prefetch: usize,
+    /// Decoding threads of a streamed source (0: one per core); a dataset in memory is batched
+    /// on one thread. The batches do not depend on it.
+    pub threads: usize,
 }
 
 /// Batches made ahead by default: enough to hide a slow batch, little memory (4 CIFAR batches of
@@ -57,6 +64,23 @@ impl BatchPlan {
             drop_last: false,
             seed,
             prefetch: DEFAULT_PREFETCH,
+            threads: 0,
+        }
+    }
+
+    /// `train` for any source: the flip where the source allows it.
+    pub fn train_source(source: &Source, batch_size: usize, seed: u64) -> BatchPlan {
+        BatchPlan {
+            batch_size,
+            shuffle: true,
+            augment: Some(Augment {
+                pad: super::augment::CROP_PADDING,
+                hflip: source.hflip(),
+            }),
+            drop_last: false,
+            seed,
+            prefetch: DEFAULT_PREFETCH,
+            threads: 0,
         }
     }
 
@@ -69,6 +93,7 @@ impl BatchPlan {
             drop_last: false,
             seed: 0,
             prefetch: DEFAULT_PREFETCH,
+            threads: 0,
         }
     }
 
@@ -92,15 +117,43 @@ impl BatchPlan {
         order
     }
 
+    /// The generator of the random transform of dataset sample `index` in epoch `epoch`.
+    pub fn sample_rng(&self, epoch: usize, index: u32) -> Rng {
+        Rng::new(derive_seed(
+            self.seed,
+            [AUGMENT_STREAM, epoch as u64, index as u64],
+        ))
+    }
+
     /// The crop and flip of dataset sample `index` in epoch `epoch`.
     pub fn crop(&self, epoch: usize, index: u32) -> Crop {
         match self.augment {
-            Some(aug) => aug.sample(&mut Rng::new(derive_seed(
-                self.seed,
-                [AUGMENT_STREAM, epoch as u64, index as u64],
-            ))),
+            Some(aug) => aug.sample(&mut self.sample_rng(epoch, index)),
             None => Crop::IDENTITY,
         }
+    }
+
+    /// Sets a batch's position, sample indices and labels (`label` of a sample index) for batch
+    /// `index` of epoch `epoch`, and sizes its images for `sample_len` floats per sample.
+    pub(super) fn start_batch(
+        &self,
+        order: &[u32],
+        epoch: usize,
+        index: usize,
+        sample_len: usize,
+        label: impl Fn(u32) -> u32,
+        batch: &mut Batch,
+    ) {
+        let start = index * self.batch_size;
+        let end = (start + self.batch_size).min(order.len());
+        batch.epoch = epoch;
+        batch.index = index;
+        batch.skipped = 0;
+        batch.indices.clear();
+        batch.indices.extend_from_slice(&order[start..end]);
+        batch.labels.clear();
+        batch.labels.extend(batch.indices.iter().map(|&i| label(i)));
+        batch.images.resize((end - start) * sample_len, 0.0);
     }
 
     /// Fills `batch` with batch `index` of epoch `epoch`, whose order is `order` (from
@@ -114,18 +167,15 @@ impl BatchPlan {
         index: usize,
         batch: &mut Batch,
     ) {
-        let start = index * self.batch_size;
-        let end = (start + self.batch_size).min(order.len());
         let sample_len = ds.sample_len();
-        batch.epoch = epoch;
-        batch.index = index;
-        batch.indices.clear();
-        batch.indices.extend_from_slice(&order[start..end]);
-        batch.labels.clear();
-        batch
-            .labels
-            .extend(batch.indices.iter().map(|&i| ds.labels[i as usize]));
-        batch.images.resize((end - start) * sample_len, 0.0);
+        self.start_batch(
+            order,
+            epoch,
+            index,
+            sample_len,
+            |i| ds.labels[i as usize],
+            batch,
+        );
         for (&i, out) in batch
             .indices
             .iter()
@@ -146,6 +196,9 @@ pub struct Batch {
     pub images: Vec<f32>,
     pub labels: Vec<u32>,
     pub indices: Vec<u32>,
+    /// Samples whose file could not be read and were replaced by another of their class
+    /// (streamed sources only).
+    pub skipped: usize,
 }
 
 impl Batch {
@@ -159,31 +212,39 @@ impl Batch {
     }
 }
 
-/// Iterates over the batches of a range of epochs, made on a background thread.
+/// Iterates over the batches of a range of epochs, made in the background.
 pub struct Batcher {
     batches: Option<Receiver<Batch>>,
     recycled: SyncSender<Batch>,
     producer: Option<JoinHandle<()>>,
+    /// Why the producer stopped early (a streamed class none of whose files can be read).
+    failure: Arc<Mutex<Option<anyhow::Error>>>,
     batches_per_epoch: usize,
     remaining: usize,
 }
 
 impl Batcher {
     /// Starts making the batches of `epochs` (e.g. `start..total` for training, `0..1` for one
-    /// evaluation pass).
-    pub fn new(ds: Arc<Dataset>, plan: BatchPlan, epochs: Range<usize>) -> Result<Batcher> {
+    /// evaluation pass) from a dataset in memory (`Arc<Dataset>`) or any `Source`.
+    pub fn new(
+        source: impl Into<Source>,
+        plan: BatchPlan,
+        epochs: Range<usize>,
+    ) -> Result<Batcher> {
+        let source = source.into();
         if plan.batch_size == 0 {
             bail!("batch size must be positive");
         }
         if plan.prefetch == 0 {
             bail!("prefetch must be positive");
         }
-        let batches_per_epoch = plan.batches_per_epoch(ds.n);
+        let n = source.len();
+        let batches_per_epoch = plan.batches_per_epoch(n);
         if batches_per_epoch == 0 {
             bail!(
                 "{}: {} images make no batch of {} with drop_last",
-                ds.name,
-                ds.n,
+                source.name(),
+                n,
                 plan.batch_size
             );
         }
@@ -191,18 +252,34 @@ impl Batcher {
         // Room for every buffer in flight, so `recycle` never blocks.
         let (recycled, recycled_rx) = sync_channel::<Batch>(plan.prefetch + 2);
         let remaining = batches_per_epoch * epochs.len();
+        let failure = Arc::new(Mutex::new(None));
+        let producer_failure = failure.clone();
         let producer = std::thread::Builder::new()
             .name("rbnn-batcher".into())
-            .spawn(move || {
-                let norm = Normalizer::for_dataset(&ds);
-                for epoch in epochs {
-                    let order = plan.epoch_order(ds.n, epoch);
-                    for index in 0..batches_per_epoch {
-                        let mut batch = recycled_rx.try_recv().unwrap_or_default();
-                        plan.fill(&ds, &norm, &order, epoch, index, &mut batch);
-                        if batch_tx.send(batch).is_err() {
-                            // The Batcher was dropped: nobody wants the rest.
-                            return;
+            .spawn(move || match source {
+                Source::Memory(ds) => {
+                    let norm = Normalizer::for_dataset(&ds);
+                    for epoch in epochs {
+                        let order = plan.epoch_order(ds.n, epoch);
+                        for index in 0..batches_per_epoch {
+                            let mut batch = recycled_rx.try_recv().unwrap_or_default();
+                            plan.fill(&ds, &norm, &order, epoch, index, &mut batch);
+                            if batch_tx.send(batch).is_err() {
+                                // The Batcher was dropped: nobody wants the rest.
+                                return;
+                            }
+                        }
+                    }
+                }
+                Source::Stream(images) => {
+                    let jobs = stream::BatchJobs {
+                        plan,
+                        epochs,
+                        batches_per_epoch,
+                    };
+                    if let Err(e) = stream::produce(&images, &jobs, &batch_tx, &recycled_rx) {
+                        if let Ok(mut f) = producer_failure.lock() {
+                            *f = Some(e);
                         }
                     }
                 }
@@ -211,9 +288,33 @@ impl Batcher {
             batches: Some(batches),
             recycled,
             producer: Some(producer),
+            failure,
             batches_per_epoch,
             remaining,
         })
+    }
+
+    /// After the last batch: an error when the producer stopped before making every batch,
+    /// with its cause.
+    pub fn finished(&mut self) -> Result<()> {
+        if self.remaining == 0 {
+            return Ok(());
+        }
+        Err(self.failure())
+    }
+
+    /// Why the batches ended early (call when `next` returned None before the end).
+    pub fn failure(&mut self) -> anyhow::Error {
+        if let Some(handle) = self.producer.take() {
+            self.batches.take();
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        match self.failure.lock().ok().and_then(|mut f| f.take()) {
+            Some(e) => e,
+            None => anyhow!("the batcher ended {} batches early", self.remaining),
+        }
     }
 
     pub fn batches_per_epoch(&self) -> usize {
@@ -242,7 +343,8 @@ impl Iterator for Batcher {
                 Some(b)
             }
             None => {
-                // The producer ended early, which only a panic can do: surface it here.
+                // The producer ended early, which only a panic (surfaced here) or a streamed
+                // source's error (kept for `finished`) can do.
                 if let Some(handle) = self.producer.take() {
                     if let Err(panic) = handle.join() {
                         std::panic::resume_unwind(panic);

@@ -51,6 +51,9 @@ pub struct Config {
     pub max_train_images: Option<usize>,
     /// Evaluate on the first N test images only; None: all.
     pub max_test_images: Option<usize>,
+    /// Threads decoding a streamed dataset (ImageNet); 0: one per core. The batches do not
+    /// depend on it.
+    pub data_threads: usize,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             seed: 1234,
             max_train_images: None,
             max_test_images: None,
+            data_threads: 0,
         }
     }
 }

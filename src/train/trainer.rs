@@ -2,7 +2,7 @@
 //! rotation update at the first batch of every rotation epoch -> evaluation -> metrics and
 //! checkpoints (atomic) -> curves.
 
-use crate::data::{self, BatchPlan, Batcher, Dataset, DatasetKind, Split};
+use crate::data::{self, BatchPlan, Batcher, Dataset, DatasetKind, Source, Split};
 use crate::gpu::Gpu;
 use crate::model::network::{Mode, Network, StepScalars};
 use crate::model::{ModelKind, ModelSpec, Params};
@@ -19,7 +19,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Loss and accuracy are read back (one small copy) every this many steps for the progress bar
@@ -69,6 +68,17 @@ pub fn load_split(cfg: &Config, split: Split) -> Result<Dataset> {
         Some(n) => ds.take(n),
         None => ds,
     })
+}
+
+/// A split of the configured dataset as the batcher reads it (ImageNet streamed from disk, the
+/// others in memory), cut to --max-train-images / --max-test-images.
+pub fn load_source(cfg: &Config, split: Split) -> Result<Source> {
+    let kind: DatasetKind = cfg.dataset.parse()?;
+    let limit = match split {
+        Split::Train => cfg.max_train_images,
+        Split::Test => cfg.max_test_images,
+    };
+    data::open(kind, cfg.data_path.as_deref().map(Path::new), split, limit)
 }
 
 /// The state of a model as a checkpoint holds it: parameters and buffers by official name,
@@ -140,11 +150,23 @@ pub fn restore(gpu: &Gpu, params: &mut Params, state: &StateDict, file: &Path) -
     Ok(true)
 }
 
-/// Evaluates `net` (built in Mode::Eval) over a whole split; returns the loss totals.
-pub fn evaluate(gpu: &Gpu, net: &Network, ds: &Arc<Dataset>) -> Result<loss::LossTotals> {
+/// Evaluates `net` (built in Mode::Eval) over a whole split; returns the loss totals and the
+/// number of samples replaced because their file could not be read.
+pub fn evaluate(
+    gpu: &Gpu,
+    net: &Network,
+    source: &Source,
+    data_threads: usize,
+) -> Result<(loss::LossTotals, usize)> {
     loss::reset(gpu, &net.loss_acc)?;
-    let batcher = Batcher::new(ds.clone(), BatchPlan::eval(net.batch), 0..1)?;
-    for batch in batcher {
+    let plan = BatchPlan {
+        threads: data_threads,
+        ..BatchPlan::eval(net.batch)
+    };
+    let mut batcher = Batcher::new(source.clone(), plan, 0..1)?;
+    let mut skipped = 0;
+    while let Some(batch) = batcher.next() {
+        skipped += batch.skipped;
         write_batch(gpu, net, &batch.images, &batch.labels);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
@@ -152,8 +174,10 @@ pub fn evaluate(gpu: &Gpu, net: &Network, ds: &Arc<Dataset>) -> Result<loss::Los
             net.record_eval(&mut pass, batch.len())?;
         }
         gpu.queue.submit([encoder.finish()]);
+        batcher.recycle(batch);
     }
-    loss::read_totals(gpu, &net.loss_acc)
+    batcher.finished()?;
+    Ok((loss::read_totals(gpu, &net.loss_acc)?, skipped))
 }
 
 /// Writes a batch (possibly shorter than the network's batch: the rest keeps stale data, which
@@ -212,9 +236,10 @@ pub fn train_until(
     let end_epoch = end_epoch.min(cfg.epochs);
     cfg.validate()?;
     let kind = ModelKind::parse(&cfg.model)?;
-    let train_ds = Arc::new(load_split(cfg, Split::Train)?);
-    let test_ds = Arc::new(load_split(cfg, Split::Test)?);
-    let spec = ModelSpec::new(kind, train_ds.classes.len(), train_ds.c);
+    let train_ds = load_source(cfg, Split::Train)?;
+    let test_ds = load_source(cfg, Split::Test)?;
+    let image = train_ds.image_shape();
+    let spec = ModelSpec::new(kind, train_ds.classes().len(), image[0]);
     let mut params = Params::new(gpu, spec)?;
     let files = RunFiles {
         dir: out.to_path_buf(),
@@ -252,13 +277,12 @@ pub fn train_until(
         let _ = std::fs::remove_file(files.metrics());
     }
 
-    let image = [train_ds.c, train_ds.h, train_ds.w];
-    let bs = cfg.batch_size.min(train_ds.n);
+    let bs = cfg.batch_size.min(train_ds.len());
     let train_net = Network::new(gpu, &params, bs, Mode::Train, cfg.a32, image)
         .with_context(|| format!("building {} for training batch {bs}", kind.name()))?;
     // The official loader keeps the last partial batch; BatchNorm's statistics then come from
     // that smaller batch, so it gets a network of its own size (one sample cannot train BN).
-    let tail = train_ds.n % bs;
+    let tail = train_ds.len() % bs;
     let tail_net = if tail >= 2 {
         Some(Network::new(
             gpu,
@@ -271,7 +295,7 @@ pub fn train_until(
     } else {
         None
     };
-    let eval_bs = cfg.batch_size_test.min(test_ds.n);
+    let eval_bs = cfg.batch_size_test.min(test_ds.len());
     let eval_net = Network::new(gpu, &params, eval_bs, Mode::Eval, cfg.a32, image)
         .with_context(|| format!("building {} for evaluation batch {eval_bs}", kind.name()))?;
     let layers: Vec<_> = train_net.binconvs.iter().collect();
@@ -296,7 +320,8 @@ pub fn train_until(
         epochs: cfg.epochs,
     };
     let mut writer = MetricsWriter::append(&files.metrics())?;
-    let mut plan = BatchPlan::train(&train_ds, bs, cfg.seed);
+    let mut plan = BatchPlan::train_source(&train_ds, bs, cfg.seed);
+    plan.threads = cfg.data_threads;
     if tail_net.is_none() {
         plan.drop_last = true;
     }
@@ -341,8 +366,12 @@ pub fn train_until(
             loss::reset(gpu, &n.loss_acc)?;
         }
         let mut images = 0usize;
+        let mut skipped_train = 0;
         for step in 0..per_epoch {
-            let batch = batches.next().context("the batcher ended early")?;
+            let Some(batch) = batches.next() else {
+                return Err(batches.failure());
+            };
+            skipped_train += batch.skipped;
             let net = if batch.len() == bs {
                 &train_net
             } else {
@@ -367,6 +396,7 @@ pub fn train_until(
             first_step = false;
             params.batches_tracked += 1;
             images += batch.len();
+            batches.recycle(batch);
             if (step + 1) % READBACK_EVERY == 0 || step + 1 == per_epoch {
                 let totals = loss::read_totals(gpu, &train_net.loss_acc)?;
                 if !totals.loss_sum.is_finite() {
@@ -444,7 +474,7 @@ pub fn train_until(
                 files.last().display()
             );
         }
-        let test = evaluate(gpu, &eval_net, &test_ds)?;
+        let (test, skipped_test) = evaluate(gpu, &eval_net, &test_ds, cfg.data_threads)?;
         let diagnostics = match rotated {
             Some(d) => d,
             None => rotation.measure(gpu)?,
@@ -469,6 +499,8 @@ pub fn train_until(
             rotation_seconds,
             flip_rate: per_layer(&train_net.binconv_names, &diagnostics, |d| d.flip_rate),
             angular_cosine: per_layer(&train_net.binconv_names, &diagnostics, |d| d.mean_cosine),
+            skipped_train_images: skipped_train,
+            skipped_test_images: skipped_test,
         };
         bar.finish_and_clear();
         writer.write(&m)?;
@@ -548,19 +580,13 @@ pub fn eval_checkpoint(
     };
     let kind = ModelKind::parse(&cfg.model)?;
     checkpoint::check_model(&ck.metadata, kind.name(), path)?;
-    let test_ds = Arc::new(load_split(&cfg, Split::Test)?);
-    let spec = ModelSpec::new(kind, test_ds.classes.len(), test_ds.c);
+    let test_ds = load_source(&cfg, Split::Test)?;
+    let image = test_ds.image_shape();
+    let spec = ModelSpec::new(kind, test_ds.classes().len(), image[0]);
     let mut params = Params::new(gpu, spec)?;
     restore(gpu, &mut params, &ck.state, path)?;
-    let bs = cfg.batch_size_test.min(test_ds.n);
-    let net = Network::new(
-        gpu,
-        &params,
-        bs,
-        Mode::Eval,
-        cfg.a32,
-        [test_ds.c, test_ds.h, test_ds.w],
-    )?;
-    let totals = evaluate(gpu, &net, &test_ds)?;
+    let bs = cfg.batch_size_test.min(test_ds.len());
+    let net = Network::new(gpu, &params, bs, Mode::Eval, cfg.a32, image)?;
+    let (totals, _) = evaluate(gpu, &net, &test_ds, cfg.data_threads)?;
     Ok((cfg, totals))
 }
