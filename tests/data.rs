@@ -315,13 +315,16 @@ fn dataset_kind_names_parse() {
         ("fashion-mnist", DatasetKind::FashionMnist),
         ("folder", DatasetKind::ImageFolder { size: 32 }),
         ("folder:64", DatasetKind::ImageFolder { size: 64 }),
+        ("imagenet", DatasetKind::ImageNet { crop: 224 }),
+        ("ImageNet:64", DatasetKind::ImageNet { crop: 64 }),
     ];
     for (s, kind) in cases {
         assert_eq!(s.parse::<DatasetKind>().unwrap(), kind);
         assert_eq!(kind.to_string().parse::<DatasetKind>().unwrap(), kind);
     }
     assert!("folder:0".parse::<DatasetKind>().is_err());
-    assert!("imagenet".parse::<DatasetKind>().is_err());
+    assert!("imagenet:0".parse::<DatasetKind>().is_err());
+    assert!("imagenette".parse::<DatasetKind>().is_err());
     assert_eq!(DatasetKind::default(), DatasetKind::Embedded);
 }
 

@@ -18,13 +18,15 @@ pub mod decode;
 pub mod idx;
 pub mod image_folder;
 pub mod imagenet;
+pub mod plan;
 pub mod source;
 pub mod stream;
 pub mod synth;
 pub mod transform;
 
 pub use augment::{Augment, Crop, Normalizer};
-pub use batcher::{Batch, BatchPlan, Batcher};
+pub use batcher::Batcher;
+pub use plan::{Batch, BatchPlan};
 pub use source::Source;
 
 use anyhow::{bail, Result};

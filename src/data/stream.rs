@@ -9,8 +9,8 @@
 //! on (seed, epoch, sample) and the files, never on which thread made it or when.
 
 use super::augment::Augment;
-use super::batcher::{Batch, BatchPlan};
 use super::imagenet::{ImageNet, SampleScratch};
+use super::plan::{Batch, BatchPlan};
 use super::transform::Transform;
 use anyhow::{anyhow, Result};
 use std::collections::VecDeque;
