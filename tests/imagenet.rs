@@ -4,6 +4,7 @@
 //! bad input, batches independent of the thread count and exact on resume, corrupt files skipped
 //! deterministically, and a few training steps on the software adapter.
 mod common;
+mod temp_files;
 
 use rbnn::data::decode::{decode_rgb, Rgb8};
 use rbnn::data::imagenet::{ImageNet, SampleScratch};
@@ -16,42 +17,8 @@ use rbnn::data::transform::{
 use rbnn::data::{open, Batch, BatchPlan, Batcher, DatasetKind, Source, Split};
 use rbnn::data::{IMAGENET_MEAN, IMAGENET_STD};
 use rbnn::rng::Rng;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// A fresh folder under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rbnn-imagenet-test-{}-{}-{name}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use std::path::Path;
+use temp_files::{assert_mentions, TempDir};
 
 fn fixture(name: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -95,12 +62,6 @@ fn error_of<T>(r: anyhow::Result<T>) -> String {
             eprintln!("MSG: {e:#}");
             format!("{e:#}")
         }
-    }
-}
-
-fn assert_mentions(msg: &str, parts: &[&str]) {
-    for p in parts {
-        assert!(msg.contains(p), "error {msg:?} does not mention {p:?}");
     }
 }
 
@@ -306,6 +267,18 @@ fn reference_resample(
     out
 }
 
+/// ToTensor + Normalize of planar [3][..] grey levels with ImageNet's mean and std, in f64.
+fn normalised(grey: &[f64]) -> Vec<f64> {
+    let plane = grey.len() / 3;
+    grey.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = i / plane;
+            (v / 255.0 - IMAGENET_MEAN[c] as f64) / IMAGENET_STD[c] as f64
+        })
+        .collect()
+}
+
 /// Mean/std that make the resampler's output the resampled grey level itself.
 const GREY_MEAN: [f32; 3] = [0.0; 3];
 const GREY_STD: [f32; 3] = [1.0 / 255.0; 3];
@@ -375,15 +348,7 @@ fn resampling_matches_an_f64_reference() {
         );
         // Normalised with ImageNet's mean/std: (v / 255 - mean) / std.
         let got = resample(&src, &ys, &xs, &IMAGENET_MEAN, &IMAGENET_STD);
-        let plane = out_h * out_w;
-        let want: Vec<f64> = want
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let c = i / plane;
-                (v / 255.0 - IMAGENET_MEAN[c] as f64) / IMAGENET_STD[c] as f64
-            })
-            .collect();
+        let want = normalised(&want);
         let err = max_abs_diff(&got, &want);
         assert!(err < 1e-5, "normalised {crop:?}: error {err}");
     }
@@ -764,13 +729,8 @@ fn batches_do_not_depend_on_threads_and_resume_exactly() {
         (0, 0, 24, 24),
         flip,
     );
-    let want: Vec<f64> = want
-        .iter()
-        .enumerate()
-        .map(|(k, &v)| (v / 255.0 - IMAGENET_MEAN[k / 576] as f64) / IMAGENET_STD[k / 576] as f64)
-        .collect();
-    assert!(max_abs_diff(&one[0].images[..3 * 576], &want) < 1e-4);
-    // Different epochs draw differently; flips happen.
+    assert!(max_abs_diff(&one[0].images[..3 * 576], &normalised(&want)) < 1e-4);
+    // Different epochs draw differently.
     assert_ne!(one[0].indices, one[4].indices);
 
     // Validation: dataset order, resize then centre crop, the last batch partial.
@@ -811,12 +771,7 @@ fn batches_do_not_depend_on_threads_and_resume_exactly() {
         (top, left, 24, 24),
         false,
     );
-    let reference: Vec<f64> = reference
-        .iter()
-        .enumerate()
-        .map(|(k, &v)| (v / 255.0 - IMAGENET_MEAN[k / 576] as f64) / IMAGENET_STD[k / 576] as f64)
-        .collect();
-    assert!(max_abs_diff(&want, &reference) < 1e-4);
+    assert!(max_abs_diff(&want, &normalised(&reference)) < 1e-4);
 }
 
 #[test]
