@@ -860,3 +860,95 @@ fn trains_a_few_steps_on_a_streamed_folder() {
         rbnn::train::trainer::eval_checkpoint(gpu, &out.join("last.safetensors"), None).unwrap();
     assert_eq!(totals.samples, 4);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The command line: the synthetic folder and the loader benchmark.
+
+fn rbnn(args: &[&str], dir: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rbnn"))
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_writes_an_imagenet_like_folder_and_benchmarks_the_loader() {
+    let dir = TempDir::new("cli");
+    let made = rbnn(
+        &[
+            "make-imagenet-like",
+            "--classes",
+            "2",
+            "--train-per-class",
+            "3",
+            "--val-per-class",
+            "1",
+            "--out",
+        ],
+        dir.path(),
+    );
+    let text = String::from_utf8_lossy(&made.stdout);
+    assert!(
+        made.status.success() && text.contains("wrote 8 JPEGs"),
+        "{text}"
+    );
+    let train = ImageNet::open(dir.path(), Split::Train, 224).unwrap();
+    assert_eq!((train.len(), train.classes.len()), (6, 2));
+    let mut pixels = Rgb8::default();
+    for i in 0..train.len() {
+        let bytes = std::fs::read(train.file(i)).unwrap();
+        decode_rgb(&bytes, &mut pixels).unwrap();
+        assert!((300..=500).contains(&pixels.width) && (250..=450).contains(&pixels.height));
+        // A photo-like entropy: several bits per pixel at quality 90.
+        let bits = bytes.len() as f64 * 8.0 / (pixels.width * pixels.height) as f64;
+        assert!((3.0..10.0).contains(&bits), "{bits} bits per pixel");
+    }
+
+    let bench = [
+        "bench",
+        "data",
+        "--dataset",
+        "imagenet:64",
+        "--threads",
+        "2",
+        "--images",
+        "6",
+        "--batch",
+        "3",
+        "--train-rate",
+        "1e9",
+        "--data-path",
+    ];
+    let out = rbnn(&bench, dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("img/s per thread") && text.contains("val "),
+        "{text}"
+    );
+    assert!(
+        text.contains("keeps up with training at 1000000000 img/s: no"),
+        "{text}"
+    );
+    let json = [&bench[..12], &["--json", "--data-path"]].concat();
+    let out = rbnn(&json, dir.path());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert!(row["images"].as_u64().unwrap() >= 6);
+        assert!(row["images_per_second"].as_f64().unwrap() > 0.0);
+        assert_eq!(row["threads"].as_u64(), Some(2));
+    }
+    let wrong = rbnn(
+        &["bench", "data", "--dataset", "cifar10", "--data-path"],
+        dir.path(),
+    );
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("imagenet"));
+}
