@@ -2,8 +2,9 @@
 //!
 //! The producer thread (the batcher's) lays out each batch (sample indices, labels) in order and
 //! queues one job per sample; the workers read, decode and transform samples, each into its own
-//! buffer, then copy it into its slot of the batch. At most `IN_FLIGHT` batches are being filled
-//! at once (so workers move on to the next batch while the last samples of one finish), and
+//! buffer, then copy it into its slot of the batch. A few batches are filled at once (2, or enough
+//! for two samples per worker), so workers move on to the next batch while the last samples of
+//! one finish; and
 //! finished batches wait in the batcher's bounded channel (`BatchPlan::prefetch`): memory stays
 //! bounded whatever the speeds. Batches go out in order, and each sample's content depends only
 //! on (seed, epoch, sample) and the files, never on which thread made it or when.
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
-/// Batches being filled at once.
+/// Batches being filled at once, at least.
 const IN_FLIGHT: usize = 2;
 
 /// What to make: the batches of `epochs` under `plan`.
@@ -89,9 +90,11 @@ pub fn produce(
     let job_rx = Mutex::new(job_rx);
     let (done_tx, done_rx) = channel::<Done>();
     let stop = AtomicBool::new(false);
+    let threads = worker_threads(plan.threads);
+    let in_flight = IN_FLIGHT.max((2 * threads).div_ceil(plan.batch_size));
     std::thread::scope(|scope| {
         let mut started = Ok(());
-        for t in 0..worker_threads(plan.threads) {
+        for t in 0..threads {
             let done_tx = done_tx.clone();
             let (job_rx, stop, transform) = (&job_rx, &stop, &transform);
             let spawned = std::thread::Builder::new()
@@ -132,13 +135,29 @@ pub fn produce(
             }
         }
         drop(done_tx);
-        let result = started
-            .and_then(|()| coordinate(images, jobs, sample_len, &job_tx, &done_rx, out, recycled));
+        let result = started.and_then(|()| {
+            let queues = Queues {
+                jobs: &job_tx,
+                done: &done_rx,
+                out,
+                recycled,
+            };
+            coordinate(images, jobs, in_flight, sample_len, &queues)
+        });
         // Workers skip what is left in the queue, and closing it ends them.
         stop.store(true, Ordering::Relaxed);
         drop(job_tx);
         result
     })
+}
+
+/// The producer's channels: jobs to the workers, their results back, finished batches to the
+/// consumer, and used batches back from it.
+struct Queues<'a> {
+    jobs: &'a Sender<Job>,
+    done: &'a Receiver<Done>,
+    out: &'a SyncSender<Batch>,
+    recycled: &'a Receiver<Batch>,
 }
 
 /// The next job, or None when the queue is closed. The lock is held only to take one job.
@@ -152,11 +171,9 @@ fn next_job(queue: &Mutex<Receiver<Job>>) -> Option<Job> {
 fn coordinate(
     images: &ImageNet,
     jobs: &BatchJobs,
+    in_flight: usize,
     sample_len: usize,
-    job_tx: &Sender<Job>,
-    done_rx: &Receiver<Done>,
-    out: &SyncSender<Batch>,
-    recycled: &Receiver<Batch>,
+    queues: &Queues,
 ) -> Result<()> {
     let plan = &jobs.plan;
     let mut positions = jobs
@@ -167,14 +184,14 @@ fn coordinate(
     let mut window: VecDeque<Pending> = VecDeque::new();
     let mut next_seq = 0u64;
     loop {
-        while window.len() < IN_FLIGHT {
+        while window.len() < in_flight {
             let Some((epoch, index)) = positions.next() else {
                 break;
             };
             if order.0 != epoch {
                 order = (epoch, plan.epoch_order(images.len(), epoch));
             }
-            let mut batch = recycled.try_recv().unwrap_or_default();
+            let mut batch = queues.recycled.try_recv().unwrap_or_default();
             plan.start_batch(
                 &order.1,
                 epoch,
@@ -186,7 +203,8 @@ fn coordinate(
             let samples = batch.indices.clone();
             let shared = Arc::new(Mutex::new(batch));
             for (slot, &sample) in samples.iter().enumerate() {
-                job_tx
+                queues
+                    .jobs
                     .send(Job {
                         seq: next_seq,
                         batch: shared.clone(),
@@ -214,14 +232,15 @@ fn coordinate(
                 .into_inner()
                 .map_err(|_| anyhow!("a decoding thread panicked"))?;
             batch.skipped = done.skipped;
-            if out.send(batch).is_err() {
+            if queues.out.send(batch).is_err() {
                 // The Batcher was dropped: nobody wants the rest.
                 return Ok(());
             }
             continue;
         }
         let front_seq = front.seq;
-        let (seq, result) = done_rx
+        let (seq, result) = queues
+            .done
             .recv()
             .map_err(|_| anyhow!("the decoding threads stopped (one panicked)"))?;
         let pending = &mut window[(seq - front_seq) as usize];
