@@ -119,6 +119,7 @@ impl Batcher {
         }
         match self.failure.lock().ok().and_then(|mut f| f.take()) {
             Some(e) => e,
+            None if self.remaining == 0 => anyhow!("the batcher has made all its batches"),
             None => anyhow!("the batcher ended {} batches early", self.remaining),
         }
     }

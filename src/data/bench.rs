@@ -23,6 +23,19 @@ pub struct LoaderRate {
     pub seconds: f64,
     pub images_per_second: f64,
     pub images_per_second_per_thread: f64,
+    /// Images per second of CPU time the process used meanwhile (Linux): the per-core rate with
+    /// no other work on the machine, where the wall-clock rate above counts time lost to it.
+    pub images_per_cpu_second: Option<f64>,
+}
+
+/// CPU time (user + system) of this process so far, from /proc/self/stat (Linux; None
+/// elsewhere). Its fields count USER_HZ = 100 ticks per second.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 after the command name.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Mean file size in KB of up to 1,000 evenly spread files.
@@ -61,12 +74,13 @@ pub fn loader_rate(
         Split::Test => BatchPlan::eval(batch),
     };
     plan.threads = threads;
-    let per_epoch = plan.batches_per_epoch(files);
-    let batches = 1 + images.div_ceil(batch);
-    let mut batcher = Batcher::new(source, plan, 0..batches.div_ceil(per_epoch))?;
+    // Enough epochs for the warm-up batch and `images` more, partial batches included.
+    let epochs = (images + batch).div_ceil(files) + 1;
+    let mut batcher = Batcher::new(source, plan, 0..epochs)?;
     let warm = batcher.next().ok_or_else(|| batcher.failure())?;
     batcher.recycle(warm);
     let started = Instant::now();
+    let cpu_started = process_cpu_seconds();
     let mut made = 0;
     while made < images {
         let b = batcher.next().ok_or_else(|| batcher.failure())?;
@@ -74,6 +88,9 @@ pub fn loader_rate(
         batcher.recycle(b);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = process_cpu_seconds()
+        .zip(cpu_started)
+        .map(|(end, start)| end - start);
     let threads = super::stream::worker_threads(threads);
     let rate = made as f64 / seconds;
     Ok(LoaderRate {
@@ -88,6 +105,7 @@ pub fn loader_rate(
         seconds,
         images_per_second: rate,
         images_per_second_per_thread: rate / threads as f64,
+        images_per_cpu_second: cpu_seconds.filter(|&s| s > 0.0).map(|s| made as f64 / s),
     })
 }
 
@@ -118,11 +136,12 @@ pub fn run(
 /// The table `rbnn bench data` prints, with the verdict against `train_rate` (img/s) if given.
 pub fn format_rates(rows: &[LoaderRate], train_rate: Option<f64>) -> String {
     let mut s = String::from(
-        "transform  files  mean file  threads  images  seconds  img/s total  img/s per thread\n",
+        "transform  files  mean file  threads  images  seconds  img/s total  img/s per thread  \
+         img/s per CPU second\n",
     );
     for r in rows {
         s += &format!(
-            "{:<9} {:>6} {:>7.1} KB {:>8} {:>7} {:>8.2} {:>12.0} {:>17.0}\n",
+            "{:<9} {:>6} {:>7.1} KB {:>8} {:>7} {:>8.2} {:>12.0} {:>17.0} {:>21}\n",
             r.transform,
             r.files,
             r.mean_file_kb,
@@ -130,7 +149,9 @@ pub fn format_rates(rows: &[LoaderRate], train_rate: Option<f64>) -> String {
             r.images,
             r.seconds,
             r.images_per_second,
-            r.images_per_second_per_thread
+            r.images_per_second_per_thread,
+            r.images_per_cpu_second
+                .map_or("-".into(), |v| format!("{v:.0}"))
         );
     }
     if let (Some(rate), Some(train)) = (train_rate, rows.iter().find(|r| r.transform == "train")) {
