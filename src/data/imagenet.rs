@@ -3,7 +3,7 @@
 //! and torchvision's ImageFolder expect).
 //!
 //! Only the file list lives in memory (the relative names in one string, a label per file: about
-//! 45 MB for the 1.28 million training files); each sample is read, decoded and transformed
+//! 50 MB for the 1.28 million training files); each sample is read, decoded and transformed
 //! (src/data/transform.rs) when a batch needs it, on the batcher's worker threads.
 //!
 //! Classes: the sub-folders of `train/` sorted by byte order (torchvision's ImageFolder), label =
@@ -21,6 +21,7 @@
 //! can be read is an error.
 
 use super::decode::{decode_rgb, Rgb8};
+use super::image_folder::is_image_name;
 use super::transform::{resample_normalise, Normalise, ResampleScratch, Transform};
 use super::{Split, IMAGENET_MEAN, IMAGENET_STD};
 use crate::rng::Rng;
@@ -48,13 +49,7 @@ fn split_dir(root: &Path, split: Split) -> PathBuf {
     })
 }
 
-fn is_picture_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    !name.starts_with('.')
-        && (lower.ends_with(".jpeg") || lower.ends_with(".jpg") || lower.ends_with(".png"))
-}
-
-/// The entries of `dir` that pass `keep` (name, is a folder), sorted by name.
+/// The names of the entries of `dir` that pass `keep(name, path)`, sorted.
 fn sorted_names(dir: &Path, keep: impl Fn(&str, &Path) -> bool) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in
@@ -166,7 +161,7 @@ impl ImageNet {
             };
             let class_dir = dir.join(&wnid);
             let files = sorted_names(&class_dir, |name, path| {
-                is_picture_name(name) && !path.is_dir()
+                is_image_name(name) && !path.is_dir()
             })?;
             if files.is_empty() {
                 bail!(
