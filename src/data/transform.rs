@@ -14,8 +14,8 @@
 //! the whole picture for validation, cropped after). What differs from PIL: the arithmetic is f32
 //! throughout (weights, the intermediate between the two passes and the result), where PIL rounds
 //! the weights to 22-bit fixed point and the intermediate and result to 8 bits; so a value here
-//! differs from PIL's by at most about half a grey level (tests/fixtures/imagenet compares with
-//! Pillow), and normalisation sees the unrounded value.
+//! differs from PIL's by at most one grey level, PIL's two roundings (tests/imagenet.rs compares
+//! with Pillow's output in tests/fixtures/imagenet), and normalisation sees the unrounded value.
 
 use crate::rng::Rng;
 
