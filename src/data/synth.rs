@@ -1,10 +1,10 @@
 //! Synthetic photographs in the ImageNet layout, for the loader's tests and its benchmark where
 //! ImageNet itself is not at hand (`rbnn make-imagenet-like`).
 //!
-//! A picture is "natural-image-like" where it matters to a JPEG decoder: its spectrum falls as
-//! 1/f like a photograph's (octaves of smooth value noise, each octave's amplitude proportional to
-//! its scale), with correlated colour channels, a few hard-edged shapes, and fine grain; so the
-//! entropy-coded size is a real photo's. At ImageNet's typical 400x350 and quality 90 the files
+//! A picture is "natural-image-like" where it matters to a JPEG decoder: its spectrum falls with
+//! frequency like a textured photograph's (octaves of smooth value noise, each finer octave a
+//! little weaker, `FALLOFF`), with correlated colour channels, a few hard-edged shapes, and fine
+//! grain; so the entropy-coded size is a real photo's. At ImageNet's typical 400x350 and quality 90 the files
 //! come out near 110 KB (`rbnn make-imagenet-like` prints the mean). Encoded by the `image`
 //! crate: baseline JPEG, 4:4:4 chroma (no subsampling; libjpeg's default, and most of ImageNet,
 //! is 4:2:0, which decodes a little faster).
