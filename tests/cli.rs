@@ -3,19 +3,11 @@
 mod common;
 
 use rbnn::train::checkpoint::read_safetensors;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn rbnn() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rbnn"))
-}
-
-fn golden() -> Option<PathBuf> {
-    let base = std::env::var("RBNN_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
-    let dir = base.join("golden/resnet20_1w1a-rotate");
-    dir.exists().then_some(dir)
 }
 
 #[test]
@@ -48,22 +40,19 @@ fn step(model: &str, extra: &[&str], weights: &Path, batch: &Path, out: &Path) -
 #[test]
 fn step_writes_logits_loss_gradients_and_rotations() {
     let _ = gpu_or_skip!();
-    let Some(dir) = golden() else {
-        eprintln!("SKIPPED: no golden tensors");
-        return;
-    };
     let out =
         std::env::temp_dir().join(format!("rbnn-cli-step-{}.safetensors", std::process::id()));
+    let case = "resnet20_1w1a-rotate";
     let (weights, batch) = (
-        dir.join("weights.safetensors"),
-        dir.join("batch.safetensors"),
+        common::golden_file(case, "weights.safetensors"),
+        common::golden_file(case, "batch.safetensors"),
     );
     let args = ["--epoch", "3", "--epochs", "10", "--rotate"];
     assert!(step("resnet20_1w1a", &args, &weights, &batch, &out)
         .status
         .success());
     let (got, _) = read_safetensors(&out).unwrap();
-    let (want, _) = read_safetensors(&dir.join("expected.safetensors")).unwrap();
+    let (want, _) = read_safetensors(&common::golden_file(case, "expected.safetensors")).unwrap();
     for (name, _) in want.iter() {
         assert!(got.contains(name), "rbnn step wrote no {name}");
     }
