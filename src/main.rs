@@ -237,6 +237,8 @@ struct StepArgs {
 }
 
 fn main() {
+    // Before any thread exists: the drivers read it when the wgpu instance is created.
+    rbnn::gpu::environment::prepare();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");

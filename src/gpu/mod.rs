@@ -15,7 +15,9 @@
 //! dispatches of one submit can see different values (queue.write_buffer could not do that).
 
 mod context;
+pub mod environment;
 mod kernel;
+pub mod select;
 mod tensor;
 mod timing;
 
