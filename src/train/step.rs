@@ -8,7 +8,7 @@ use crate::model::{ModelKind, ModelSpec, Params};
 use crate::rbnn::rotation;
 use crate::rbnn::schedule::ApproxSignSchedule;
 use crate::rng::Rng;
-use crate::train::checkpoint::{read_batch, read_safetensors, HostTensor, StateDict};
+use crate::train::checkpoint::{check_finite, read_batch, read_safetensors, HostTensor, StateDict};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
@@ -127,6 +127,7 @@ pub fn run_step(
     opts: &StepOptions,
 ) -> Result<StateDict> {
     let (state, _) = read_safetensors(weights)?;
+    check_finite(&state, weights)?;
     let classes = state
         .get(classifier_name(kind))
         .map(|t| t.shape[0])
