@@ -51,6 +51,10 @@ enum Command {
         model: Option<String>,
         #[arg(long, default_value_t = 128)]
         batch_size_test: usize,
+        /// Evaluate on the first N test images only (default: those of the checkpoint's
+        /// training config; all of them for a packed model).
+        #[arg(long)]
+        max_test_images: Option<usize>,
     },
     /// One forward and backward of the training graph on a given batch, written as tensors.
     Step(StepArgs),
@@ -294,7 +298,11 @@ fn run_other(adapter: Option<&str>, command: Command) -> Result<()> {
             data_path,
             model,
             batch_size_test,
+            max_test_images,
         } => {
+            if max_test_images == Some(0) {
+                bail!("--max-test-images must be at least 1");
+            }
             let packed = rbnn::train::checkpoint::is_packed_model(&checkpoint)?;
             let gpu = gpu(adapter)?;
             let (cfg, totals) = if packed {
@@ -314,10 +322,15 @@ fn run_other(adapter: Option<&str>, command: Command) -> Result<()> {
                     dataset.as_deref(),
                     data_path.as_deref(),
                     batch_size_test,
+                    max_test_images,
                 )?
             } else {
                 let mut cfg = None;
-                if dataset.is_some() || model.is_some() || data_path.is_some() {
+                if dataset.is_some()
+                    || model.is_some()
+                    || data_path.is_some()
+                    || max_test_images.is_some()
+                {
                     let base = rbnn::train::checkpoint::load(&checkpoint)?
                         .info()
                         .map(|i| i.config)
@@ -331,15 +344,21 @@ fn run_other(adapter: Option<&str>, command: Command) -> Result<()> {
                         }),
                         dataset: dataset.unwrap_or(base.dataset),
                         batch_size_test,
+                        max_test_images: max_test_images.or(base.max_test_images),
                         ..base
                     });
                 }
                 rbnn::train::trainer::eval_checkpoint(&gpu, &checkpoint, cfg.as_ref())?
             };
+            // The dataset by its canonical name, so a checkpoint and its export print alike.
+            let dataset = cfg
+                .dataset
+                .parse::<rbnn::data::DatasetKind>()
+                .map_or(cfg.dataset.clone(), |k| k.to_string());
             println!(
                 "{} on {} ({} test images): loss {:.4}, top-1 {:.2}%, top-5 {:.2}%",
                 cfg.model,
-                cfg.dataset,
+                dataset,
                 totals.samples,
                 totals.mean_loss(),
                 100.0 * totals.top1_accuracy(),

@@ -14,14 +14,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Scores the packed model at `path` on the test split of `dataset` (default: the dataset it
-/// was exported from) in batches of `batch_size`. Returns the configuration it ran (model,
-/// dataset, data path) and the totals.
+/// was exported from; its first `max_images` when given) in batches of `batch_size`. Returns the
+/// configuration it ran (model, dataset, data path) and the totals.
 pub fn eval_packed(
     gpu: &Gpu,
     path: &Path,
     dataset: Option<&str>,
     data_path: Option<&str>,
     batch_size: usize,
+    max_images: Option<usize>,
 ) -> Result<(Config, LossTotals)> {
     if batch_size == 0 {
         bail!("--batch-size-test must be at least 1");
@@ -33,6 +34,7 @@ pub fn eval_packed(
         dataset: dataset.unwrap_or(&meta.dataset).to_string(),
         data_path: data_path.map(str::to_string),
         batch_size_test: batch_size,
+        max_test_images: max_images,
         ..Config::default()
     };
     if cfg.dataset.is_empty() {
