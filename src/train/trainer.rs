@@ -501,10 +501,10 @@ pub fn train_until(
             None => rotation.measure(gpu)?,
         };
         let test_top1 = 100.0 * test.top1_accuracy();
-        let is_best = test_top1 > best_top1;
-        if is_best {
-            best_top1 = test_top1;
-        }
+        // The first epoch of a run directory always writes best.safetensors (even at 0%), so
+        // RUN/best.safetensors exists once an epoch has finished.
+        let is_best = test_top1 > best_top1 || !files.best().exists();
+        best_top1 = best_top1.max(test_top1);
         let m = EpochMetrics {
             epoch,
             lr,
