@@ -186,40 +186,7 @@ fn rbnn(args: &[&str]) -> std::process::Output {
 fn cli_exports_and_predicts() {
     let Some(gpu) = common::gpu() else { return };
     let dir = scratch("cli");
-    let params = random_params(gpu, ModelKind::Resnet20, 10, 1, 21);
-    let config = Config {
-        epochs: 2,
-        ..Config::default()
-    };
-    let info = CheckpointInfo {
-        model: config.model.clone(),
-        dataset: config.dataset.clone(),
-        epoch: 2,
-        config,
-        best_top1: 50.0,
-        rng_state: 0,
-    };
-    let ck = dir.join("last.safetensors");
-    checkpoint::save_atomic(
-        &ck,
-        &state_dict(gpu, &params, true).unwrap(),
-        &info.to_metadata(),
-    )
-    .unwrap();
-    let model = dir.join("model.safetensors");
-    let out = rbnn(&[
-        "export",
-        "--checkpoint",
-        ck.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ck, model, stdout) = checkpoint_and_export(gpu, &dir);
     assert!(stdout.contains("18 binary convs"), "{stdout}");
 
     let pictures = dir.join("pictures");
@@ -276,8 +243,8 @@ fn cli_exports_and_predicts() {
 }
 
 /// A training checkpoint of a random resnet20 on the embedded Fashion-MNIST subset and its
-/// export, written with the library and the CLI: (checkpoint, packed model).
-fn checkpoint_and_export(gpu: &rbnn::gpu::Gpu, dir: &Path) -> (PathBuf, PathBuf) {
+/// export, written with the library and the CLI: (checkpoint, packed model, export's stdout).
+fn checkpoint_and_export(gpu: &rbnn::gpu::Gpu, dir: &Path) -> (PathBuf, PathBuf, String) {
     let params = random_params(gpu, ModelKind::Resnet20, 10, 1, 23);
     let config = Config {
         epochs: 2,
@@ -311,7 +278,7 @@ fn checkpoint_and_export(gpu: &rbnn::gpu::Gpu, dir: &Path) -> (PathBuf, PathBuf)
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (ck, model)
+    (ck, model, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// stdout and stderr of a finished command, asserting its exit status.
@@ -326,7 +293,7 @@ fn finished(out: std::process::Output, status: i32) -> (String, String) {
 fn eval_scores_a_packed_model_like_its_checkpoint() {
     let Some(gpu) = common::gpu() else { return };
     let dir = scratch("packed-eval");
-    let (ck, model) = checkpoint_and_export(gpu, &dir);
+    let (ck, model, _) = checkpoint_and_export(gpu, &dir);
     // 75 images: two batches of 64 and 11, so the last one is partial.
     let eval = |file: &Path| {
         finished(
@@ -393,7 +360,7 @@ fn eval_scores_a_packed_model_like_its_checkpoint() {
 fn a_packed_model_given_for_training_or_export_is_named_as_such() {
     let Some(gpu) = common::gpu() else { return };
     let dir = scratch("packed-misuse");
-    let (_, model) = checkpoint_and_export(gpu, &dir);
+    let (_, model, _) = checkpoint_and_export(gpu, &dir);
     let m = model.to_str().unwrap();
     let again = dir.join("again.safetensors");
     let golden_batch = common::golden_file("resnet20_1w1a", "batch.safetensors");
@@ -445,7 +412,7 @@ fn a_packed_model_given_for_training_or_export_is_named_as_such() {
 fn predict_classifies_every_readable_picture_and_reports_the_others() {
     let Some(gpu) = common::gpu() else { return };
     let dir = scratch("predict-partial");
-    let (_, model) = checkpoint_and_export(gpu, &dir);
+    let (_, model, _) = checkpoint_and_export(gpu, &dir);
     let pictures = dir.join("pictures");
     std::fs::create_dir_all(&pictures).unwrap();
     gradient(28, 28).save(pictures.join("a-good.png")).unwrap();

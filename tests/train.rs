@@ -131,24 +131,39 @@ fn resume_gives_the_same_numbers_as_an_uninterrupted_run() {
     assert!(format!("{err:#}").contains("last.safetensors"), "{err:#}");
 }
 
+/// The config of a one-epoch tiny run.
+fn one_epoch_config() -> Config {
+    Config {
+        epochs: 1,
+        ..tiny_config()
+    }
+}
+
+/// The last.safetensors of a one-epoch tiny run, trained once for the tests of this file that
+/// build bad checkpoints from it.
+fn one_epoch_checkpoint(gpu: &rbnn::gpu::Gpu) -> &'static Path {
+    static CHECKPOINT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKPOINT.get_or_init(|| {
+        let dir = temp_dir("one-epoch");
+        let cfg = one_epoch_config();
+        train(
+            gpu,
+            &cfg,
+            &fresh(&dir),
+            None,
+            &AtomicBool::new(false),
+            false,
+        )
+        .unwrap();
+        dir.join("last.safetensors")
+    })
+}
+
 #[test]
 fn a_checkpoint_with_missing_or_misshaped_tensors_is_refused_by_name() {
     let gpu = gpu_or_skip!();
-    let cfg = Config {
-        epochs: 1,
-        ..tiny_config()
-    };
     let dir = temp_dir("broken");
-    train(
-        gpu,
-        &cfg,
-        &fresh(&dir),
-        None,
-        &AtomicBool::new(false),
-        false,
-    )
-    .unwrap();
-    let good = checkpoint::load(&dir.join("last.safetensors")).unwrap();
+    let good = checkpoint::load(one_epoch_checkpoint(gpu)).unwrap();
     let mut state = good.state.clone();
     state.remove("layer2.1.conv1.R1");
     state.insert(
@@ -230,23 +245,11 @@ fn poisoned(good: &Path, tensor: &str, value: f32, dir: &Path, name: &str) -> Pa
 #[test]
 fn checkpoints_with_nan_are_refused_by_every_command() {
     let gpu = gpu_or_skip!();
-    let cfg = Config {
-        epochs: 1,
-        ..tiny_config()
-    };
+    let cfg = one_epoch_config();
     let dir = temp_dir("poisoned");
-    train(
-        gpu,
-        &cfg,
-        &fresh(&dir),
-        None,
-        &AtomicBool::new(false),
-        false,
-    )
-    .unwrap();
-    let good = dir.join("last.safetensors");
+    let good = one_epoch_checkpoint(gpu);
     // The report's file: the float stem all NaN, which binarisation would hide.
-    let nan = poisoned(&good, "conv1.weight", f32::NAN, &dir, "nan.safetensors");
+    let nan = poisoned(good, "conv1.weight", f32::NAN, &dir, "nan.safetensors");
     let expect_named = |what: &str, msg: &str| {
         assert!(
             msg.contains("nan.safetensors") && msg.contains("conv1.weight (144 of 144 values)"),
@@ -276,7 +279,7 @@ fn checkpoints_with_nan_are_refused_by_every_command() {
 
     // The command line: eval, export and step exit 1 with the same message.
     let inf = poisoned(
-        &good,
+        good,
         "layer2.0.bn1.running_var",
         f32::INFINITY,
         &dir,
