@@ -200,9 +200,9 @@ struct TrainArgs {
     #[arg(long)]
     max_test_images: Option<usize>,
     /// Run directory: checkpoints, metrics.jsonl, curves.png. Default: a new runs/run-NNN for
-    /// every run (runs/latest points at the newest one with a checkpoint); with --resume, the
-    /// checkpoint's own directory. A directory that holds a run is refused unless resuming it
-    /// or --overwrite.
+    /// every run (runs/latest points at the newest one that has finished an epoch); with
+    /// --resume, the checkpoint's own directory. A directory that holds a run is refused unless
+    /// resuming it or --overwrite.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from this checkpoint (usually RUN/last.safetensors), in its directory.

@@ -358,6 +358,8 @@ fn eval_scores_a_packed_model_like_its_checkpoint() {
 
 #[test]
 fn a_packed_model_given_for_training_or_export_is_named_as_such() {
+    // The checkpoint reader recognises packed models by the format their writer sets.
+    assert_eq!(checkpoint::PACKED_FORMAT, rbnn::infer::model::FORMAT);
     let Some(gpu) = common::gpu() else { return };
     let dir = scratch("packed-misuse");
     let (_, model, _) = checkpoint_and_export(gpu, &dir);
