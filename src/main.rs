@@ -656,7 +656,12 @@ fn train(adapter: Option<&str>, a: TrainArgs) -> Result<i32> {
         summary.best_top1,
         run.dir().display()
     );
-    Ok(0)
+    // A signal that came during the last evaluation found nothing left to stop; it still ends
+    // the process with its status.
+    Ok(match stop.load(Ordering::Relaxed) {
+        true => status.load(Ordering::Relaxed).max(130) as i32,
+        false => 0,
+    })
 }
 
 fn info(adapter: Option<&str>) -> Result<()> {

@@ -8,7 +8,6 @@ use rbnn::train::checkpoint::{self, CheckpointInfo, HostTensor, StateDict};
 use rbnn::train::config::Config;
 use rbnn::train::run_dir::{Existing, RunDir, LOCK_FILE};
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -262,6 +261,7 @@ fn a_second_plain_train_into_a_run_is_refused_and_changes_nothing() {
 /// the exit status and everything it printed on stderr. The run stops after its first step.
 #[cfg(unix)]
 fn interrupt_training(dir: &Path, signal: libc::c_int) -> (Option<i32>, String) {
+    use std::io::{BufRead, BufReader};
     let mut child = rbnn()
         .args([
             "train",
