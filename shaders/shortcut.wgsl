@@ -1,6 +1,7 @@
 // Option-A shortcut of the CIFAR ResNets: y = x[:, :, ::2, ::2] with `pad` zero channels on each
 // side of the channel dimension: x [N, C, H, W] -> y [N, C + 2*pad, ceil(H/2), ceil(W/2)].
-// 1D grid: flat index = gid.x + gid.y * nwg.x * 256 (see gpu::grid_1d).
+// 1D grid (common/grid.wgsl).
+// #include "common/grid.wgsl"
 
 struct Params {
     c_in: u32,
@@ -17,10 +18,6 @@ var<immediate> p: Params;
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
-
 // One lane per output element; src = x, dst = y.
 @compute @workgroup_size(256)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -28,15 +25,11 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if i >= p.total {
         return;
     }
-    let ox = i % p.ow;
-    let t = i / p.ow;
-    let oy = t % p.oh;
-    let t2 = t / p.oh;
-    let co = t2 % p.c_out;
-    let n = t2 / p.c_out;
+    let e = nchw(i, p.c_out, p.oh, p.ow);
+    let co = e.y;
     var v = 0.0;
     if co >= p.pad && co - p.pad < p.c_in {
-        v = src[((n * p.c_in + co - p.pad) * p.h + 2u * oy) * p.w + 2u * ox];
+        v = src[((e.x * p.c_in + co - p.pad) * p.h + 2u * e.z) * p.w + 2u * e.w];
     }
     dst[i] = v;
 }
@@ -48,15 +41,10 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     if i >= p.total {
         return;
     }
-    let xx = i % p.w;
-    let t = i / p.w;
-    let yy = t % p.h;
-    let t2 = t / p.h;
-    let ci = t2 % p.c_in;
-    let n = t2 / p.c_in;
+    let e = nchw(i, p.c_in, p.h, p.w);
     var g = 0.0;
-    if (xx & 1u) == 0u && (yy & 1u) == 0u {
-        g = src[((n * p.c_out + ci + p.pad) * p.oh + yy / 2u) * p.ow + xx / 2u];
+    if (e.z & 1u) == 0u && (e.w & 1u) == 0u {
+        g = src[((e.x * p.c_out + e.y + p.pad) * p.oh + e.z / 2u) * p.ow + e.w / 2u];
     }
     dst[i] = g;
 }

@@ -19,7 +19,10 @@
 //!   then rotate::weight_backward (ApproxSign, theta, standardisation) and
 //!   standardize::activation_backward (ApproxSign with ta = max(t,1), standardisation).
 
+pub mod cpu;
+
 use super::binconv;
+pub use super::rotate::rotation_dims;
 use super::rotate::{self, ParamGrads, WeightDims, WeightScratch};
 use super::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
 use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
@@ -28,16 +31,6 @@ use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
 use crate::ops::conv_coop;
 use crate::ops::shape::expect_len;
 use anyhow::{bail, Context, Result};
-
-/// (a, b) with a the largest divisor of n not above floor(sqrt(n)) and b = n / a: the shape of
-/// the matrix X_o that R1 [a,a] and R2 [b,b] rotate.
-pub fn rotation_dims(n: usize) -> (usize, usize) {
-    let mut a = n.isqrt().max(1);
-    while !n.is_multiple_of(a) {
-        a -= 1;
-    }
-    (a, n / a)
-}
 
 /// alpha's initial value, mean(|W_o|) per output channel of a weight [Co, ...] (spec: taken from
 /// PyTorch's default conv init, before the model re-initialises W). theta starts at pi/2 and R1,
