@@ -44,10 +44,11 @@ fn main() {
             .iter()
             .map(|(first, file, line)| format!("({first}, {file:?}, {line})"))
             .collect();
+        let stem = name.trim_end_matches(".wgsl");
+        let source = path.display().to_string();
         out.push_str(&format!(
-            "    super::ShaderSource {{\n        name: {:?},\n        source: include_str!({:?}),\n        lines: &[{}],\n    }},\n",
-            name.trim_end_matches(".wgsl"),
-            path.display().to_string(),
+            "    super::ShaderSource {{ name: {stem:?}, source: include_str!({source:?}), \
+             lines: &[{}] }},\n",
             lines.join(", ")
         ));
     }

@@ -209,7 +209,8 @@ fn backward_data(ids: GemmIds) {
             for (var co0 = 0u; co0 < p.co; co0 += BK) {
                 let dy_base = dy_img + tap.dy_offset;
                 let w_base = w_row + tap.w_offset;
-                multiply_tap_slice(&acc, lid, co0, p.co, tap.ok, dy_base, ohw, ci < p.ci, w_base, ci_taps);
+                let col_ok = ci < p.ci;
+                multiply_tap_slice(&acc, lid, co0, p.co, tap.ok, dy_base, ohw, col_ok, w_base, ci_taps);
             }
         }
     }
@@ -221,7 +222,8 @@ fn backward_data(ids: GemmIds) {
     for (var i = 0u; i < 4u; i++) {
         let out_row = phase_row(p, ph, ph.m0 + 4u * tx + i);
         if out_row.ok {
-            store_micro_row(&acc, i, phase_pixel_index(p, ph, out_row.pixel), ph.n0 + 4u * ty, p.ci, hw);
+            let x_base = phase_pixel_index(p, ph, out_row.pixel);
+            store_micro_row(&acc, i, x_base, ph.n0 + 4u * ty, p.ci, hw);
         }
     }
 }

@@ -136,8 +136,8 @@ fn parity_vgg_small() {
     parity(ModelKind::VggSmall, [3, 32, 32], 1, 4);
 }
 
-/// The exported sign planes equal sign(w3) of the f64 reference (spec section 1, steps 1, 3-6)
-/// wherever |w3| is not within f32 rounding of 0.
+/// The exported sign planes equal sign(w3) of the f64 reference (docs/numerics.md section 1,
+/// steps 1, 3-6) wherever |w3| is not within f32 rounding of 0.
 #[test]
 fn exported_signs_equal_the_reference_w3() {
     let Some(gpu) = common::gpu() else { return };

@@ -17,7 +17,8 @@ use std::f64::consts::SQRT_2;
 
 #[test]
 fn rotation_dims_follow_the_spec() {
-    // The spec's examples, then a prime (a = 1), a non-square and tiny sizes.
+    // The examples of docs/numerics.md section 1, then a prime (a = 1), a non-square and tiny
+    // sizes.
     for (n, ab) in [
         (144, (12, 12)),
         (288, (16, 18)),

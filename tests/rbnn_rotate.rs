@@ -154,7 +154,7 @@ fn weight_backward_matches_reference_at_known_points() {
             1e-5,
         );
         // At theta = pi/2, |sin| rounds to 1 in f32, so channel 0's weight gets (almost) no
-        // gradient through w3 (spec: reproduce, do not fix).
+        // gradient through w3 (docs/numerics.md section 2: reproduce, do not fix).
         assert!(got_w[..n].iter().all(|&v| v.abs() < 1e-6));
     }
 }

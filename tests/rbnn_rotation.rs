@@ -1,4 +1,4 @@
-//! The rotation update (RBNN-SPEC.md section 3) of several layers batched: R1 and R2 stay
+//! The rotation update (docs/numerics.md section 5) of several layers batched: R1 and R2 stay
 //! orthogonal, the objective never decreases, and everything equals the f64 reference of the same
 //! steps; the diagnostics equal their reference.
 mod common;

@@ -50,9 +50,11 @@ fn every_kernel_file_is_embedded_and_common_files_are_not() {
         !embedded.iter().any(|n| n == "coop_gemm"),
         "the test-only coop_gemm (tests/shaders/) is not embedded in the binary"
     );
-    // Every shared file is included by some kernel, and nothing is left unexpanded.
+    // Every shared file says what it defines and is included by some kernel.
     for name in &common {
         let file = format!("shaders/common/{name}.wgsl");
+        let text = std::fs::read_to_string(root.join(&file)).unwrap();
+        assert!(text.starts_with("// defines: "), "{file} opens with a `// defines:` line");
         assert!(
             shader_sources()
                 .iter()

@@ -1,13 +1,14 @@
-// defines: As, Bs (workgroup memory), binary_tile_dots, TileElement and tile_element: the tiled 1-bit convolution shared by binconv.wgsl's `binconv` (training)
-// and infer_binconv.wgsl's `binconv` (the packed engine, with its epilogue fused).
+// defines: As, Bs (workgroup memory), binary_tile_dots, TileElement, tile_element: the tiled
+// 1-bit convolution shared by binconv.wgsl's `binconv` (training) and infer_binconv.wgsl's
+// `binconv` (the packed engine, with its epilogue fused).
 //
 // An implicit GEMM over packed operands (common/sign_bits.wgsl): rows = N*OH*OW output pixels,
 // columns = Co output channels, reduction = kh*kw*Cw word pairs (tap-major), in the tiles of
-// common/gemm_tile.wgsl: each invocation keeps a 4x4 micro-tile of counters at rows tx + i*TX and
-// columns ty + j*TY (adjacent invocations write adjacent pixels of one channel). The dot product of two word pairs
-// is popcount(nz) - 2 * popcount((sa ^ sw) & nz), nz = ma & mw (the products that are not 0,
-// minus twice those that are -1), so the result equals the float convolution of the same -1/0/+1
-// values with zero padding, exactly.
+// common/gemm_tile.wgsl: each invocation keeps a 4x4 micro-tile of counters at rows tx + i*TX
+// and columns ty + j*TY (adjacent invocations write adjacent pixels of one channel). The dot
+// product of two word pairs is popcount(nz) - 2 * popcount((sa ^ sw) & nz), nz = ma & mw (the
+// products that are not 0, minus twice those that are -1), so the result equals the float
+// convolution of the same -1/0/+1 values with zero padding, exactly.
 //
 // The including shader defines the loads of its packed operands (their bindings differ):
 //   fn activation_pair(i: u32) -> vec2<u32>   pair i of abits [N, H, W, Cw]

@@ -1,5 +1,5 @@
 // defines: ConvParams, the immediates of every convolution kernel (conv_gemm, conv_direct,
-// conv_coop, binconv; infer_binconv extends it), built on the host by ops::conv::ConvImmediates.
+// conv_coop, binconv; infer_binconv extends it), built on the host by ops::conv::ConvParams.
 // The shape of one convolution: x [N, CI, H, W], w [CO, CI, KH, KW], y [N, CO, OH, OW], zero
 // padding `pad` on every side, and two values whose meaning depends on the entry point.
 struct ConvParams {

@@ -1,4 +1,4 @@
-//! The bi-rotation update of R1 and R2 (RBNN-SPEC.md section 3) for all binary layers of a
+//! The bi-rotation update of R1 and R2 (docs/numerics.md section 5) for all binary layers of a
 //! model at once, and the per-layer diagnostics of the rotation.
 //!
 //! Each of the 3 alternating iterations is two round trips: the GPU computes, for every layer in

@@ -1,4 +1,4 @@
-//! t and k of ApproxSign per epoch (RBNN-SPEC.md section 1, "Backward").
+//! t and k of ApproxSign per epoch (docs/numerics.md section 4).
 //!
 //! t grows geometrically from Tmin to Tmax over the run, so the gradient of sign starts wide and
 //! flat (t small, scaled up by k = 1/t) and ends narrow and tall around 0.
@@ -13,7 +13,7 @@ pub struct ApproxSignSchedule {
 }
 
 impl ApproxSignSchedule {
-    /// The spec's defaults: Tmin = 1e-2, Tmax = 10.
+    /// The recipe's defaults: Tmin = 1e-2, Tmax = 10.
     pub fn new(epochs: usize) -> Self {
         ApproxSignSchedule {
             t_min: 1e-2,
@@ -31,7 +31,7 @@ impl ApproxSignSchedule {
 }
 
 /// sign and ApproxSign in f64, the reference of the kernels' forward signs and backward
-/// gradients (docs/numerics.md sections 2 and 4).
+/// gradients (docs/numerics.md sections 2 and 3).
 pub mod cpu {
     use std::f64::consts::SQRT_2;
 
