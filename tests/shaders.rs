@@ -54,7 +54,10 @@ fn every_kernel_file_is_embedded_and_common_files_are_not() {
     for name in &common {
         let file = format!("shaders/common/{name}.wgsl");
         let text = std::fs::read_to_string(root.join(&file)).unwrap();
-        assert!(text.starts_with("// defines: "), "{file} opens with a `// defines:` line");
+        assert!(
+            text.starts_with("// defines: "),
+            "{file} opens with a `// defines:` line"
+        );
         assert!(
             shader_sources()
                 .iter()

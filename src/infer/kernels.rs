@@ -1,5 +1,6 @@
 //! Host wrappers of the packed engine's kernels (shaders/infer_binconv.wgsl and
-//! shaders/infer_ops.wgsl) and their plain-Rust references (`cpu`, f64 accumulation).
+//! shaders/infer_ops.wgsl) and their plain-Rust references (`cpu`, f64 accumulation). Why and how
+//! the engine reproduces the float evaluation path bit for bit: docs/numerics.md section 8.
 //!
 //! - `mean_pack`: per-sample mean and sign packing in one kernel (one workgroup per sample).
 //! - `binconv`: the XOR-popcount convolution with the epilogue fused:

@@ -68,8 +68,8 @@ pub struct Forward {
     pub y: Vec<f64>,
 }
 
-/// The layer forward (docs/numerics.md section 1, steps 1-7). `fixed_rw` replaces the rotated weight by a
-/// constant, as the backward sees it, for finite differences.
+/// The layer forward (docs/numerics.md section 1, steps 1-7). `fixed_rw` replaces the rotated
+/// weight by a constant, as the backward sees it, for finite differences.
 pub fn forward(
     s: &ConvShape,
     a32: bool,
