@@ -94,9 +94,8 @@ fn rotate_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
 }
 
 @compute @workgroup_size(256)
-fn weight_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn weight_backward(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let o = wid.x;
-    let tid = lid.x;
     let n = p.a * p.b;
     let base = o * n;
     let sd = wstats[4u * o];
@@ -128,9 +127,8 @@ fn weight_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
 }
 
 @compute @workgroup_size(256)
-fn diagnostics(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn diagnostics(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let o = wid.x;
-    let tid = lid.x;
     let n = p.a * p.b;
     let base = o * n;
     var acc = vec4<f32>(0.0);
