@@ -10,7 +10,10 @@ use std::{env, fs, path::Path};
 mod wgsl_include;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    // Read at run time, not with env!(): a build script compiled in one checkout and reused from
+    // a copied target/ folder must still embed this checkout's shaders.
+    let manifest = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest).join("shaders");
     let out_dir = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("wgsl");
     fs::create_dir_all(&out_dir).expect("OUT_DIR is writable");
     println!("cargo:rerun-if-changed={}", dir.display());
