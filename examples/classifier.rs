@@ -15,8 +15,8 @@
 //! GPU emulated on the CPU) it trains one short epoch on 1,000 images so that it finishes in a
 //! few minutes, and says so.
 //!
-//! Everything lands in runs/classifier/: checkpoints, metrics.jsonl, curves.png, the packed
-//! model.safetensors, and samples/*.png for `rbnn predict`.
+//! Everything lands in runs/classifier/ (replaced by the next run of the example): checkpoints,
+//! metrics.jsonl, curves.png, the packed model.safetensors, and samples/*.png for `rbnn predict`.
 
 use anyhow::{Context, Result};
 use rbnn::data::augment::write_sample;
@@ -29,8 +29,9 @@ use rbnn::model::network::{Mode, Network};
 use rbnn::model::{ModelKind, ModelSpec, Params};
 use rbnn::train::checkpoint;
 use rbnn::train::config::Config;
-use rbnn::train::trainer::{self, load_split, restore, RunFiles};
-use std::path::{Path, PathBuf};
+use rbnn::train::run_dir::{Existing, RunDir};
+use rbnn::train::trainer::{self, load_split, restore};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -181,9 +182,11 @@ fn run() -> Result<()> {
     let (cfg, note) = config(gpu.is_software(), full_set);
     println!("{note}\n");
 
-    let out = PathBuf::from(OUT);
-    let files = RunFiles { dir: out.clone() };
-    let summary = trainer::train(&gpu, &cfg, &out, None, &AtomicBool::new(false), true)?;
+    // The example's own run directory, replaced by every run of the example.
+    let run = RunDir::open(Path::new(OUT), Existing::Overwrite)?;
+    let files = &run.files;
+    let out = run.dir().to_path_buf();
+    let summary = trainer::train(&gpu, &cfg, &run, None, &AtomicBool::new(false), true)?;
     let trained = started.elapsed().as_secs_f64();
     let last = summary.last.context("no epoch completed")?;
     println!(

@@ -1,6 +1,8 @@
 // PyTorch SGD with momentum and weight decay (dampening 0, no Nesterov) over a whole parameter
-// arena in one dispatch, and `fill` (set a tensor to a constant, e.g. to zero it inside a pass).
-// 1D grid: flat index = gid.x + gid.y * nwg.x * 256 (see gpu::grid_1d).
+// arena in one dispatch, `fill` (set a tensor to a constant, e.g. to zero it inside a pass), and
+// `find_nonfinite` (flag NaN or infinity anywhere in an arena).
+// 1D grid (common/grid.wgsl).
+// #include "common/grid.wgsl"
 
 struct Sgd {
     n: u32,
@@ -21,10 +23,13 @@ var<immediate> fill_params: Fill;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read_write> momentum_buf: array<f32>;
 @group(0) @binding(3) var<storage, read_write> words: array<u32>;
+@group(0) @binding(4) var<storage, read> checked: array<f32>;
+@group(0) @binding(5) var<storage, read_write> nonfinite_flag: array<atomic<u32>>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
+struct Check {
+    n: u32,
 }
+var<immediate> check_params: Check;
 
 // g' = g + wd * w; buf = momentum * buf + g' (buf = g' at the first step); w -= lr * buf.
 @compute @workgroup_size(256)
@@ -50,4 +55,17 @@ fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     words[i] = fill_params.bits;
+}
+
+// nonfinite_flag[0] |= 1 when some checked[i] (i < n) is NaN or infinite: all exponent bits set.
+// An integer OR, so the result does not depend on the order of the threads.
+@compute @workgroup_size(256)
+fn find_nonfinite(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= check_params.n {
+        return;
+    }
+    if (bitcast<u32>(checked[i]) & 0x7f800000u) == 0x7f800000u {
+        atomicOr(&nonfinite_flag[0], 1u);
+    }
 }

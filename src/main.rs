@@ -1,14 +1,18 @@
 //! The rbnn command line (thin: each subcommand calls into the library).
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use rbnn::gpu::Gpu;
 use rbnn::model::ModelKind;
 use rbnn::train::config::{Config, LrType};
+use rbnn::train::run_dir::{Existing, RunDir};
 use rbnn::train::step::{run_step, StepOptions};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// Where `rbnn train` makes a new run-NNN directory for each run without --out.
+const RUNS_ROOT: &str = "runs";
 
 #[derive(Parser)]
 #[command(
@@ -31,8 +35,10 @@ enum Command {
     Info,
     /// Train a model (defaults: resnet20_1w1a on the embedded Fashion-MNIST subset).
     Train(TrainArgs),
-    /// Test loss, top-1 and top-5 of a checkpoint.
+    /// Test loss, top-1 and top-5 of a training checkpoint (float evaluation path) or of a packed
+    /// model from `rbnn export` (packed 1-bit engine).
     Eval {
+        /// A training checkpoint, or a packed model (recognised from its metadata).
         #[arg(long)]
         checkpoint: PathBuf,
         /// Evaluate on this dataset instead of the one the checkpoint was trained on.
@@ -45,11 +51,15 @@ enum Command {
         model: Option<String>,
         #[arg(long, default_value_t = 128)]
         batch_size_test: usize,
+        /// Evaluate on the first N test images only (default: those of the checkpoint's
+        /// training config; all of them for a packed model).
+        #[arg(long)]
+        max_test_images: Option<usize>,
     },
     /// One forward and backward of the training graph on a given batch, written as tensors.
     Step(StepArgs),
     /// Pack a trained checkpoint into a deployable 1-bit model (sign bits of the rotated
-    /// weights, alpha, folded BatchNorm, float stem and classifier).
+    /// weights, alpha, BatchNorm as trained (unfolded), float stem and classifier).
     Export {
         #[arg(long)]
         checkpoint: PathBuf,
@@ -75,7 +85,7 @@ enum Command {
         /// Picture files, or folders (their .png/.jpg/.jpeg files).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Classes listed per picture.
+        /// Classes listed per picture (at least 1).
         #[arg(long, default_value_t = 5)]
         top: usize,
     },
@@ -235,12 +245,18 @@ struct TrainArgs {
     /// Threads decoding a streamed dataset (imagenet); default one per core.
     #[arg(long, default_value_t = 0)]
     data_threads: usize,
-    /// Run directory: checkpoints, metrics.jsonl, curves.png.
-    #[arg(long, default_value = "runs/latest")]
-    out: PathBuf,
-    /// Continue from this checkpoint (usually OUT/last.safetensors).
+    /// Run directory: checkpoints, metrics.jsonl, curves.png. Default: a new runs/run-NNN for
+    /// every run (runs/latest points at the newest one that has finished an epoch); with
+    /// --resume, the checkpoint's own directory. A directory that holds a run is refused unless
+    /// resuming it or --overwrite.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from this checkpoint (usually RUN/last.safetensors), in its directory.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Replace the run already in --out (its checkpoints, metrics and curves are removed).
+    #[arg(long, requires = "out", conflicts_with = "resume")]
+    overwrite: bool,
 }
 
 #[derive(Args)]
@@ -283,10 +299,16 @@ struct StepArgs {
 }
 
 fn main() {
+    // Before any thread exists: the drivers read it when the wgpu instance is created.
+    rbnn::gpu::environment::prepare();
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match run(cli) {
+        Ok(0) => {}
+        Ok(status) => std::process::exit(status),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -299,43 +321,90 @@ fn gpu(adapter: Option<&str>) -> Result<Gpu> {
     Ok(gpu)
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Runs the command; returns the exit status (0, or 1 after a partial failure that was already
+/// reported, or 130/143 after a training run stopped by SIGINT/SIGTERM).
+fn run(cli: Cli) -> Result<i32> {
     let adapter = cli.adapter.as_deref();
     match cli.command {
-        Command::Info => info(adapter),
+        Command::Info => info(adapter).map(|()| 0),
         Command::Train(a) => train(adapter, a),
+        Command::Predict { model, paths, top } => predict(adapter, &model, &paths, top),
+        command => run_other(adapter, command).map(|()| 0),
+    }
+}
+
+fn run_other(adapter: Option<&str>, command: Command) -> Result<()> {
+    match command {
+        Command::Info | Command::Train(_) | Command::Predict { .. } => {
+            unreachable!("handled by run")
+        }
         Command::Eval {
             checkpoint,
             dataset,
             data_path,
             model,
             batch_size_test,
+            max_test_images,
         } => {
-            let gpu = gpu(adapter)?;
-            let mut cfg = None;
-            if dataset.is_some() || model.is_some() {
-                let base = rbnn::train::checkpoint::load(&checkpoint)?
-                    .info()
-                    .map(|i| i.config)
-                    .unwrap_or_default();
-                cfg = Some(Config {
-                    model: model.unwrap_or(base.model),
-                    dataset: dataset.clone().unwrap_or(base.dataset),
-                    data_path: if dataset.is_some() {
-                        data_path.clone()
-                    } else {
-                        base.data_path
-                    },
-                    batch_size_test,
-                    ..base
-                });
+            if max_test_images == Some(0) {
+                bail!("--max-test-images must be at least 1");
             }
-            let (cfg, totals) =
-                rbnn::train::trainer::eval_checkpoint(&gpu, &checkpoint, cfg.as_ref())?;
+            let packed = rbnn::train::checkpoint::is_packed_model(&checkpoint)?;
+            let gpu = gpu(adapter)?;
+            let (cfg, totals) = if packed {
+                if let Some(m) = &model {
+                    let own = rbnn::infer::PackedModel::load(&checkpoint)?.meta.kind;
+                    if ModelKind::parse(m)? != own {
+                        bail!(
+                            "{} is a packed {}; --model {m} does not apply to it",
+                            checkpoint.display(),
+                            own.name()
+                        );
+                    }
+                }
+                rbnn::infer::eval::eval_packed(
+                    &gpu,
+                    &checkpoint,
+                    dataset.as_deref(),
+                    data_path.as_deref(),
+                    batch_size_test,
+                    max_test_images,
+                )?
+            } else {
+                let mut cfg = None;
+                if dataset.is_some()
+                    || model.is_some()
+                    || data_path.is_some()
+                    || max_test_images.is_some()
+                {
+                    let base = rbnn::train::checkpoint::load(&checkpoint)?
+                        .info()
+                        .map(|i| i.config)
+                        .unwrap_or_default();
+                    cfg = Some(Config {
+                        model: model.unwrap_or(base.model),
+                        data_path: data_path.or(if dataset.is_none() {
+                            base.data_path
+                        } else {
+                            None
+                        }),
+                        dataset: dataset.unwrap_or(base.dataset),
+                        batch_size_test,
+                        max_test_images: max_test_images.or(base.max_test_images),
+                        ..base
+                    });
+                }
+                rbnn::train::trainer::eval_checkpoint(&gpu, &checkpoint, cfg.as_ref())?
+            };
+            // The dataset by its canonical name, so a checkpoint and its export print alike.
+            let dataset = cfg
+                .dataset
+                .parse::<rbnn::data::DatasetKind>()
+                .map_or(cfg.dataset.clone(), |k| k.to_string());
             println!(
                 "{} on {} ({} test images): loss {:.4}, top-1 {:.2}%, top-5 {:.2}%",
                 cfg.model,
-                cfg.dataset,
+                dataset,
                 totals.samples,
                 totals.mean_loss(),
                 100.0 * totals.top1_accuracy(),
@@ -405,24 +474,6 @@ fn run(cli: Cli) -> Result<()> {
             let report = rbnn::infer::export::export_checkpoint(&gpu, &checkpoint, &out, &opts)?;
             println!("wrote {}", out.display());
             print!("{}", report.describe());
-            Ok(())
-        }
-        Command::Predict { model, paths, top } => {
-            let files = rbnn::infer::predict::image_files(&paths)?;
-            let packed = rbnn::infer::PackedModel::load(&model)?;
-            let gpu = gpu(adapter)?;
-            let mut engine = rbnn::infer::Engine::new(&gpu, &packed)?;
-            let all = rbnn::infer::predict::predict_files(&gpu, &mut engine, &files, top.max(1))?;
-            for (file, predictions) in files.iter().zip(&all) {
-                print!(
-                    "{}",
-                    rbnn::infer::predict::format_predictions(
-                        file,
-                        predictions,
-                        &engine.meta.classes
-                    )
-                );
-            }
             Ok(())
         }
         Command::Bench {
@@ -559,11 +610,110 @@ fn parse_models(names: &[String]) -> Result<Vec<ModelKind>> {
     names.iter().map(|m| ModelKind::parse(m)).collect()
 }
 
-fn train(adapter: Option<&str>, a: TrainArgs) -> Result<()> {
+/// `rbnn predict`: every picture that can be read is classified; each one that cannot gets its
+/// error on a line of its own, and the exit status is then 1.
+fn predict(adapter: Option<&str>, model: &Path, paths: &[PathBuf], top: usize) -> Result<i32> {
+    if top == 0 {
+        bail!("--top must be at least 1 (the number of classes listed per picture)");
+    }
+    let files = rbnn::infer::predict::image_files(paths)?;
+    let packed = rbnn::infer::PackedModel::load(model)?;
+    let gpu = gpu(adapter)?;
+    let mut engine = rbnn::infer::Engine::new(&gpu, &packed)?;
+    let all = rbnn::infer::predict::predict_files(&gpu, &mut engine, &files, top)?;
+    let mut failed = 0;
+    for (file, result) in files.iter().zip(&all) {
+        match result {
+            Ok(predictions) => print!(
+                "{}",
+                rbnn::infer::predict::format_predictions(file, predictions, &engine.meta.classes)
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "{failed} of {} pictures could not be classified",
+            files.len()
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// The run directory of `rbnn train`: --out (refused if it holds a run, unless resumed or
+/// --overwrite), else the --resume checkpoint's directory, else a new runs/run-NNN.
+fn open_run_dir(a: &TrainArgs) -> Result<RunDir> {
+    if let Some(r) = &a.resume {
+        if !r.is_file() {
+            bail!("--resume {}: no such file", r.display());
+        }
+    }
+    match (&a.out, &a.resume) {
+        (Some(out), resume) => {
+            let existing = match resume {
+                _ if a.overwrite => Existing::Overwrite,
+                Some(r) => Existing::Resume(r.clone()),
+                None => Existing::Refuse,
+            };
+            RunDir::open(out, existing)
+        }
+        (None, Some(r)) => {
+            let dir = match r.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            // Through symlinks: runs/latest/last.safetensors continues in runs/run-NNN.
+            let dir = dir
+                .canonicalize()
+                .with_context(|| format!("cannot resolve {}", dir.display()))?;
+            RunDir::open(&dir, Existing::Resume(r.clone()))
+        }
+        (None, None) => RunDir::numbered(Path::new(RUNS_ROOT)),
+    }
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM (what batch schedulers send before they kill a job): the first
+/// one sets `stop`, and training saves interrupted.safetensors after its current step; a second
+/// one exits at once. `status` receives the exit status for after the save: 130 or 143.
+fn handle_interrupts() -> Result<(Arc<AtomicBool>, Arc<AtomicUsize>)> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    let status = Arc::new(AtomicUsize::new(0));
+    for (signal, code) in [(SIGINT, 130), (SIGTERM, 143)] {
+        // In this order: a signal that finds `stop` already set exits; the first one sets it.
+        signal_hook::flag::register_conditional_shutdown(signal, code, stop.clone())
+            .and_then(|_| signal_hook::flag::register_usize(signal, status.clone(), code as usize))
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
+            .context("installing the Ctrl-C and SIGTERM handlers")?;
+    }
+    // A step may take seconds: say at once that the signal was seen (a handler cannot print).
+    let (seen, which) = (stop.clone(), status.clone());
+    std::thread::spawn(move || {
+        while !seen.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let name = if which.load(Ordering::Relaxed) == 143 {
+            "SIGTERM"
+        } else {
+            "Ctrl-C"
+        };
+        eprintln!(
+            "\n{name}: stopping after this step and saving interrupted.safetensors (send it again \
+             to quit at once)"
+        );
+    });
+    Ok((stop, status))
+}
+
+fn train(adapter: Option<&str>, a: TrainArgs) -> Result<i32> {
     let cfg = Config {
-        model: a.model,
-        dataset: a.dataset,
-        data_path: a.data_path,
+        model: a.model.clone(),
+        dataset: a.dataset.clone(),
+        data_path: a.data_path.clone(),
         epochs: a.epochs,
         lr: a.lr,
         batch_size: a.batch_size,
@@ -573,7 +723,7 @@ fn train(adapter: Option<&str>, a: TrainArgs) -> Result<()> {
         tmin: a.tmin,
         tmax: a.tmax,
         lr_type: a.lr_type,
-        lr_decay_step: a.lr_decay_step,
+        lr_decay_step: a.lr_decay_step.clone(),
         warm_up: a.warm_up,
         rotation_update: a.rotation_update,
         a32: a.a32,
@@ -582,27 +732,31 @@ fn train(adapter: Option<&str>, a: TrainArgs) -> Result<()> {
         max_test_images: a.max_test_images,
         data_threads: a.data_threads,
     };
+    cfg.validate()?;
+    let run = open_run_dir(&a)?;
+    // From here on a signal saves what there is (after the first step) instead of killing.
+    let (stop, status) = handle_interrupts()?;
+    for note in &run.notes {
+        eprintln!("note: {note}");
+    }
+    eprintln!("run directory: {}", run.dir().display());
     let gpu = gpu(adapter)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::Relaxed) {
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\nCtrl-C: stopping after this step and saving a checkpoint (press again to quit now)"
-        );
-    })
-    .context("installing the Ctrl-C handler")?;
-    let summary =
-        rbnn::train::trainer::train(&gpu, &cfg, &a.out, a.resume.as_deref(), &stop, true)?;
+    let summary = rbnn::train::trainer::train(&gpu, &cfg, &run, a.resume.as_deref(), &stop, true)?;
+    if summary.interrupted {
+        return Ok(status.load(Ordering::Relaxed).max(130) as i32);
+    }
     println!(
         "done: {} epochs, best test top-1 {:.2}%; run directory {}",
         summary.epochs_run,
         summary.best_top1,
-        a.out.display()
+        run.dir().display()
     );
-    Ok(())
+    // A signal that came during the last evaluation found nothing left to stop; it still ends
+    // the process with its status.
+    Ok(match stop.load(Ordering::Relaxed) {
+        true => status.load(Ordering::Relaxed).max(130) as i32,
+        false => 0,
+    })
 }
 
 fn info(adapter: Option<&str>) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Checkpoints: safetensors round trips, atomic replacement, load errors that name the file,
 //! validation against a model's tensor list, the batch reader, and the golden files from the
-//! official PyTorch code (read from ../shared/golden when present; RBNN_SHARED_DIR names another
-//! shared/ folder).
+//! official PyTorch code (tests/golden).
+mod common;
 
 use std::borrow::Cow;
 use std::fs;
@@ -23,18 +23,8 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn golden(file: &str) -> Option<PathBuf> {
-    // CI checks shared/ out beside the repository; a worktree elsewhere can point at it.
-    let shared = std::env::var_os("RBNN_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let p = shared.join("golden/resnet20_1w1a").join(file);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: golden file {} is absent", p.display());
-        None
-    }
+fn golden(file: &str) -> PathBuf {
+    common::golden_file("resnet20_1w1a", file)
 }
 
 fn small_state(scale: f32) -> StateDict {
@@ -479,9 +469,7 @@ fn batch_reader_checks_shapes_dtypes_and_classes() {
 
 #[test]
 fn golden_batch() {
-    let Some(path) = golden("batch.safetensors") else {
-        return;
-    };
+    let path = golden("batch.safetensors");
     let b = read_batch(&path, 10).unwrap();
     assert_eq!(b.shape, [4, 3, 32, 32]);
     assert_eq!(b.input.len(), 4 * 3 * 32 * 32);
@@ -498,12 +486,10 @@ fn golden_batch() {
 
 #[test]
 fn golden_weights_and_expected() {
-    let (Some(weights), Some(expected)) = (
+    let (weights, expected) = (
         golden("weights.safetensors"),
         golden("expected.safetensors"),
-    ) else {
-        return;
-    };
+    );
     let w = load(&weights).unwrap();
     assert_eq!(w.state.len(), 193);
     assert_eq!(

@@ -3,19 +3,11 @@
 mod common;
 
 use rbnn::train::checkpoint::read_safetensors;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn rbnn() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rbnn"))
-}
-
-fn golden() -> Option<PathBuf> {
-    let base = std::env::var("RBNN_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
-    let dir = base.join("golden/resnet20_1w1a-rotate");
-    dir.exists().then_some(dir)
 }
 
 #[test]
@@ -48,22 +40,19 @@ fn step(model: &str, extra: &[&str], weights: &Path, batch: &Path, out: &Path) -
 #[test]
 fn step_writes_logits_loss_gradients_and_rotations() {
     let _ = gpu_or_skip!();
-    let Some(dir) = golden() else {
-        eprintln!("SKIPPED: no golden tensors");
-        return;
-    };
     let out =
         std::env::temp_dir().join(format!("rbnn-cli-step-{}.safetensors", std::process::id()));
+    let case = "resnet20_1w1a-rotate";
     let (weights, batch) = (
-        dir.join("weights.safetensors"),
-        dir.join("batch.safetensors"),
+        common::golden_file(case, "weights.safetensors"),
+        common::golden_file(case, "batch.safetensors"),
     );
     let args = ["--epoch", "3", "--epochs", "10", "--rotate"];
     assert!(step("resnet20_1w1a", &args, &weights, &batch, &out)
         .status
         .success());
     let (got, _) = read_safetensors(&out).unwrap();
-    let (want, _) = read_safetensors(&dir.join("expected.safetensors")).unwrap();
+    let (want, _) = read_safetensors(&common::golden_file(case, "expected.safetensors")).unwrap();
     for (name, _) in want.iter() {
         assert!(got.contains(name), "rbnn step wrote no {name}");
     }
@@ -94,4 +83,63 @@ fn step_writes_logits_loss_gradients_and_rotations() {
         &out,
     );
     assert!(ok.status.success());
+}
+
+/// The fix for a machine without a usable adapter, as every command prints it.
+const VULKAN_FIX: &str = "apt-get install mesa-vulkan-drivers";
+
+#[test]
+fn without_a_usable_adapter_every_command_stops_with_the_fix() {
+    // WGPU_BACKEND=gl leaves wgpu only OpenGL (Mesa's llvmpipe when installed, else nothing):
+    // either way no adapter that can run rbnn, and no command may get as far as a shader.
+    let case = "resnet20_1w1a";
+    let (weights, batch) = (
+        common::golden_file(case, "weights.safetensors"),
+        common::golden_file(case, "batch.safetensors"),
+    );
+    let out = std::env::temp_dir().join(format!("rbnn-cli-gl-{}.safetensors", std::process::id()));
+    let mut step = rbnn();
+    step.args(["step", "--model", "resnet20_1w1a", "--eval"])
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--batch")
+        .arg(&batch)
+        .arg("--out")
+        .arg(&out);
+    let mut info = rbnn();
+    info.arg("info");
+    let mut named = rbnn();
+    named.args(["--adapter", "llvmpipe", "bench", "kernels", "--batch", "1"]);
+    for mut command in [step, info, named] {
+        let result = command.env("WGPU_BACKEND", "gl").output().unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("no adapter that can run rbnn") && stderr.contains(VULKAN_FIX),
+            "{stderr}"
+        );
+        assert!(stderr.contains("WGPU_BACKEND=gl"), "{stderr}");
+        assert!(!stderr.contains("ShaderModule"), "{stderr}");
+        assert_eq!(stderr.matches("error:").count(), 1, "one message: {stderr}");
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn no_xdg_runtime_dir_errors_on_a_headless_machine() {
+    let _ = gpu_or_skip!();
+    // Unset, or not an absolute path: the Vulkan loader's window-system code used to print
+    // "error: XDG_RUNTIME_DIR is invalid or not set" before every command.
+    for value in [None, Some("relative/dir")] {
+        let mut command = rbnn();
+        command.arg("info");
+        match value {
+            None => command.env_remove("XDG_RUNTIME_DIR"),
+            Some(v) => command.env("XDG_RUNTIME_DIR", v),
+        };
+        let result = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(result.status.success(), "{stderr}");
+        assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{value:?}: {stderr}");
+    }
 }

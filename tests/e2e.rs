@@ -11,6 +11,7 @@
 mod common;
 
 use rbnn::train::config::Config;
+use rbnn::train::run_dir::{Existing, RunDir};
 use rbnn::train::trainer::train;
 use std::sync::atomic::AtomicBool;
 
@@ -27,7 +28,9 @@ fn training_on_the_embedded_subset_learns_well_above_chance() {
         ..Config::default()
     };
     let out = std::env::temp_dir().join(format!("rbnn-e2e-{}", std::process::id()));
-    let summary = train(gpu, &cfg, &out, None, &AtomicBool::new(false), false).unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    let run = RunDir::open(&out, Existing::Refuse).unwrap();
+    let summary = train(gpu, &cfg, &run, None, &AtomicBool::new(false), false).unwrap();
     eprintln!(
         "best test top-1 after {} epochs: {:.2}%",
         summary.epochs_run, summary.best_top1

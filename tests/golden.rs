@@ -1,33 +1,16 @@
-//! rbnn against the official PyTorch code: `rbnn step` on ../shared/golden (resnet20_1w1a, one
+//! rbnn against the official PyTorch code: `rbnn step` on tests/golden (resnet20_1w1a, one
 //! training step at epoch 3 of 10, with and without the rotation update) must reproduce the
 //! logits, loss, every gradient and the updated rotations within the tolerances of
-//! ../shared/golden/README.md (relative L2: logits and loss 2e-3, gradients 2e-2, R1/R2 1e-3).
+//! tests/golden/README.md (relative L2: logits and loss 2e-3, gradients 2e-2, R1/R2 1e-3).
 mod common;
 
 use rbnn::model::ModelKind;
 use rbnn::train::checkpoint::read_safetensors;
 use rbnn::train::step::{run_step, StepOptions};
-use std::path::PathBuf;
-
-fn golden_dir(case: &str) -> Option<PathBuf> {
-    let base = std::env::var("RBNN_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
-    let dir = base.join("golden").join(case);
-    if dir.join("expected.safetensors").exists() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: no golden tensors at {} (set RBNN_SHARED_DIR)",
-            dir.display()
-        );
-        None
-    }
-}
 
 fn check_case(case: &str, rotate: bool) {
     let gpu = gpu_or_skip!();
-    let Some(dir) = golden_dir(case) else { return };
+    let expected = common::golden_file(case, "expected.safetensors");
     let opts = StepOptions {
         epoch: Some(3),
         epochs: 10,
@@ -37,12 +20,12 @@ fn check_case(case: &str, rotate: bool) {
     let got = run_step(
         gpu,
         ModelKind::Resnet20,
-        &dir.join("weights.safetensors"),
-        &dir.join("batch.safetensors"),
+        &common::golden_file(case, "weights.safetensors"),
+        &common::golden_file(case, "batch.safetensors"),
         &opts,
     )
     .unwrap();
-    let (want, _) = read_safetensors(&dir.join("expected.safetensors")).unwrap();
+    let (want, _) = read_safetensors(&expected).unwrap();
     let mut report = Vec::new();
     let mut failures = Vec::new();
     for (name, w) in want.iter() {

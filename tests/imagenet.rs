@@ -17,6 +17,7 @@ use rbnn::data::transform::{
 use rbnn::data::{open, Batch, BatchPlan, Batcher, DatasetKind, Source, Split};
 use rbnn::data::{IMAGENET_MEAN, IMAGENET_STD};
 use rbnn::rng::Rng;
+use rbnn::train::run_dir::{Existing, RunDir};
 use std::path::Path;
 use temp_files::{assert_mentions, TempDir};
 
@@ -846,7 +847,8 @@ fn trains_a_few_steps_on_a_streamed_folder() {
         ..Default::default()
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let summary = rbnn::train::trainer::train(gpu, &cfg, &out, None, &stop, false).unwrap();
+    let run = RunDir::open(&out, Existing::Refuse).unwrap();
+    let summary = rbnn::train::trainer::train(gpu, &cfg, &run, None, &stop, false).unwrap();
     assert_eq!(summary.epochs_run, 1);
     let m = rbnn::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
     assert_eq!(m.len(), 1);

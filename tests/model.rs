@@ -1,23 +1,15 @@
 //! The model specs against the official layout: resnet20_1w1a's names and shapes equal the
-//! state_dict of the official code (../shared/golden), and every model builds on the GPU.
+//! state_dict of the official code (tests/golden), and every model builds on the GPU.
 mod common;
 
 use rbnn::model::network::{Mode, Network};
 use rbnn::model::{ModelKind, ModelSpec, Params};
 use rbnn::rng::Rng;
 use rbnn::train::checkpoint::read_safetensors;
-use std::path::PathBuf;
 
 #[test]
 fn resnet20_names_and_shapes_match_the_official_state_dict() {
-    let base = std::env::var("RBNN_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
-    let file = base.join("golden/resnet20_1w1a/weights.safetensors");
-    if !file.exists() {
-        eprintln!("SKIPPED: no {}", file.display());
-        return;
-    }
+    let file = common::golden_file("resnet20_1w1a", "weights.safetensors");
     let (official, _) = read_safetensors(&file).unwrap();
     let spec = ModelSpec::new(ModelKind::Resnet20, 10, 3);
     let ours: Vec<(String, Vec<usize>)> = spec

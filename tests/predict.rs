@@ -186,40 +186,7 @@ fn rbnn(args: &[&str]) -> std::process::Output {
 fn cli_exports_and_predicts() {
     let Some(gpu) = common::gpu() else { return };
     let dir = scratch("cli");
-    let params = random_params(gpu, ModelKind::Resnet20, 10, 1, 21);
-    let config = Config {
-        epochs: 2,
-        ..Config::default()
-    };
-    let info = CheckpointInfo {
-        model: config.model.clone(),
-        dataset: config.dataset.clone(),
-        epoch: 2,
-        config,
-        best_top1: 50.0,
-        rng_state: 0,
-    };
-    let ck = dir.join("last.safetensors");
-    checkpoint::save_atomic(
-        &ck,
-        &state_dict(gpu, &params, true).unwrap(),
-        &info.to_metadata(),
-    )
-    .unwrap();
-    let model = dir.join("model.safetensors");
-    let out = rbnn(&[
-        "export",
-        "--checkpoint",
-        ck.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ck, model, stdout) = checkpoint_and_export(gpu, &dir);
     assert!(stdout.contains("18 binary convs"), "{stdout}");
 
     let pictures = dir.join("pictures");
@@ -273,4 +240,239 @@ fn cli_exports_and_predicts() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is a training checkpoint"), "{stderr}");
+}
+
+/// A training checkpoint of a random resnet20 on the embedded Fashion-MNIST subset and its
+/// export, written with the library and the CLI: (checkpoint, packed model, export's stdout).
+fn checkpoint_and_export(gpu: &rbnn::gpu::Gpu, dir: &Path) -> (PathBuf, PathBuf, String) {
+    let params = random_params(gpu, ModelKind::Resnet20, 10, 1, 23);
+    let config = Config {
+        epochs: 2,
+        ..Config::default()
+    };
+    let info = CheckpointInfo {
+        model: config.model.clone(),
+        dataset: config.dataset.clone(),
+        epoch: 2,
+        config,
+        best_top1: 50.0,
+        rng_state: 0,
+    };
+    let ck = dir.join("last.safetensors");
+    checkpoint::save_atomic(
+        &ck,
+        &state_dict(gpu, &params, true).unwrap(),
+        &info.to_metadata(),
+    )
+    .unwrap();
+    let model = dir.join("model.safetensors");
+    let out = rbnn(&[
+        "export",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (ck, model, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// stdout and stderr of a finished command, asserting its exit status.
+fn finished(out: std::process::Output, status: i32) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(status), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn eval_scores_a_packed_model_like_its_checkpoint() {
+    let Some(gpu) = common::gpu() else { return };
+    let dir = scratch("packed-eval");
+    let (ck, model, _) = checkpoint_and_export(gpu, &dir);
+    // 75 images: two batches of 64 and 11, so the last one is partial.
+    let eval = |file: &Path| {
+        finished(
+            rbnn(&[
+                "eval",
+                "--checkpoint",
+                file.to_str().unwrap(),
+                "--max-test-images",
+                "75",
+                "--batch-size-test",
+                "64",
+            ]),
+            0,
+        )
+        .0
+    };
+    let float_line = eval(&ck);
+    let packed_line = eval(&model);
+    // "resnet20_1w1a on fashion-mnist-subset (75 test images): loss L, top-1 A%, top-5 B%".
+    let split = |line: &str| {
+        let (head, rest) = line.trim().split_once(": loss ").unwrap();
+        let (loss, accuracy) = rest.split_once(", ").unwrap();
+        (
+            head.to_string(),
+            loss.parse::<f64>().unwrap(),
+            accuracy.to_string(),
+        )
+    };
+    let (float_head, float_loss, float_accuracy) = split(&float_line);
+    let (packed_head, packed_loss, packed_accuracy) = split(&packed_line);
+    assert_eq!(
+        float_head, "resnet20_1w1a on embedded (75 test images)",
+        "{float_line}"
+    );
+    assert_eq!(packed_head, float_head, "{packed_line}");
+    // The engine's logits equal the float path's bit for bit: the same hits, and the loss up to
+    // the float path's f32 accumulation.
+    assert_eq!(packed_accuracy, float_accuracy, "{float_line}{packed_line}");
+    assert!(
+        (packed_loss - float_loss).abs() <= 2e-4,
+        "{float_line}{packed_line}"
+    );
+
+    // --dataset / --data-path apply to a packed model too.
+    let (_, stderr) = finished(
+        rbnn(&[
+            "eval",
+            "--checkpoint",
+            model.to_str().unwrap(),
+            "--dataset",
+            "cifar10",
+            "--data-path",
+            dir.to_str().unwrap(),
+        ]),
+        1,
+    );
+    assert!(
+        stderr.contains("data_batch_1.bin") || stderr.contains("test_batch.bin"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_packed_model_given_for_training_or_export_is_named_as_such() {
+    // The checkpoint reader recognises packed models by the format their writer sets.
+    assert_eq!(checkpoint::PACKED_FORMAT, rbnn::infer::model::FORMAT);
+    let Some(gpu) = common::gpu() else { return };
+    let dir = scratch("packed-misuse");
+    let (_, model, _) = checkpoint_and_export(gpu, &dir);
+    let m = model.to_str().unwrap();
+    let again = dir.join("again.safetensors");
+    let golden_batch = common::golden_file("resnet20_1w1a", "batch.safetensors");
+    let runs = dir.join("run");
+    for (what, args) in [
+        (
+            "export",
+            vec![
+                "export",
+                "--checkpoint",
+                m,
+                "--out",
+                again.to_str().unwrap(),
+            ],
+        ),
+        (
+            "resume",
+            vec!["train", "--resume", m, "--out", runs.to_str().unwrap()],
+        ),
+        (
+            "step",
+            vec![
+                "step",
+                "--model",
+                "resnet20_1w1a",
+                "--weights",
+                m,
+                "--batch",
+                golden_batch.to_str().unwrap(),
+                "--out",
+                again.to_str().unwrap(),
+            ],
+        ),
+    ] {
+        let (_, stderr) = finished(rbnn(&args), 1);
+        assert!(
+            stderr.contains("model.safetensors is a packed 1-bit model")
+                && stderr.contains("rbnn eval --checkpoint")
+                && stderr.contains("last.safetensors"),
+            "{what}: {stderr}"
+        );
+        assert!(!stderr.contains("U32"), "{what}: {stderr}");
+    }
+    assert!(!again.exists());
+    assert!(!runs.join("last.safetensors").exists());
+}
+
+#[test]
+fn predict_classifies_every_readable_picture_and_reports_the_others() {
+    let Some(gpu) = common::gpu() else { return };
+    let dir = scratch("predict-partial");
+    let (_, model, _) = checkpoint_and_export(gpu, &dir);
+    let pictures = dir.join("pictures");
+    std::fs::create_dir_all(&pictures).unwrap();
+    gradient(28, 28).save(pictures.join("a-good.png")).unwrap();
+    // A truncated copy of a real picture.
+    let good = std::fs::read(pictures.join("a-good.png")).unwrap();
+    write(&pictures.join("b-truncated.png"), &good[..good.len() / 2]);
+    gradient(40, 30).save(pictures.join("c-good.png")).unwrap();
+    let (stdout, stderr) = finished(
+        rbnn(&[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            pictures.to_str().unwrap(),
+            "--top",
+            "2",
+        ]),
+        1,
+    );
+    assert!(
+        stdout.contains("a-good.png") && stdout.contains("c-good.png"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("b-truncated.png"), "{stdout}");
+    assert_eq!(stdout.matches("  2. ").count(), 2, "{stdout}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("b-truncated.png"), "{stderr}");
+    assert!(
+        stderr.contains("1 of 3 pictures could not be classified"),
+        "{stderr}"
+    );
+
+    // --top 0 lists nothing: an error, before any work.
+    let (stdout, stderr) = finished(
+        rbnn(&[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            pictures.join("a-good.png").to_str().unwrap(),
+            "--top",
+            "0",
+        ]),
+        1,
+    );
+    assert!(
+        stdout.is_empty() && stderr.contains("--top must be at least 1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn export_help_matches_the_engine() {
+    let (stdout, _) = finished(rbnn(&["export", "--help"]), 0);
+    assert!(!stdout.contains("folded BatchNorm"), "{stdout}");
+    assert!(
+        stdout.contains("BatchNorm as trained (unfolded)"),
+        "{stdout}"
+    );
+    let (stdout, _) = finished(rbnn(&["--help"]), 0);
+    assert!(!stdout.contains("folded BatchNorm"), "{stdout}");
 }

@@ -1,5 +1,6 @@
 //! SGD over a parameter arena against the f64 CPU reference for two steps (the first one
-//! creating the momentum buffer), new immediates per record, arena gaps, and `fill`.
+//! creating the momentum buffer), new immediates per record, arena gaps, `fill`, and
+//! `find_nonfinite` against its reference.
 mod common;
 mod numeric;
 
@@ -127,4 +128,58 @@ fn mismatched_arenas_are_rejected() {
     };
     let err = sgd::step(gpu, &a, &b, &a, &s).err().unwrap();
     assert!(format!("{err:#}").contains("grads"), "{err:#}");
+}
+
+#[test]
+fn find_nonfinite_flags_nan_and_infinity_anywhere() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(67);
+    let flag = gpu.tensor("nonfinite flag", &[1]);
+    // Lengths that are not multiples of the workgroup, and one past a 65,535-workgroup row of the
+    // 1D grid (so the y dimension is used).
+    for len in [1usize, 1000, 65_535 * 256 + 300] {
+        let base: Vec<f32> = rng.normal_vec(len, 3.0);
+        let mut cases = vec![("finite", base.clone())];
+        // Largest finite values and subnormals are finite.
+        let mut extremes = base.clone();
+        extremes[0] = f32::MAX;
+        extremes[len / 2] = -f32::MAX;
+        extremes[len - 1] = f32::from_bits(1);
+        cases.push(("extremes", extremes));
+        let large = len > 1 << 20;
+        for (what, value) in [
+            ("NaN", f32::NAN),
+            ("+inf", f32::INFINITY),
+            ("-inf", f32::NEG_INFINITY),
+            ("negative NaN", f32::from_bits(0xffc0_0001)),
+        ] {
+            // The large case only where the grid's second row matters (slow on a CPU adapter).
+            let places = if large {
+                vec![len - 1]
+            } else {
+                vec![0, len / 3, len - 1]
+            };
+            for at in places {
+                let mut x = base.clone();
+                x[at] = value;
+                cases.push((what, x));
+            }
+        }
+        let t = gpu.tensor("checked", &[len]);
+        let d = sgd::find_nonfinite(gpu, &t, &flag).unwrap();
+        for (what, x) in cases {
+            gpu.write(&t, &x);
+            gpu.write(&flag, &[0u32]);
+            gpu.run(&[&d]).unwrap();
+            let got = gpu.read_u32(&flag).unwrap()[0];
+            assert_eq!(got == 1, cpu::any_nonfinite(&x), "{what}, length {len}");
+            assert!(got <= 1, "{what}: flag {got}");
+        }
+    }
+    // A wrong flag tensor is refused by name.
+    let t = gpu.tensor("checked", &[4]);
+    let Err(e) = sgd::find_nonfinite(gpu, &t, &gpu.tensor("two words", &[2])) else {
+        panic!("a flag of two words was accepted");
+    };
+    assert!(format!("{e:#}").contains("two words"), "{e:#}");
 }

@@ -32,7 +32,7 @@ fn config_defaults_are_the_official_recipe() {
     assert_eq!(c.lr_type, LrType::Cos);
     assert_eq!((c.warm_up, c.a32, c.rotation_update), (false, false, 1));
     c.validate().unwrap();
-    // The config's schedule is the closed form of spec section 5.
+    // The config's schedule is the closed form of docs/numerics.md section 10.
     assert_eq!(c.learning_rate(0), 0.1);
     assert!((c.learning_rate(c.epochs / 2) - 0.05).abs() < 1e-12);
     let step = Config {
@@ -244,4 +244,56 @@ fn plot_writes_a_readable_png() {
     } else {
         fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+#[test]
+fn resuming_keeps_the_earlier_metrics_lines_byte_for_byte() {
+    let dir = scratch("metrics-bytes");
+    let path = dir.join("metrics.jsonl");
+    // Lines as a run writes them, with values of many digits (serde_json's parser is not exact
+    // in the last digit, so a re-serialised line can differ), and one line written by hand with
+    // a number in a form serialisation would change (12.50, 1e-2).
+    let mut w = MetricsWriter::append(&path).unwrap();
+    let mut x = 0.123_456_789_012_345_67_f64;
+    for e in 0..3 {
+        let mut m = epoch(e, 5);
+        for _ in 0..7 {
+            x = (x * 9.876_543_210_987_654 + 0.314_159_265_358_979_3).fract();
+        }
+        (m.lr, m.t, m.train_loss, m.test_top1) = (x / 7.0, x * 1e-3, 2.0 + x, 100.0 * x);
+        m.flip_rate.insert("layer1.0.conv1".into(), x.sqrt());
+        w.write(&m).unwrap();
+    }
+    drop(w);
+    let written = fs::read_to_string(&path).unwrap();
+    let by_hand = serde_json::to_string(&epoch(3, 5))
+        .unwrap()
+        .replace("\"epoch_seconds\":12.5", "\"epoch_seconds\":12.50")
+        .replace("\"rotation_seconds\":0.25", "\"rotation_seconds\":2.5e-1");
+    assert!(by_hand.contains("12.50") && by_hand.contains("2.5e-1"));
+    let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(format!("{by_hand}\n").as_bytes()).unwrap();
+    // And a torn line after it.
+    f.write_all(b"{\"epoch\":4,\"lr\"").unwrap();
+    drop(f);
+    let before = fs::read(&path).unwrap();
+
+    // Continuing at epoch 4: every complete line stays, exactly; the torn one goes.
+    let kept = retain_before(&path, 4).unwrap();
+    assert_eq!(kept.len(), 4);
+    let after = fs::read(&path).unwrap();
+    assert_eq!(
+        String::from_utf8(after).unwrap(),
+        format!("{written}{by_hand}\n")
+    );
+    // Continuing at epoch 2 keeps the first two lines as they were.
+    retain_before(&path, 2).unwrap();
+    let first_two: String = written.split_inclusive('\n').take(2).collect();
+    assert_eq!(fs::read_to_string(&path).unwrap(), first_two);
+    assert!(before.starts_with(first_two.as_bytes()));
+    // With nothing to drop, the file is not even rewritten.
+    let modified = fs::metadata(&path).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    retain_before(&path, 2).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), modified);
 }

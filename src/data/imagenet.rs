@@ -31,7 +31,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// The recipe's crop (the models' input side) and validation resize (spec section 4b).
+/// The recipe's crop (the models' input side) and validation resize (docs/numerics.md section
+/// 11).
 pub const IMAGENET_CROP: usize = 224;
 pub const IMAGENET_RESIZE: usize = 256;
 
@@ -111,7 +112,7 @@ pub struct ImageNet {
     class_files: Vec<Range<u32>>,
     pub train_transform: Transform,
     pub eval_transform: Transform,
-    /// ImageNet's mean and std (spec section 4b).
+    /// ImageNet's mean and std (docs/numerics.md section 11).
     pub norm: Normalise,
     /// Files found unreadable so far (their warning was printed): not tried again.
     bad: Mutex<HashSet<u32>>,

@@ -20,7 +20,7 @@
 use crate::rng::Rng;
 
 /// torchvision's RandomResizedCrop defaults for the ratio, and the scale the official ImageNet
-/// recipe passes (spec section 4b: scale=(0.08, 1.25)).
+/// recipe passes (docs/numerics.md section 11: scale=(0.08, 1.25)).
 pub const RRC_SCALE: (f64, f64) = (0.08, 1.25);
 pub const RRC_RATIO: (f64, f64) = (3.0 / 4.0, 4.0 / 3.0);
 /// torchvision gives up drawing after this many attempts and takes the central crop.

@@ -1,11 +1,14 @@
 //! Adapter selection and the device every tensor and kernel belongs to.
 
+use super::environment;
 use super::kernel::{KernelCache, LayoutKey};
+use super::select::{self, AdapterFacts, Request};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Features we use when the adapter has them; none is required except IMMEDIATES.
+/// Features we use when the adapter has them; none is required except IMMEDIATES (see
+/// `select::unusable_reason`).
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
@@ -13,12 +16,6 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::SHADER_F16)
     .union(wgpu::Features::IMMEDIATES)
     .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
-
-/// Message printed when no adapter exists at all.
-pub const NO_ADAPTER_HELP: &str =
-    "no GPU adapter found (wgpu sees neither Vulkan, Metal, DX12 nor GL). \
-On Debian/Ubuntu, `apt-get install -y mesa-vulkan-drivers` installs lavapipe, a software Vulkan \
-adapter that runs everything here (slowly) on the CPU; with a GPU, install its Vulkan driver.";
 
 /// What `rbnn info` prints about one adapter.
 #[derive(Debug, Clone)]
@@ -48,6 +45,15 @@ pub fn describe_cooperative(props: &[wgpu::CooperativeMatrixProperties]) -> Stri
 }
 
 impl AdapterSummary {
+    pub fn facts(&self) -> AdapterFacts {
+        AdapterFacts::new(&self.info, self.features)
+    }
+
+    /// Why rbnn cannot run on this adapter (None when it can).
+    pub fn unusable_reason(&self) -> Option<String> {
+        select::unusable_reason(&self.facts())
+    }
+
     pub fn describe(&self) -> String {
         let i = &self.info;
         let l = &self.limits;
@@ -57,7 +63,7 @@ impl AdapterSummary {
             "{} | {:?} | {:?} | driver: {} {}\n    max storage binding {} MiB, max buffer {} MiB, \
              storage buffers/stage {}, workgroup memory {} KiB, invocations/workgroup {}, \
              workgroups/dim {}, immediates {} B\n    subgroup size {}..{}, subgroups: {}, \
-             timestamp queries: {} (inside passes: {}), f16: {}\n    cooperative matrix: {}",
+             timestamp queries: {} (inside passes: {}), f16: {}\n    cooperative matrix: {}{}",
             i.name,
             i.backend,
             i.device_type,
@@ -81,6 +87,10 @@ impl AdapterSummary {
             } else {
                 "no".to_string()
             },
+            match self.unusable_reason() {
+                Some(reason) => format!("\n    UNUSABLE by rbnn: {reason}"),
+                None => String::new(),
+            },
         )
     }
 }
@@ -102,9 +112,10 @@ pub struct Gpu {
 }
 
 /// Every adapter of the backends WGPU_BACKEND names (vulkan, metal, dx12, gl); without it, of
-/// Vulkan/Metal/DX12, and of GL only when those have none (GL lacks features we use and, headless,
-/// complains about the missing display).
+/// Vulkan/Metal/DX12, and of GL only when those have none (GL cannot run rbnn, but it is listed
+/// so that the error says what was found; headless, it complains about the missing display).
 fn enumerate() -> Vec<wgpu::Adapter> {
+    environment::prepare();
     let from_env = std::env::var_os("WGPU_BACKEND").is_some();
     let make = |backends: Option<wgpu::Backends>| {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
@@ -125,31 +136,22 @@ fn enumerate() -> Vec<wgpu::Adapter> {
     }
 }
 
-/// Lower is better: a real GPU before a software one.
-fn device_rank(t: wgpu::DeviceType, backend: wgpu::Backend) -> (u32, u32) {
-    let device = match t {
-        wgpu::DeviceType::DiscreteGpu => 0,
-        wgpu::DeviceType::IntegratedGpu => 1,
-        wgpu::DeviceType::VirtualGpu => 2,
-        wgpu::DeviceType::Other => 3,
-        wgpu::DeviceType::Cpu => 4,
-    };
-    let backend = match backend {
-        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
-        _ => 1,
-    };
-    (device, backend)
+/// What the user asked for: the --adapter flag, else WGPU_ADAPTER_NAME (case-insensitive
+/// substring), and WGPU_BACKEND.
+fn request(flag: Option<&str>) -> Request {
+    let nonempty = |s: String| (!s.is_empty()).then_some(s);
+    Request {
+        name: flag
+            .map(str::to_string)
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .and_then(nonempty)
+            .map(|s| s.to_lowercase()),
+        backend_env: std::env::var("WGPU_BACKEND").ok().and_then(nonempty),
+    }
 }
 
-/// The name filter: the --adapter flag, else WGPU_ADAPTER_NAME (case-insensitive substring).
-fn name_filter(flag: Option<&str>) -> Option<String> {
-    flag.map(str::to_string)
-        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_lowercase())
-}
-
-/// Every adapter wgpu can see, best first (the first one is what `Gpu::new(None)` picks).
+/// Every adapter wgpu can see, usable ones first, each group best first (the first one is what
+/// `Gpu::new(None)` picks when it is usable).
 pub fn list_adapters() -> Vec<AdapterSummary> {
     let mut all: Vec<AdapterSummary> = enumerate()
         .into_iter()
@@ -160,7 +162,7 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
             cooperative_matrix: a.cooperative_matrix_properties(),
         })
         .collect();
-    all.sort_by_key(|a| device_rank(a.info.device_type, a.info.backend));
+    all.sort_by_key(|a| (a.unusable_reason().is_some(), select::rank(&a.facts())));
     all
 }
 
@@ -170,47 +172,22 @@ impl Gpu {
         list_adapters()
     }
 
-    /// Picks the adapter (name filter from `adapter_name` or WGPU_ADAPTER_NAME; else the best
-    /// ranked) and opens a device with the adapter's own limits.
+    /// Picks the adapter (`select::choose`: the best usable one, among those whose name contains
+    /// `adapter_name` or WGPU_ADAPTER_NAME when given) and opens a device with the adapter's own
+    /// limits. Without a usable adapter the error says what was found and how to get one.
     pub fn new(adapter_name: Option<&str>) -> Result<Gpu> {
         let mut adapters = enumerate();
-        if adapters.is_empty() {
-            bail!("{NO_ADAPTER_HELP}");
-        }
-        adapters.sort_by_key(|a| {
-            let i = a.get_info();
-            device_rank(i.device_type, i.backend)
-        });
-        let filter = name_filter(adapter_name);
-        let adapter = match &filter {
-            Some(f) => {
-                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-                adapters
-                    .into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(f))
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "no adapter name contains {f:?} (from --adapter or WGPU_ADAPTER_NAME); \
-                             adapters present: {}",
-                            names.join(", ")
-                        )
-                    })?
-            }
-            None => adapters.remove(0),
-        };
-        Self::from_adapter(adapter)
+        let facts: Vec<AdapterFacts> = adapters
+            .iter()
+            .map(|a| AdapterFacts::new(&a.get_info(), a.features()))
+            .collect();
+        let chosen = select::choose(&facts, &request(adapter_name)).map_err(|m| anyhow!(m))?;
+        Self::from_adapter(adapters.swap_remove(chosen))
     }
 
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
         let features = adapter.features() & WANTED_FEATURES;
-        if !features.contains(wgpu::Features::IMMEDIATES) {
-            bail!(
-                "adapter {} ({:?}) lacks immediates (push constants), which every rbnn kernel uses",
-                info.name,
-                info.backend
-            );
-        }
         let limits = adapter.limits();
         let cooperative = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
         let experimental_features = if cooperative {

@@ -8,6 +8,7 @@
 //! - `kernels`: the engine's kernels (shaders/infer_binconv.wgsl, shaders/infer_ops.wgsl) and
 //!   their CPU references.
 //! - `engine`: the packed model on the GPU; a `Plan` per batch size (one pass, one submit).
+//! - `eval`: `rbnn eval` of a packed model: the test split scored by the engine.
 //! - `predict`: picture files -> normalised inputs -> top-k classes.
 //! - `bench`: `rbnn bench infer`, packed engine against the float evaluation path.
 //!
@@ -20,6 +21,7 @@
 
 pub mod bench;
 pub mod engine;
+pub mod eval;
 pub mod export;
 pub mod kernels;
 pub mod model;

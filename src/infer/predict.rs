@@ -151,23 +151,37 @@ pub fn top_k(logits: &[f32], classes: &[String], k: usize) -> Vec<Prediction> {
         .collect()
 }
 
-/// Classifies `files` with the engine (all pictures decoded first, then one batched run).
+/// Classifies `files` with the engine: every picture decoded first, then one batched run over
+/// those that could be read. Per file, in order: its `k` best classes, or why it could not be
+/// read (one unreadable picture does not stop the others). `k` must be at least 1.
 pub fn predict_files(
     gpu: &Gpu,
     engine: &mut Engine,
     files: &[PathBuf],
     k: usize,
-) -> Result<Vec<Vec<Prediction>>> {
-    let meta = engine.meta.clone();
-    let mut input = Vec::with_capacity(files.len() * meta.input.iter().product::<usize>());
-    for f in files {
-        input.extend(load_image(f, &meta)?);
+) -> Result<Vec<Result<Vec<Prediction>>>> {
+    if k == 0 {
+        bail!("--top must be at least 1");
     }
+    let meta = engine.meta.clone();
+    let decoded: Vec<Result<Vec<f32>>> = files.iter().map(|f| load_image(f, &meta)).collect();
+    let input: Vec<f32> = decoded.iter().flatten().flatten().copied().collect();
+    let readable = decoded.iter().filter(|d| d.is_ok()).count();
     let [c, h, w] = meta.input;
-    let logits = engine.run(gpu, &input, [files.len(), c, h, w])?;
-    Ok(logits
-        .chunks(meta.classes.len())
-        .map(|l| top_k(l, &meta.classes, k))
+    let logits = if readable > 0 {
+        engine.run(gpu, &input, [readable, c, h, w])?
+    } else {
+        Vec::new()
+    };
+    let mut rows = logits.chunks(meta.classes.len());
+    Ok(decoded
+        .into_iter()
+        .map(|d| {
+            d.map(|_| {
+                let row = rows.next().expect("one row of logits per readable picture");
+                top_k(row, &meta.classes, k)
+            })
+        })
         .collect())
 }
 

@@ -1,5 +1,7 @@
-//! PyTorch SGD (momentum, weight decay, dampening 0, no Nesterov) over a whole parameter arena in
-//! one dispatch (shaders/sgd.wgsl), and `fill`.
+//! PyTorch SGD (momentum, weight decay, dampening 0, no Nesterov; docs/numerics.md section 9)
+//! over a whole parameter arena in one dispatch (shaders/sgd.wgsl), `fill`, and
+//! `find_nonfinite`, the check that training runs on its parameters wherever it reads back
+//! (binarisation hides NaN from the loss).
 //!
 //! Per element: g' = g + wd * w; buf = momentum * buf + g' (buf = g' at the very first step);
 //! w -= lr * buf. Params, grads and momentum buffers are each one arena tensor (`Gpu::arena`) with
@@ -80,9 +82,33 @@ pub fn fill_f32(gpu: &Gpu, t: &Tensor, value: f32) -> Result<Dispatch> {
     fill(gpu, t, value.to_bits())
 }
 
+/// Sets `flag[0]` (a u32) to 1 when some element of `t` is NaN or infinite, and leaves it as it
+/// is otherwise: zero the flag, record this for every arena to check, then read the flag.
+pub fn find_nonfinite(gpu: &Gpu, t: &Tensor, flag: &Tensor) -> Result<Dispatch> {
+    let n = expect_u32(t.len(), "checked elements")?;
+    if flag.len() != 1 {
+        bail!(
+            "find_nonfinite: the flag {} must be one u32, got {:?}",
+            flag.label,
+            flag.shape
+        );
+    }
+    gpu.dispatch(
+        &gpu.kernel("sgd", "find_nonfinite", &[])?,
+        &[t, flag],
+        Imm::new().u(n).bytes(),
+        grid_1d(t.len(), 256),
+    )
+}
+
 /// Plain-Rust reference in f64.
 pub mod cpu {
     use super::SgdStep;
+
+    /// What `find_nonfinite` flags: some element is NaN or infinite.
+    pub fn any_nonfinite(x: &[f32]) -> bool {
+        x.iter().any(|v| !v.is_finite())
+    }
 
     /// One step; updates `w` and `buf` in place.
     pub fn step(w: &mut [f64], g: &[f64], buf: &mut [f64], s: &SgdStep) {

@@ -11,12 +11,14 @@
 //!   "rng_state" (see [`CheckpointInfo`]).
 //!
 //! Files are replaced atomically ([`write_atomic`]): a run killed at any moment leaves either the
-//! previous checkpoint or the new one, never a torn file.
+//! previous checkpoint or the new one, never a torn file. Loading refuses tensors holding NaN or
+//! infinity (binarisation would hide them) and packed models (`rbnn export`'s output), naming
+//! the file.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,6 +33,9 @@ pub const FORMAT: &str = "rbnn-checkpoint";
 pub const FORMAT_VERSION: u32 = 1;
 /// Prefix of the SGD momentum buffers: `momentum.<param name>`.
 pub const MOMENTUM_PREFIX: &str = "momentum.";
+/// Metadata "format" of packed models (infer::model::FORMAT, which depends on this module and not
+/// the other way round), recognised so that one given where a checkpoint belongs gets told so.
+pub const PACKED_FORMAT: &str = "rbnn-packed";
 
 /// Metadata keys.
 pub mod keys {
@@ -459,11 +464,13 @@ fn remove_stale_temps(dir: &Path, prefix: &str) {
 }
 
 /// Reads a checkpoint (any safetensors state dict: rbnn's own, a converted official one, the
-/// golden files). Errors name the file: missing, not safetensors, truncated, a dtype other than
-/// F32/I64/I32 (I32 is widened to i64), or written by a newer rbnn (format_version too high).
+/// golden files). Errors name the file: missing, not safetensors, truncated, a packed model, a
+/// dtype other than F32/I64/I32 (I32 is widened to i64), written by a newer rbnn
+/// (format_version too high), or tensors holding NaN or infinity (naming them).
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let (state, metadata) = read_safetensors(path)?;
     check_format_version(&metadata, path)?;
+    check_finite(&state, path)?;
     Ok(Checkpoint {
         path: path.to_path_buf(),
         state,
@@ -494,7 +501,94 @@ pub fn check_format_version(metadata: &Metadata, file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads any safetensors file into a state dict and its metadata (no format checks).
+/// Tensors holding NaN or infinite values: (name, how many such values, how many values).
+pub fn nonfinite_tensors(state: &StateDict) -> Vec<(String, usize, usize)> {
+    state
+        .iter()
+        .filter_map(|(name, t)| match &t.data {
+            TensorData::F32(v) => {
+                let bad = v.iter().filter(|x| !x.is_finite()).count();
+                (bad > 0).then(|| (name.to_string(), bad, v.len()))
+            }
+            TensorData::I64(_) => None,
+        })
+        .collect()
+}
+
+/// "conv1.weight (432 of 432 values), bn1.bias (1 of 16 values)".
+pub fn describe_nonfinite(found: &[(String, usize, usize)]) -> String {
+    found
+        .iter()
+        .map(|(name, bad, all)| format!("{name} ({bad} of {all} values)"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Fails when a tensor of `state` holds NaN or infinity, naming every such tensor and `file`.
+pub fn check_finite(state: &StateDict, file: &Path) -> Result<()> {
+    let found = nonfinite_tensors(state);
+    if found.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{}: NaN or infinite values in {} tensor{}: {}. A model with them computes nothing \
+         meaningful (binarisation hides them); use an earlier checkpoint",
+        file.display(),
+        found.len(),
+        if found.len() == 1 { "" } else { "s" },
+        describe_nonfinite(&found)
+    )
+}
+
+/// The error for a packed model given where a training checkpoint (or weights) belongs.
+fn packed_model_error(file: &Path, metadata: &Metadata) -> anyhow::Error {
+    let f = file.display();
+    let source = match metadata.get("source") {
+        Some(s) if !s.is_empty() => format!(" ({s})"),
+        _ => String::new(),
+    };
+    anyhow!(
+        "{f} is a packed 1-bit model (written by `rbnn export`), not a training checkpoint: \
+         evaluate it with `rbnn eval --checkpoint {f}`, classify pictures with `rbnn predict \
+         --model {f}`; training (--resume), export and `rbnn step` need the training checkpoint \
+         it was exported from{source}"
+    )
+}
+
+/// The metadata of a safetensors file, reading only its header (cheap for any file size).
+pub fn read_metadata(path: &Path) -> Result<Metadata> {
+    let f = path.display();
+    let mut file = fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow!("{f}: no such file"),
+        _ => anyhow!("cannot read {f}: {e}"),
+    })?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| anyhow!("{f}: not a safetensors file (shorter than 8 bytes)"))?;
+    let len = u64::from_le_bytes(len);
+    // safetensors' own limit on the header size.
+    if len > 100_000_000 {
+        bail!("{f}: not a safetensors file (it declares a header of {len} bytes)");
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header)
+        .map_err(|_| anyhow!("{f}: truncated: the file ends inside its {len}-byte header"))?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| anyhow!("{f}: not a safetensors file (header: {e})"))?;
+    let Some(meta) = header.get("__metadata__") else {
+        return Ok(Metadata::new());
+    };
+    serde_json::from_value(meta.clone())
+        .map_err(|e| anyhow!("{f}: metadata is not a map of strings ({e})"))
+}
+
+/// Whether `path` is a packed model (by its metadata "format"), reading only its header.
+pub fn is_packed_model(path: &Path) -> Result<bool> {
+    Ok(read_metadata(path)?.get(keys::FORMAT).map(String::as_str) == Some(PACKED_FORMAT))
+}
+
+/// Reads any safetensors file into a state dict and its metadata (no format checks, except that
+/// a packed model is refused with a message saying what it is and what to use).
 pub fn read_safetensors(path: &Path) -> Result<(StateDict, Metadata)> {
     let f = path.display();
     let bytes = fs::read(path).map_err(|e| match e.kind() {
@@ -508,6 +602,9 @@ pub fn read_safetensors(path: &Path) -> Result<(StateDict, Metadata)> {
         .as_ref()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
+    if metadata.get(keys::FORMAT).map(String::as_str) == Some(PACKED_FORMAT) {
+        return Err(packed_model_error(path, &metadata));
+    }
     // read_metadata has checked that the offsets tile the data section exactly.
     let data_section = &bytes[8 + header_len..];
     let mut state = StateDict::new();
@@ -676,6 +773,14 @@ pub fn read_batch(path: &Path, num_classes: usize) -> Result<Batch> {
     let TensorData::F32(input_data) = &input.data else {
         bail!("{f}: \"input\" is {}, expected f32", input.dtype_name());
     };
+    if let Some(i) = input_data.iter().position(|x| !x.is_finite()) {
+        let bad = input_data.iter().filter(|x| !x.is_finite()).count();
+        bail!(
+            "{f}: \"input\" holds {bad} NaN or infinite values (the first at flat index {i}, \
+             {}); a batch must be finite",
+            input_data[i]
+        );
+    }
     let TensorData::I64(target_data) = &target.data else {
         bail!(
             "{f}: \"target\" is {}, expected int64 or int32",

@@ -1,23 +1,14 @@
-//! The training configuration. Its defaults are the official recipe (spec section 5); the whole
-//! struct is saved as JSON in every checkpoint's metadata so a resumed run (and a reader of the
-//! checkpoint) knows exactly how it was trained.
+//! The training configuration. Its defaults are the official recipe (docs/numerics.md section
+//! 9); the whole struct is saved as JSON in every checkpoint's metadata so a resumed run (and a
+//! reader of the checkpoint) knows exactly how it was trained.
 
+pub use crate::train::lr::LrType;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// The dataset used when none is named: the small Fashion-MNIST subset embedded in the binary, so
 /// a first run needs no download.
 pub const DEFAULT_DATASET: &str = "fashion-mnist-subset";
-
-/// Learning-rate schedule type (`--lr-type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LrType {
-    /// Cosine annealing to 0 over the run.
-    Cos,
-    /// Multiply by 0.1 at each epoch listed in `lr_decay_step`.
-    Step,
-}
 
 /// Everything that determines a training run (the output folder and `--resume` are not part of
 /// it: they say where, not how).
@@ -35,7 +26,7 @@ pub struct Config {
     pub batch_size_test: usize,
     pub weight_decay: f64,
     pub momentum: f64,
-    /// Tmin and Tmax of the t/k schedule of the sign approximation (spec section 1).
+    /// Tmin and Tmax of the t/k schedule of the sign approximation (docs/numerics.md section 4).
     pub tmin: f64,
     pub tmax: f64,
     pub lr_type: LrType,

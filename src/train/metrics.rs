@@ -74,20 +74,25 @@ fn map_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f
 /// Appends epochs to a metrics.jsonl file.
 pub struct MetricsWriter {
     path: PathBuf,
-    file: fs::File,
+    /// Opened at the first write, so a run that finishes no epoch leaves no empty log.
+    file: Option<fs::File>,
 }
 
 impl MetricsWriter {
-    /// Opens `path` for appending, creating it if needed.
+    /// Appends to `path` (created at the first write if needed).
     pub fn append(path: &Path) -> Result<MetricsWriter> {
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open metrics log {}", path.display()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(anyhow!(
+                    "cannot open metrics log {}: no folder {}",
+                    path.display(),
+                    dir.display()
+                ));
+            }
+        }
         Ok(MetricsWriter {
             path: path.to_path_buf(),
-            file,
+            file: None,
         })
     }
 
@@ -95,12 +100,21 @@ impl MetricsWriter {
     pub fn write(&mut self, m: &EpochMetrics) -> Result<()> {
         let mut line = serde_json::to_string(m)?;
         line.push('\n');
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .with_context(|| format!("cannot open metrics log {}", self.path.display()))?,
+            ),
+        };
         // One write call per line: a kill can at worst leave an unterminated last line, which
         // `read_metrics` skips.
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|_| self.file.flush())
-            .and_then(|_| self.file.sync_data())
+        file.write_all(line.as_bytes())
+            .and_then(|_| file.flush())
+            .and_then(|_| file.sync_data())
             .with_context(|| format!("cannot write metrics log {}", self.path.display()))
     }
 }
@@ -134,21 +148,31 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
 }
 
 /// For a resumed run that continues with epoch `next_epoch`: rewrites the log (atomically) with
-/// only the epochs before it, so the redone epochs are not listed twice. Returns what was kept.
-/// A missing log is left missing (nothing to keep).
+/// only the epochs before it, so the redone epochs are not listed twice. The kept lines stay byte
+/// for byte as they were (they are not re-serialised), and a log with nothing to drop is not
+/// rewritten at all. Returns what was kept. A missing log is left missing (nothing to keep).
 pub fn retain_before(path: &Path, next_epoch: usize) -> Result<Vec<EpochMetrics>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let kept: Vec<EpochMetrics> = read_metrics(path)?
-        .into_iter()
-        .filter(|m| m.epoch < next_epoch)
-        .collect();
-    let mut text = String::new();
-    for m in &kept {
-        text.push_str(&serde_json::to_string(m)?);
-        text.push('\n');
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read metrics log {}", path.display()))?;
+    let mut kept_text = String::with_capacity(text.len());
+    let mut kept = Vec::new();
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim().is_empty() || !line.ends_with('\n') {
+            // Blank, or the torn last line of a killed run (read_metrics skips it too).
+            continue;
+        }
+        let m: EpochMetrics = serde_json::from_str(line)
+            .map_err(|e| anyhow!("{}:{}: not a metrics record: {e}", path.display(), i + 1))?;
+        if m.epoch < next_epoch {
+            kept_text.push_str(line);
+            kept.push(m);
+        }
     }
-    write_atomic(path, text.as_bytes())?;
+    if kept_text != text {
+        write_atomic(path, kept_text.as_bytes())?;
+    }
     Ok(kept)
 }

@@ -8,7 +8,7 @@ use crate::model::{ModelKind, ModelSpec, Params};
 use crate::rbnn::rotation;
 use crate::rbnn::schedule::ApproxSignSchedule;
 use crate::rng::Rng;
-use crate::train::checkpoint::{read_batch, read_safetensors, HostTensor, StateDict};
+use crate::train::checkpoint::{check_finite, read_batch, read_safetensors, HostTensor, StateDict};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
@@ -20,7 +20,7 @@ pub struct StepOptions {
     pub epochs: usize,
     pub tmin: f64,
     pub tmax: f64,
-    /// Run the rotation update (spec section 3) before the forward.
+    /// Run the rotation update (docs/numerics.md section 5) before the forward.
     pub rotate: bool,
     /// Only the inference-mode forward (BatchNorm with running statistics): logits.
     pub eval: bool,
@@ -127,6 +127,7 @@ pub fn run_step(
     opts: &StepOptions,
 ) -> Result<StateDict> {
     let (state, _) = read_safetensors(weights)?;
+    check_finite(&state, weights)?;
     let classes = state
         .get(classifier_name(kind))
         .map(|t| t.shape[0])

@@ -1,9 +1,14 @@
 //! The epoch runner: data -> one submit per training step (forward, loss, backward, SGD) ->
 //! rotation update at the first batch of every rotation epoch -> evaluation -> metrics and
 //! checkpoints (atomic) -> curves.
+//!
+//! Nothing non-finite passes silently: binarisation hides NaN from the loss, so every time the
+//! loss is read back (every READBACK_EVERY steps) the parameters and state are checked on the GPU
+//! too, and every checkpoint is checked on the host before it is written. A run that goes
+//! non-finite stops, naming the tensors and the last good checkpoint (only one that exists).
 
 use crate::data::{self, BatchPlan, Batcher, Dataset, DatasetKind, Source, Split};
-use crate::gpu::Gpu;
+use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::model::network::{Mode, Network, StepScalars};
 use crate::model::{ModelKind, ModelSpec, Params};
 use crate::ops::{loss, sgd};
@@ -14,37 +19,17 @@ use crate::train::checkpoint::{self, CheckpointInfo, HostTensor, StateDict, MOME
 use crate::train::config::Config;
 use crate::train::metrics::{self, EpochMetrics, MetricsWriter};
 use crate::train::plot;
+use crate::train::run_dir::{RunDir, RunFiles};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Loss and accuracy are read back (one small copy) every this many steps for the progress bar
-/// and the NaN check; never inside a step.
+/// and the NaN checks of the loss and the parameters; never inside a step.
 const READBACK_EVERY: usize = 20;
-
-/// Where a run writes: last.safetensors (resume point, every epoch), best.safetensors,
-/// metrics.jsonl, curves.png.
-pub struct RunFiles {
-    pub dir: PathBuf,
-}
-
-impl RunFiles {
-    pub fn last(&self) -> PathBuf {
-        self.dir.join("last.safetensors")
-    }
-    pub fn best(&self) -> PathBuf {
-        self.dir.join("best.safetensors")
-    }
-    pub fn metrics(&self) -> PathBuf {
-        self.dir.join("metrics.jsonl")
-    }
-    pub fn curves(&self) -> PathBuf {
-        self.dir.join("curves.png")
-    }
-}
 
 /// What a finished (or interrupted) run reports.
 #[derive(Clone, Debug)]
@@ -208,18 +193,63 @@ fn progress_bar(len: usize, visible: bool) -> ProgressBar {
     bar
 }
 
-/// Trains per `cfg`, writing into `out`. With `resume`, continues from that checkpoint (same
+/// Flags NaN or infinity in the parameters and the state (BatchNorm statistics, R1/R2) on the
+/// GPU: one dispatch per arena into one flag, run where the loss is read back anyway.
+struct FiniteCheck {
+    flag: Tensor,
+    dispatches: Vec<Dispatch>,
+}
+
+impl FiniteCheck {
+    fn new(gpu: &Gpu, params: &Params) -> Result<FiniteCheck> {
+        let flag = gpu.tensor("non-finite parameter flag", &[1]);
+        let dispatches = vec![
+            sgd::find_nonfinite(gpu, &params.trainable, &flag)?,
+            sgd::find_nonfinite(gpu, &params.state, &flag)?,
+        ];
+        Ok(FiniteCheck { flag, dispatches })
+    }
+
+    /// None when every value is finite; else the tensors holding NaN or infinity, described.
+    fn run(&self, gpu: &Gpu, params: &Params) -> Result<Option<String>> {
+        gpu.write(&self.flag, &[0u32]);
+        gpu.run(&self.dispatches.iter().collect::<Vec<_>>())?;
+        if gpu.read_u32(&self.flag)?[0] == 0 {
+            return Ok(None);
+        }
+        let state = state_dict(gpu, params, false)?;
+        Ok(Some(checkpoint::describe_nonfinite(
+            &checkpoint::nonfinite_tensors(&state),
+        )))
+    }
+}
+
+/// The end of a message about a stopped run: the last good checkpoint, only if one exists
+/// (last.safetensors, else the checkpoint the run resumed from).
+fn last_good(files: &RunFiles, resume: Option<&Path>) -> String {
+    let last = files.last();
+    match resume {
+        _ if last.exists() => format!("The last good checkpoint is {}", last.display()),
+        Some(r) => format!(
+            "The last good checkpoint is {}, which this run resumed from",
+            r.display()
+        ),
+        None => "No checkpoint was written: no epoch had finished".into(),
+    }
+}
+
+/// Trains per `cfg`, writing into `run`. With `resume`, continues from that checkpoint (same
 /// numbers as an uninterrupted run on the same adapter). `stop` is polled after every step
-/// (Ctrl-C): the run then saves its weights beside the last checkpoint and returns.
+/// (Ctrl-C, SIGTERM): the run then saves its weights to interrupted.safetensors and returns.
 pub fn train(
     gpu: &Gpu,
     cfg: &Config,
-    out: &Path,
+    run: &RunDir,
     resume: Option<&Path>,
     stop: &AtomicBool,
     show_progress: bool,
 ) -> Result<TrainSummary> {
-    train_until(gpu, cfg, out, resume, stop, show_progress, cfg.epochs)
+    train_until(gpu, cfg, run, resume, stop, show_progress, cfg.epochs)
 }
 
 /// `train`, but returns after epoch `end_epoch` (exclusive, at most cfg.epochs) with the run's
@@ -227,7 +257,7 @@ pub fn train(
 pub fn train_until(
     gpu: &Gpu,
     cfg: &Config,
-    out: &Path,
+    run: &RunDir,
     resume: Option<&Path>,
     stop: &AtomicBool,
     show_progress: bool,
@@ -241,11 +271,7 @@ pub fn train_until(
     let image = train_ds.image_shape();
     let spec = ModelSpec::new(kind, train_ds.classes().len(), image[0]);
     let mut params = Params::new(gpu, spec)?;
-    let files = RunFiles {
-        dir: out.to_path_buf(),
-    };
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("creating run directory {}", out.display()))?;
+    let files = &run.files;
 
     let mut rng = Rng::new(cfg.seed);
     let mut start_epoch = 0;
@@ -273,8 +299,6 @@ pub fn train_until(
     } else {
         let values = params.spec.initialise(&mut rng);
         params.upload(gpu, &values)?;
-        // A fresh run starts a fresh log.
-        let _ = std::fs::remove_file(files.metrics());
     }
 
     let bs = cfg.batch_size.min(train_ds.len());
@@ -300,6 +324,7 @@ pub fn train_until(
         .with_context(|| format!("building {} for evaluation batch {eval_bs}", kind.name()))?;
     let layers: Vec<_> = train_net.binconvs.iter().collect();
     let rotation = RotationUpdate::new(gpu, &layers)?;
+    let finite_check = FiniteCheck::new(gpu, &params)?;
 
     let sgd_base = sgd::SgdStep {
         lr: cfg.lr as f32,
@@ -399,14 +424,25 @@ pub fn train_until(
             batches.recycle(batch);
             if (step + 1) % READBACK_EVERY == 0 || step + 1 == per_epoch {
                 let totals = loss::read_totals(gpu, &train_net.loss_acc)?;
+                // The parameters first: when they have gone, they are the cause to report.
+                if let Some(bad) = finite_check.run(gpu, &params)? {
+                    bail!(
+                        "parameters became NaN or infinite in epoch {} (step {} of {per_epoch}, \
+                         training loss {}): {bad}; stopped. {}",
+                        epoch + 1,
+                        step + 1,
+                        totals.loss_sum,
+                        last_good(files, resume)
+                    );
+                }
                 if !totals.loss_sum.is_finite() {
                     bail!(
-                        "the training loss became {} at epoch {} step {}; stopped. The last good \
-                         checkpoint is {}",
+                        "the training loss became {} in epoch {} (step {} of {per_epoch}); \
+                         stopped. {}",
                         totals.loss_sum,
-                        epoch,
-                        step,
-                        files.last().display()
+                        epoch + 1,
+                        step + 1,
+                        last_good(files, resume)
                     );
                 }
                 let rate = images as f64 / steps_started.elapsed().as_secs_f64();
@@ -446,15 +482,29 @@ pub fn train_until(
                 best_top1,
                 rng_state: rng.state,
             };
-            let path = files.dir.join("interrupted.safetensors");
-            checkpoint::save_atomic(&path, &state_dict(gpu, &params, true)?, &info.to_metadata())?;
-            eprintln!(
-                "interrupted in epoch {}: weights saved to {}; resume from {} to repeat that epoch \
-                 exactly",
-                epoch + 1,
-                path.display(),
-                files.last().display()
-            );
+            let path = files.interrupted();
+            let state = checked_state(gpu, &params, &path, files, resume)?;
+            checkpoint::save_atomic(&path, &state, &info.to_metadata())?;
+            let resume_point = if files.last().exists() {
+                Some(files.last())
+            } else {
+                resume.map(Path::to_path_buf)
+            };
+            match resume_point {
+                Some(p) => eprintln!(
+                    "interrupted in epoch {}: weights saved to {}; resume from {} to repeat that \
+                     epoch exactly",
+                    epoch + 1,
+                    path.display(),
+                    p.display()
+                ),
+                None => eprintln!(
+                    "interrupted in epoch {}, before any epoch had finished: weights saved to {}; \
+                     there is no resume point yet (the first is written when an epoch finishes)",
+                    epoch + 1,
+                    path.display()
+                ),
+            }
             break;
         }
         gpu.wait()?;
@@ -469,9 +519,10 @@ pub fn train_until(
         }
         if !train_totals.loss_sum.is_finite() {
             bail!(
-                "the training loss became {} in epoch {epoch}; stopped. The last good checkpoint is {}",
+                "the training loss became {} in epoch {}; stopped. {}",
                 train_totals.loss_sum,
-                files.last().display()
+                epoch + 1,
+                last_good(files, resume)
             );
         }
         let (test, skipped_test) = evaluate(gpu, &eval_net, &test_ds, cfg.data_threads)?;
@@ -480,10 +531,10 @@ pub fn train_until(
             None => rotation.measure(gpu)?,
         };
         let test_top1 = 100.0 * test.top1_accuracy();
-        let is_best = test_top1 > best_top1;
-        if is_best {
-            best_top1 = test_top1;
-        }
+        // The first epoch of a run directory always writes best.safetensors (even at 0%), so
+        // RUN/best.safetensors exists once an epoch has finished.
+        let is_best = test_top1 > best_top1 || !files.best().exists();
+        best_top1 = best_top1.max(test_top1);
         let m = EpochMetrics {
             epoch,
             lr,
@@ -512,11 +563,12 @@ pub fn train_until(
             best_top1,
             rng_state: rng.state,
         };
-        let state = state_dict(gpu, &params, true)?;
+        let state = checked_state(gpu, &params, &files.last(), files, resume)?;
         checkpoint::save_atomic(&files.last(), &state, &info.to_metadata())?;
         if is_best {
             checkpoint::save_atomic(&files.best(), &state, &info.to_metadata())?;
         }
+        run.epoch_saved();
         if show_progress {
             println!(
                 "epoch {:>4}/{} lr {:.5} t {:.4} | train loss {:.4} top1 {:.2}% | test loss {:.4} \
@@ -548,6 +600,27 @@ pub fn train_until(
         )?;
     }
     Ok(summary)
+}
+
+/// The state to write to `path`, refused (and not written) when a tensor holds NaN or infinity.
+fn checked_state(
+    gpu: &Gpu,
+    params: &Params,
+    path: &Path,
+    files: &RunFiles,
+    resume: Option<&Path>,
+) -> Result<StateDict> {
+    let state = state_dict(gpu, params, true)?;
+    let bad = checkpoint::nonfinite_tensors(&state);
+    if !bad.is_empty() {
+        bail!(
+            "NaN or infinite values in {}; {} was not written, and the run stopped. {}",
+            checkpoint::describe_nonfinite(&bad),
+            path.display(),
+            last_good(files, resume)
+        );
+    }
+    Ok(state)
 }
 
 fn per_layer(

@@ -2,7 +2,24 @@
 #![allow(dead_code)]
 
 use rbnn::gpu::Gpu;
+use std::path::PathBuf;
 use std::sync::OnceLock;
+
+/// A file of the golden tensors in tests/golden/ (see its README): `case` is the folder
+/// ("resnet20_1w1a" or "resnet20_1w1a-rotate"). They are part of the repository, so a missing
+/// file fails the test instead of skipping it.
+pub fn golden_file(case: &str, file: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(case)
+        .join(file);
+    assert!(
+        path.is_file(),
+        "golden file {} is missing: it belongs to the repository (tests/golden/README.md)",
+        path.display()
+    );
+    path
+}
 
 /// The adapter tests run on, or None (with a visible message) when the machine has none.
 pub fn gpu() -> Option<&'static Gpu> {
@@ -32,6 +49,16 @@ macro_rules! gpu_or_skip {
             }
         }
     };
+}
+
+/// f32 data as f64.
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// f64 data as f32.
+pub fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
 }
 
 /// Asserts |got - want| <= atol + rtol * |want| elementwise, reporting the worst element.
