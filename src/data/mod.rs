@@ -33,7 +33,7 @@ pub use facts::{FASHION_MNIST_MEAN, FASHION_MNIST_STD, MNIST_MEAN, MNIST_STD};
 pub use plan::{Batch, BatchPlan};
 pub use source::Source;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -264,6 +264,23 @@ pub fn load(kind: DatasetKind, path: Option<&Path>, split: Split) -> Result<Data
         ),
     };
     ds.checked()
+}
+
+/// The class names of a dataset, in label order: the fixed ones of its kind (data::facts), or
+/// those of the folder at `path` (an image folder's or ImageNet's class sub-folders).
+pub fn class_names(kind: DatasetKind, path: Option<&Path>) -> Result<Vec<String>> {
+    if let Some(names) = kind.facts().classes {
+        return Ok(names.iter().map(|s| s.to_string()).collect());
+    }
+    let path = path.ok_or_else(|| {
+        anyhow::anyhow!("dataset {kind} needs its folder (--data-path) for the class names")
+    })?;
+    match kind {
+        DatasetKind::ImageNet { .. } => imagenet::class_names(path),
+        _ => Ok(load(kind, Some(path), Split::Test)
+            .context("reading the class names of the image folder")?
+            .classes),
+    }
 }
 
 /// Opens one split as a batcher source: ImageNet streamed from its folder, every other kind
