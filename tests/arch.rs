@@ -7,7 +7,8 @@ mod common;
 
 use rbnn::infer::ModelMeta;
 use rbnn::model::arch::{
-    Architecture, BatchNorm, BlockKind, Conv, Head, Init, Layer, Linear, Pool, Shortcut, Stem, Unit,
+    Architecture, BatchNorm, BlockKind, Conv, ConvKind, Head, Init, Layer, Linear, Pool, Shortcut,
+    Stem, Unit,
 };
 use rbnn::model::network::{Mode, Network};
 use rbnn::model::zoo::resnet::Stages;
@@ -128,13 +129,21 @@ fn imagenet_resnet(name: &'static str, blocks: &[usize]) -> Architecture {
         bn_gamma: 1e-8,
     };
     let downsample = |p: &str, cin, planes, stride| Shortcut::Projection {
-        conv: Conv::float(format!("{p}.downsample.0"), cin, planes, 1, stride, init),
+        conv: Conv::new(
+            ConvKind::Float,
+            format!("{p}.downsample.0"),
+            cin,
+            planes,
+            1,
+            stride,
+            init,
+        ),
         bn: BatchNorm::new(format!("{p}.downsample.1"), planes, 1e-8),
     };
     Architecture {
         name,
         stem: Stem {
-            conv: Conv::float("conv1", 3, 64, 7, 2, init),
+            conv: Conv::new(ConvKind::Float, "conv1", 3, 64, 7, 2, init),
             bn: BatchNorm::new("bn1", 64, 1e-8),
             hardtanh: true,
             pool: Some(Pool::Max {

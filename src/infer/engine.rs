@@ -64,7 +64,7 @@ fn per_sample_extent(arch: &Architecture, input: [usize; 3]) -> Result<(usize, u
     let words = trace
         .convs
         .iter()
-        .filter(|t| t.conv.binary)
+        .filter(|t| t.conv.is_binary())
         .map(|t| {
             let [c, h, w] = t.input;
             kernels::packed_len(1, c, h, w)
@@ -110,7 +110,7 @@ impl Engine {
         };
         for layer in arch.layers() {
             match layer {
-                Layer::Conv(c) if c.binary => {
+                Layer::Conv(c) if c.is_binary() => {
                     floats.push(copy(format!("{}.alpha", c.name))?);
                     let bits = model.interleaved_bits(&c.name, c.ci)?;
                     words.push((format!("{}.bits", c.name), vec![bits.len()], bits));
@@ -435,7 +435,7 @@ impl Builder<'_> {
         hardtanh: bool,
         busy: &[usize],
     ) -> Result<Act> {
-        if !conv.binary {
+        if !conv.is_binary() {
             bail!(
                 "the packed engine has no full-precision conv outside the stem yet ({})",
                 conv.name

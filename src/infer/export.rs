@@ -104,7 +104,7 @@ pub fn export_with_layers(
     let mut tensors = BTreeMap::new();
     for layer in spec.arch.layers() {
         match layer {
-            Layer::Conv(c) if c.binary => {
+            Layer::Conv(c) if c.is_binary() => {
                 let name = &c.name;
                 let weight = format!("{name}.weight");
                 let layer = layers

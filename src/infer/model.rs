@@ -312,7 +312,7 @@ pub fn expected_tensors(meta: &ModelMeta) -> Vec<Expected> {
     let mut out = Vec::new();
     for layer in meta.spec().arch.layers() {
         match layer {
-            Layer::Conv(c) if c.binary => {
+            Layer::Conv(c) if c.is_binary() => {
                 let bits = vec![c.co, c.k * c.k, words_per_tap(c.ci)];
                 let name = &c.name;
                 out.push(e(format!("{name}.sign"), DType::U32, bits.clone(), false));

@@ -178,7 +178,7 @@ impl<'a> Builder<'a> {
     }
 
     fn binconv(&mut self, x: &Act, conv: &Conv) -> Result<Act> {
-        if !conv.binary {
+        if !conv.is_binary() {
             bail!(
                 "the training graph has no full-precision conv outside the stem yet ({})",
                 conv.name

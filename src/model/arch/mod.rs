@@ -19,10 +19,18 @@ pub use trace::{ConvTrace, Trace};
 
 use std::fmt;
 
-/// A convolution without bias. A binary conv is the RBNN layer of RBNN-SPEC.md section 1
-/// (tensors weight, R1, R2, alpha, rotate); a float conv has only its weight.
+/// A conv's weights: the RBNN layer of RBNN-SPEC.md section 1 (tensors weight, R1, R2, alpha,
+/// rotate) or full precision (weight only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKind {
+    Binary,
+    Float,
+}
+
+/// A convolution without bias.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv {
+    pub kind: ConvKind,
     /// The module name: its tensors are `{name}.weight`, `{name}.R1`, ...
     pub name: String,
     pub ci: usize,
@@ -32,14 +40,14 @@ pub struct Conv {
     pub stride: usize,
     /// Zero padding on every side.
     pub pad: usize,
-    pub binary: bool,
     /// The weight's initialisation.
     pub init: Init,
 }
 
 impl Conv {
-    /// A binary k x k conv with padding k/2 (every conv of the official models pads so).
-    pub fn binary(
+    /// A k x k conv with padding k/2 (every conv of the official models pads so).
+    pub fn new(
+        kind: ConvKind,
         name: impl Into<String>,
         ci: usize,
         co: usize,
@@ -48,30 +56,19 @@ impl Conv {
         init: Init,
     ) -> Conv {
         Conv {
+            kind,
             name: name.into(),
             ci,
             co,
             k,
             stride,
             pad: k / 2,
-            binary: true,
             init,
         }
     }
 
-    /// A full-precision k x k conv with padding k/2.
-    pub fn float(
-        name: impl Into<String>,
-        ci: usize,
-        co: usize,
-        k: usize,
-        stride: usize,
-        init: Init,
-    ) -> Conv {
-        Conv {
-            binary: false,
-            ..Conv::binary(name, ci, co, k, stride, init)
-        }
+    pub fn is_binary(&self) -> bool {
+        self.kind == ConvKind::Binary
     }
 
     /// Output side for an input side, or None when the input is smaller than the kernel.
@@ -338,7 +335,7 @@ impl Architecture {
         self.layers()
             .into_iter()
             .filter_map(|l| match l {
-                Layer::Conv(c) if c.binary => Some(c),
+                Layer::Conv(c) if c.is_binary() => Some(c),
                 _ => None,
             })
             .collect()

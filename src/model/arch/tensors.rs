@@ -50,7 +50,7 @@ fn layer_tensors(layer: &Layer, used: bool) -> Vec<TensorSpec> {
                 c.init,
                 used,
             );
-            if !c.binary {
+            if !c.is_binary() {
                 return vec![weight];
             }
             let (a, b) = rotation_dims(c.ci * c.k * c.k);

@@ -2,7 +2,7 @@
 //! and the CIFAR ResNets' stem and head.
 
 use crate::model::arch::{
-    BatchNorm, Block, BlockKind, Conv, Head, Init, Linear, Pool, Shortcut, Stem, Unit,
+    BatchNorm, Block, BlockKind, Conv, ConvKind, Head, Init, Linear, Pool, Shortcut, Stem, Unit,
 };
 
 /// The body of a ResNet: `blocks[i]` blocks of `widths[i]` channels in stage i (modules
@@ -33,7 +33,15 @@ impl Stages<'_> {
                 let stride = if block == 0 && stage > 0 { 2 } else { 1 };
                 let p = format!("layer{}.{block}", stage + 1);
                 let conv = |name: &str, ci, stride| {
-                    Conv::binary(format!("{p}.{name}"), ci, planes, 3, stride, self.conv_init)
+                    Conv::new(
+                        ConvKind::Binary,
+                        format!("{p}.{name}"),
+                        ci,
+                        planes,
+                        3,
+                        stride,
+                        self.conv_init,
+                    )
                 };
                 let bn = |name: &str| BatchNorm::new(format!("{p}.{name}"), planes, self.bn_gamma);
                 units.push(Unit::Block(Box::new(Block {
@@ -64,7 +72,7 @@ pub fn cifar_stem(
     hardtanh: bool,
 ) -> Stem {
     Stem {
-        conv: Conv::float("conv1", in_channels, width, 3, 1, init),
+        conv: Conv::new(ConvKind::Float, "conv1", in_channels, width, 3, 1, init),
         bn: BatchNorm::new("bn1", width, gamma),
         hardtanh,
         pool: None,

@@ -5,7 +5,7 @@
 //! average) -> bn2 (BatchNorm1d) -> linear. PyTorch's default initialisation.
 
 use super::resnet::{cifar_head, cifar_stem, Stages};
-use crate::model::arch::{Architecture, BatchNorm, BlockKind, Conv, Init, Shortcut};
+use crate::model::arch::{Architecture, BatchNorm, BlockKind, Conv, ConvKind, Init, Shortcut};
 
 pub const NAME: &str = "resnet18_1w1a";
 
@@ -19,7 +19,15 @@ pub fn describe(classes: usize, in_channels: usize) -> Architecture {
         bn_gamma: 1.0,
     };
     let shortcut = |p: &str, cin, planes, stride| Shortcut::Projection {
-        conv: Conv::binary(format!("{p}.shortcut.0"), cin, planes, 1, stride, init),
+        conv: Conv::new(
+            ConvKind::Binary,
+            format!("{p}.shortcut.0"),
+            cin,
+            planes,
+            1,
+            stride,
+            init,
+        ),
         bn: BatchNorm::new(format!("{p}.shortcut.1"), planes, 1.0),
     };
     Architecture {

@@ -4,7 +4,7 @@
 //! Convs N(0, 2/(k*k*Co)), BatchNorm gamma 1, fc N(0, 0.01) with bias 0.
 
 use crate::model::arch::{
-    Architecture, BatchNorm, Conv, Head, Init, Linear, Stem, Unit, MAX_POOL_2X2,
+    Architecture, BatchNorm, Conv, ConvKind, Head, Init, Linear, Stem, Unit, MAX_POOL_2X2,
 };
 
 pub const NAME: &str = "vgg_small_1w1a";
@@ -20,7 +20,15 @@ pub fn describe(classes: usize, in_channels: usize) -> Architecture {
         .map(|i| {
             let (ci, co) = (channels[i - 1], channels[i]);
             Unit::Plain {
-                conv: Conv::binary(format!("conv{i}"), ci, co, 3, 1, conv_init(3, co)),
+                conv: Conv::new(
+                    ConvKind::Binary,
+                    format!("conv{i}"),
+                    ci,
+                    co,
+                    3,
+                    1,
+                    conv_init(3, co),
+                ),
                 pool: (i % 2 == 1).then_some(MAX_POOL_2X2),
                 bn: BatchNorm::new(format!("bn{i}"), co, 1.0),
             }
@@ -29,7 +37,15 @@ pub fn describe(classes: usize, in_channels: usize) -> Architecture {
     Architecture {
         name: NAME,
         stem: Stem {
-            conv: Conv::float("conv0", in_channels, 128, 3, 1, conv_init(3, 128)),
+            conv: Conv::new(
+                ConvKind::Float,
+                "conv0",
+                in_channels,
+                128,
+                3,
+                1,
+                conv_init(3, 128),
+            ),
             bn: BatchNorm::new("bn0", 128, 1.0),
             hardtanh: true,
             pool: None,
