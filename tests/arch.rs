@@ -1,8 +1,8 @@
 //! The architecture descriptions (model::arch, model::zoo): every registered model describes a
-//! consistent network, shapes are checked layer by layer with errors that name the layer, and
-//! the description language expresses the ImageNet ResNets of RBNN-SPEC.md section 4b (written
-//! here the way their zoo files will be: the official state_dict names, shapes and counts), and
-//! the training graph names the pieces it has no kernel for yet.
+//! consistent network, shapes are checked layer by layer with errors that name the layer, the
+//! description language expresses the official ImageNet ResNet-18 and -34 (lmbxmu/RBNN,
+//! imagenet/; written here the way their zoo files will be: the official state_dict names,
+//! shapes and counts), and the training graph names the pieces it has no kernel for yet.
 mod common;
 
 use rbnn::infer::ModelMeta;
@@ -118,7 +118,8 @@ fn shape_errors_name_the_layer() {
     );
 }
 
-/// The ImageNet ResNets of RBNN-SPEC.md section 4b, described with the same pieces.
+/// The official ImageNet ResNets (7x7 stride-2 float stem, 3x3 max pool, Bi-Real blocks with a
+/// float 1x1 downsample, 7x7 average pool, the unused bn3), described with the same pieces.
 fn imagenet_resnet(name: &'static str, blocks: &[usize]) -> Architecture {
     let init = Init::KaimingNormal;
     let stages = Stages {

@@ -19,8 +19,8 @@ pub use trace::{ConvTrace, Trace};
 
 use std::fmt;
 
-/// A conv's weights: the RBNN layer of RBNN-SPEC.md section 1 (tensors weight, R1, R2, alpha,
-/// rotate) or full precision (weight only).
+/// A conv's weights: the RBNN layer of docs/numerics.md sections 1-2 (tensors weight, R1, R2,
+/// alpha, rotate) or full precision (weight only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvKind {
     Binary,

@@ -1,4 +1,4 @@
-//! resnet18_1w1a for CIFAR (RBNN-SPEC.md section 4): conv1 (float 3x3, 64) -> bn1, no
+//! resnet18_1w1a for CIFAR (docs/numerics.md section 7): conv1 (float 3x3, 64) -> bn1, no
 //! activation; four stages of 2 basic blocks with 64, 128, 256 and 512 channels, where the shape
 //! changes a binary 1x1 conv with the block's stride + BatchNorm as the shortcut (`shortcut.0`,
 //! `shortcut.1`); average pool (the official avg_pool2d(out, 4) on the 4x4 map: the global

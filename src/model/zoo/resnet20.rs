@@ -1,4 +1,4 @@
-//! resnet20_1w1a (RBNN-SPEC.md section 4): conv1 (float 3x3, 16) -> bn1 -> hardtanh; three
+//! resnet20_1w1a (docs/numerics.md section 7): conv1 (float 3x3, 16) -> bn1 -> hardtanh; three
 //! stages of 3 basic blocks with 16, 32 and 64 channels, the option-A shortcut where the shape
 //! changes; global average pool -> bn2 (BatchNorm1d) -> linear. Every conv and the linear weight
 //! kaiming_normal, BatchNorm2d gamma 1e-8 (sic).

@@ -1,5 +1,5 @@
-//! resnet20_bireal_1w1a (RBNN-SPEC.md section 4): resnet20_1w1a with Bi-Real blocks (a residual
-//! around each binary conv); the same stem, head and initialisation.
+//! resnet20_bireal_1w1a (docs/numerics.md section 7): resnet20_1w1a with Bi-Real blocks (a
+//! residual around each binary conv); the same stem, head and initialisation.
 
 use crate::model::arch::{Architecture, BlockKind};
 

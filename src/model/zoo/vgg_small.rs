@@ -1,4 +1,4 @@
-//! vgg_small_1w1a (RBNN-SPEC.md section 4): conv0 (float 3x3, 128) -> bn0 -> hardtanh; five
+//! vgg_small_1w1a (docs/numerics.md section 7): conv0 (float 3x3, 128) -> bn0 -> hardtanh; five
 //! binary 3x3 convs (128, 256, 256, 512, 512 channels), each -> [2x2 max pool after convs 1, 3
 //! and 5] -> BatchNorm -> hardtanh; flatten (512 x 4 x 4: the input must be 32x32) -> fc.
 //! Convs N(0, 2/(k*k*Co)), BatchNorm gamma 1, fc N(0, 0.01) with bias 0.
