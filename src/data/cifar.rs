@@ -10,14 +10,12 @@
 //! `path` may be the folder holding these files or its parent (holding cifar-10-batches-bin/ or
 //! cifar-100-binary/, as the archives unpack).
 
+use super::facts::{CIFAR100_CLASSES, CIFAR10_CLASSES};
 use super::{read_file, Dataset, DatasetKind, Split};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 const PIXELS: usize = 3 * 32 * 32;
-
-// The class names are dataset facts (data::facts); they stay reachable here, beside the reader.
-pub use super::facts::{CIFAR100_CLASSES, CIFAR10_CLASSES};
 
 /// The folder holding `probe`: `path` itself, or the archive's sub-folder `sub` inside it.
 fn data_dir(path: &Path, sub: &str, probe: &str) -> PathBuf {

@@ -13,9 +13,6 @@ use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::Path;
 
-// The class names are dataset facts (data::facts); they stay reachable here, beside the reader.
-pub use super::facts::{FASHION_MNIST_CLASSES, MNIST_CLASSES};
-
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 

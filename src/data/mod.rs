@@ -28,8 +28,7 @@ pub mod transform;
 
 pub use augment::{Augment, Crop, Normalizer};
 pub use batcher::Batcher;
-pub use facts::{DatasetFacts, IMAGENET_MEAN, IMAGENET_STD};
-pub use facts::{FASHION_MNIST_MEAN, FASHION_MNIST_STD, MNIST_MEAN, MNIST_STD};
+pub use facts::DatasetFacts;
 pub use plan::{Batch, BatchPlan};
 pub use source::Source;
 
