@@ -836,4 +836,34 @@ fn readers_produce_what_their_kind_facts_say() {
     let kind = DatasetKind::ImageFolder { size: 8 };
     let folder = load(kind, Some(&dir.path().join("pictures")), Split::Train).unwrap();
     check(kind, &folder);
+
+    // ImageNet is streamed: its shape and its class names (the folder's) against the facts.
+    let root = dir.path().join("imagenet");
+    let opts = rbnn::data::synth::SynthOptions {
+        classes: 2,
+        train_per_class: 1,
+        val_per_class: 1,
+        width: (40, 60),
+        height: (40, 60),
+        ..Default::default()
+    };
+    rbnn::data::synth::write_imagenet_like(&root, &opts).unwrap();
+    let kind = DatasetKind::ImageNet { crop: 24 };
+    let facts = kind.facts();
+    let images = rbnn::data::imagenet::ImageNet::open(&root, Split::Train, 24).unwrap();
+    assert_eq!(images.image_shape(), facts.input());
+    let meta = rbnn::infer::export::meta_for_dataset(
+        rbnn::model::ModelKind::Resnet20,
+        &kind.to_string(),
+        root.to_str(),
+        "test",
+    )
+    .unwrap();
+    assert_eq!(meta.input, [3, 24, 24]);
+    assert_eq!((&meta.mean[..], &meta.std[..]), (facts.mean, facts.std));
+    assert_eq!(
+        meta.classes,
+        rbnn::data::imagenet::class_names(&root).unwrap()
+    );
+    assert_eq!(meta.classes.len(), 2);
 }
