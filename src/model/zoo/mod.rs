@@ -4,8 +4,10 @@
 
 pub mod resnet;
 pub mod resnet18;
+pub mod resnet18_imagenet;
 pub mod resnet20;
 pub mod resnet20_bireal;
+pub mod resnet34_imagenet;
 pub mod vgg_small;
 
 use super::arch::Architecture;
@@ -17,6 +19,8 @@ pub enum ModelKind {
     Resnet20Bireal,
     Resnet18,
     VggSmall,
+    Resnet18Imagenet,
+    Resnet34Imagenet,
 }
 
 /// A registered model: its name and its description (for a class count and input channels).
@@ -25,28 +29,47 @@ struct Entry {
     kind: ModelKind,
     name: &'static str,
     describe: fn(usize, usize) -> Architecture,
+    /// The dataset the official code trains it on: its image side and class count (CIFAR-10:
+    /// 32 and 10; ImageNet: 224 and 1000), used where no dataset is given (benchmarks, tests).
+    native: (usize, usize),
 }
 
-const REGISTRY: [Entry; 4] = [
+const REGISTRY: [Entry; 6] = [
     Entry {
         kind: ModelKind::Resnet20,
         name: resnet20::NAME,
         describe: resnet20::describe,
+        native: (32, 10),
     },
     Entry {
         kind: ModelKind::Resnet20Bireal,
         name: resnet20_bireal::NAME,
         describe: resnet20_bireal::describe,
+        native: (32, 10),
     },
     Entry {
         kind: ModelKind::Resnet18,
         name: resnet18::NAME,
         describe: resnet18::describe,
+        native: (32, 10),
     },
     Entry {
         kind: ModelKind::VggSmall,
         name: vgg_small::NAME,
         describe: vgg_small::describe,
+        native: (32, 10),
+    },
+    Entry {
+        kind: ModelKind::Resnet18Imagenet,
+        name: resnet18_imagenet::NAME,
+        describe: resnet18_imagenet::describe,
+        native: (224, 1000),
+    },
+    Entry {
+        kind: ModelKind::Resnet34Imagenet,
+        name: resnet34_imagenet::NAME,
+        describe: resnet34_imagenet::describe,
+        native: (224, 1000),
     },
 ];
 
@@ -76,6 +99,17 @@ impl ModelKind {
     /// The model's description for `classes` outputs and `in_channels` input channels.
     pub fn describe(self, classes: usize, in_channels: usize) -> Architecture {
         (self.entry().describe)(classes, in_channels)
+    }
+
+    /// The side of the square images of the dataset the official code trains it on (32 for
+    /// CIFAR-10, 224 for ImageNet).
+    pub fn native_input_side(self) -> usize {
+        self.entry().native.0
+    }
+
+    /// The class count of that dataset (10 or 1000).
+    pub fn native_classes(self) -> usize {
+        self.entry().native.1
     }
 
     pub fn parse(name: &str) -> Result<ModelKind> {
