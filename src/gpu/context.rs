@@ -105,10 +105,12 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// Cooperative-matrix configurations; empty unless the device has the feature enabled.
     pub cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
-    pub(super) kernels: Mutex<KernelCache>,
-    pub(super) layouts: Mutex<HashMap<LayoutKey, Arc<wgpu::BindGroupLayout>>>,
+    pub(super) kernels: Arc<Mutex<KernelCache>>,
+    pub(super) layouts: Arc<Mutex<HashMap<LayoutKey, Arc<wgpu::BindGroupLayout>>>>,
     /// Validation errors wgpu reports asynchronously (a misuse of the API, not of user input).
     pub(super) errors: Arc<Mutex<Vec<String>>>,
+    /// Set on a planner (gpu::plan): tensors are counted, not allocated.
+    pub(super) plan: Option<super::plan::Tally>,
 }
 
 /// Every adapter of the backends WGPU_BACKEND names (vulkan, metal, dx12, gl); without it, of
@@ -224,9 +226,10 @@ impl Gpu {
             limits,
             features,
             cooperative_matrix,
-            kernels: Mutex::default(),
-            layouts: Mutex::default(),
+            kernels: Arc::default(),
+            layouts: Arc::default(),
             errors,
+            plan: None,
         })
     }
 

@@ -19,6 +19,7 @@
 mod context;
 pub mod environment;
 mod kernel;
+mod plan;
 pub mod select;
 mod tensor;
 mod timing;

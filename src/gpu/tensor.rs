@@ -53,6 +53,9 @@ impl Gpu {
     /// A zero-filled tensor. Zero-sized tensors get one element so they can still be bound.
     pub fn tensor(&self, label: &str, shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
+        if let Some(plan) = &self.plan {
+            return plan.tensor(label, shape, (n.max(1) * 4) as u64);
+        }
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (n.max(1) * 4) as u64,
@@ -128,6 +131,9 @@ impl Gpu {
 
     /// Overwrites a tensor's contents (takes effect before the next submit).
     pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) {
+        if self.plan.is_some() {
+            return; // a planner's tensors hold nothing
+        }
         assert_eq!(
             std::mem::size_of_val(data) as u64,
             t.bytes(),
@@ -140,6 +146,12 @@ impl Gpu {
 
     /// Blocking read of a whole tensor (staging buffer created here: never inside a step).
     pub fn read<T: bytemuck::Pod>(&self, t: &Tensor) -> Result<Vec<T>> {
+        if self.plan.is_some() {
+            bail!(
+                "reading {}: a memory planner's tensors hold nothing",
+                t.label
+            );
+        }
         let size = (t.len().max(1) * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),

@@ -11,6 +11,7 @@ pub mod resnet34_imagenet;
 pub mod vgg_small;
 
 use super::arch::Architecture;
+use crate::data::DatasetKind;
 use anyhow::{bail, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,9 +30,9 @@ struct Entry {
     kind: ModelKind,
     name: &'static str,
     describe: fn(usize, usize) -> Architecture,
-    /// The dataset the official code trains it on: its image side and class count (CIFAR-10:
-    /// 32 and 10; ImageNet: 224 and 1000), used where no dataset is given (benchmarks, tests).
-    native: (usize, usize),
+    /// The dataset the official code trains it on (data::DatasetKind's name) and its class
+    /// count, used where no dataset is given (benchmarks, tests).
+    native: (&'static str, usize),
 }
 
 const REGISTRY: [Entry; 6] = [
@@ -39,37 +40,37 @@ const REGISTRY: [Entry; 6] = [
         kind: ModelKind::Resnet20,
         name: resnet20::NAME,
         describe: resnet20::describe,
-        native: (32, 10),
+        native: ("cifar10", 10),
     },
     Entry {
         kind: ModelKind::Resnet20Bireal,
         name: resnet20_bireal::NAME,
         describe: resnet20_bireal::describe,
-        native: (32, 10),
+        native: ("cifar10", 10),
     },
     Entry {
         kind: ModelKind::Resnet18,
         name: resnet18::NAME,
         describe: resnet18::describe,
-        native: (32, 10),
+        native: ("cifar10", 10),
     },
     Entry {
         kind: ModelKind::VggSmall,
         name: vgg_small::NAME,
         describe: vgg_small::describe,
-        native: (32, 10),
+        native: ("cifar10", 10),
     },
     Entry {
         kind: ModelKind::Resnet18Imagenet,
         name: resnet18_imagenet::NAME,
         describe: resnet18_imagenet::describe,
-        native: (224, 1000),
+        native: ("imagenet", 1000),
     },
     Entry {
         kind: ModelKind::Resnet34Imagenet,
         name: resnet34_imagenet::NAME,
         describe: resnet34_imagenet::describe,
-        native: (224, 1000),
+        native: ("imagenet", 1000),
     },
 ];
 
@@ -101,10 +102,18 @@ impl ModelKind {
         (self.entry().describe)(classes, in_channels)
     }
 
-    /// The side of the square images of the dataset the official code trains it on (32 for
-    /// CIFAR-10, 224 for ImageNet).
+    /// The dataset the official code trains it on: "cifar10" or "imagenet".
+    pub fn native_dataset(self) -> DatasetKind {
+        self.entry()
+            .native
+            .0
+            .parse()
+            .expect("the registry names datasets DatasetKind parses")
+    }
+
+    /// The side of that dataset's square images (32 for CIFAR-10, 224 for ImageNet).
     pub fn native_input_side(self) -> usize {
-        self.entry().native.0
+        self.native_dataset().facts().size
     }
 
     /// The class count of that dataset (10 or 1000).
