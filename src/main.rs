@@ -95,7 +95,7 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: Option<BenchWhat>,
-        /// Models to time (default: all four).
+        /// Models to time (default: all six).
         #[arg(long, value_delimiter = ',')]
         model: Vec<String>,
         /// Timed training steps per model.
@@ -127,9 +127,10 @@ enum Command {
 #[derive(Subcommand)]
 enum BenchWhat {
     /// Inference img/s of the packed 1-bit engine against the float evaluation path, with the
-    /// model sizes (initialised weights, synthetic 3x32x32 input).
+    /// model sizes (initialised weights, synthetic input shaped as the model's dataset: CIFAR-10
+    /// 3x32x32, ImageNet 3x224x224).
     Infer {
-        /// Models to time (default: all four).
+        /// Models to time (default: all six).
         #[arg(long, value_delimiter = ',')]
         model: Vec<String>,
         /// Batch sizes (comma-separated).
@@ -176,9 +177,10 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
-    /// Training img/s on synthetic data, the rotation update, and a per-kernel breakdown.
+    /// Training img/s on synthetic data shaped as each model's dataset, the rotation update, a
+    /// per-kernel breakdown, and the buffer total planned before anything is allocated.
     Train {
-        /// Models to time (default: all four).
+        /// Models to time (default: all six).
         #[arg(long, value_delimiter = ',')]
         model: Vec<String>,
         #[arg(long, default_value_t = 256)]
@@ -193,7 +195,9 @@ enum BenchWhat {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// resnet20_1w1a, resnet20_bireal_1w1a, resnet18_1w1a or vgg_small_1w1a.
+    /// resnet20_1w1a, resnet20_bireal_1w1a, resnet18_1w1a, vgg_small_1w1a (CIFAR models), or
+    /// resnet18_1w1a_imagenet, resnet34_1w1a_imagenet (the official ImageNet resnet18_1w1a and
+    /// resnet34_1w1a, renamed apart from the CIFAR resnet18_1w1a; inputs of 193 to 224 pixels).
     #[arg(long, default_value = "resnet20_1w1a")]
     model: String,
     /// embedded (the Fashion-MNIST subset in the binary), cifar10, cifar100, mnist,
@@ -602,7 +606,7 @@ fn run_other(adapter: Option<&str>, command: Command) -> Result<()> {
     }
 }
 
-/// The models named on the command line, or all four.
+/// The models named on the command line, or all of them.
 fn parse_models(names: &[String]) -> Result<Vec<ModelKind>> {
     if names.is_empty() {
         return Ok(ModelKind::ALL.to_vec());

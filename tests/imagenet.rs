@@ -858,9 +858,73 @@ fn trains_a_few_steps_on_a_streamed_folder() {
     );
     assert!(m[0].train_loss.is_finite() && m[0].test_loss.is_finite());
     // The checkpoint evaluates on the same folder.
-    let (_, totals) =
-        rbnn::train::trainer::eval_checkpoint(gpu, &out.join("last.safetensors"), None).unwrap();
+    let last = out.join("last.safetensors");
+    let (_, totals) = rbnn::train::trainer::eval_checkpoint(gpu, &last, None).unwrap();
     assert_eq!(totals.samples, 4);
+    // Its export scores the streamed validation folder as `rbnn eval` of a packed model does:
+    // the same classes (bit-exact logits on the software adapter), the loss summed on the host.
+    let packed = dir.path().join("packed.safetensors");
+    let opts = rbnn::infer::export::ExportOptions {
+        model: None,
+        dataset: None,
+        data_path: None,
+    };
+    rbnn::infer::export::export_checkpoint(gpu, &last, &packed, &opts).unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let (_, p) = rbnn::infer::eval::eval_packed(gpu, &packed, None, Some(&data), 4, None).unwrap();
+    assert_eq!(p.samples, 4);
+    if gpu.is_software() {
+        assert_eq!((p.top1, p.top5), (totals.top1, totals.top5));
+        assert!((p.loss_sum - totals.loss_sum).abs() <= 1e-5 * totals.loss_sum.abs().max(1.0));
+    }
+}
+
+/// The paper's resnet18_1w1a_imagenet on the streamed folder at 193x193 (the smallest input its
+/// 7x7 average pool takes): two steps of batch 2 (the epoch's rotation update first), the
+/// checkpoint evaluated and exported (the packed engine's parity is in tests/infer.rs, its
+/// scoring of a streamed folder in trains_a_few_steps_on_a_streamed_folder).
+#[test]
+fn resnet18_imagenet_trains_evaluates_and_exports() {
+    let gpu = gpu_or_skip!();
+    let dir = TempDir::new("train-r18");
+    small_imagenet(&dir);
+    let out = dir.path().join("run");
+    let cfg = rbnn::train::config::Config {
+        model: "resnet18_1w1a_imagenet".into(),
+        dataset: "imagenet:193".into(),
+        data_path: Some(dir.path().to_string_lossy().into_owned()),
+        epochs: 1,
+        batch_size: 2,
+        batch_size_test: 2,
+        max_train_images: Some(4),
+        max_test_images: Some(2),
+        lr: 0.01,
+        seed: 3,
+        data_threads: 2,
+        ..Default::default()
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let run = RunDir::open(&out, Existing::Refuse).unwrap();
+    let summary = rbnn::train::trainer::train(gpu, &cfg, &run, None, &stop, false).unwrap();
+    assert_eq!(summary.epochs_run, 1);
+    let m = rbnn::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    assert!(m[0].train_loss.is_finite() && m[0].test_loss.is_finite());
+    let last = out.join("last.safetensors");
+    let (_, float) = rbnn::train::trainer::eval_checkpoint(gpu, &last, None).unwrap();
+    assert_eq!(float.samples, 2);
+    // Export (the float stem and downsamples stay float) and score the packed model.
+    let packed = dir.path().join("r18.safetensors");
+    let opts = rbnn::infer::export::ExportOptions {
+        model: None,
+        dataset: None,
+        data_path: None,
+    };
+    rbnn::infer::export::export_checkpoint(gpu, &last, &packed, &opts).unwrap();
+    let model = rbnn::infer::PackedModel::load(&packed).unwrap();
+    assert_eq!(model.meta.input, [3, 193, 193]);
+    assert!(model.tensors.contains_key("layer2.0.downsample.0.weight"));
+    assert!(model.tensors.contains_key("layer1.0.conv1.sign"));
+    assert!(!model.tensors.contains_key("bn3.weight"));
 }
 
 // ---------------------------------------------------------------------------------------------
