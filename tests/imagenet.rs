@@ -826,6 +826,29 @@ fn an_unreadable_file_is_replaced_deterministically_and_counted() {
 // ---------------------------------------------------------------------------------------------
 // Training on the software adapter.
 
+/// Trains `cfg` for its epoch into `out`; returns the metrics lines.
+fn train_one_epoch(
+    gpu: &rbnn::gpu::Gpu,
+    cfg: &rbnn::train::config::Config,
+    out: &Path,
+) -> Vec<rbnn::train::metrics::EpochMetrics> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let run = RunDir::open(out, Existing::Refuse).unwrap();
+    let summary = rbnn::train::trainer::train(gpu, cfg, &run, None, &stop, false).unwrap();
+    assert_eq!(summary.epochs_run, 1);
+    rbnn::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap()
+}
+
+/// `rbnn export` of `checkpoint` to `packed` (model and dataset from its config).
+fn export(gpu: &rbnn::gpu::Gpu, checkpoint: &Path, packed: &Path) {
+    let opts = rbnn::infer::export::ExportOptions {
+        model: None,
+        dataset: None,
+        data_path: None,
+    };
+    rbnn::infer::export::export_checkpoint(gpu, checkpoint, packed, &opts).unwrap();
+}
+
 #[test]
 fn trains_a_few_steps_on_a_streamed_folder() {
     let gpu = gpu_or_skip!();
@@ -846,11 +869,7 @@ fn trains_a_few_steps_on_a_streamed_folder() {
         data_threads: 2,
         ..Default::default()
     };
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let run = RunDir::open(&out, Existing::Refuse).unwrap();
-    let summary = rbnn::train::trainer::train(gpu, &cfg, &run, None, &stop, false).unwrap();
-    assert_eq!(summary.epochs_run, 1);
-    let m = rbnn::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    let m = train_one_epoch(gpu, &cfg, &out);
     assert_eq!(m.len(), 1);
     assert_eq!(
         (m[0].skipped_train_images, m[0].skipped_test_images),
@@ -864,12 +883,7 @@ fn trains_a_few_steps_on_a_streamed_folder() {
     // Its export scores the streamed validation folder as `rbnn eval` of a packed model does:
     // the same classes (bit-exact logits on the software adapter), the loss summed on the host.
     let packed = dir.path().join("packed.safetensors");
-    let opts = rbnn::infer::export::ExportOptions {
-        model: None,
-        dataset: None,
-        data_path: None,
-    };
-    rbnn::infer::export::export_checkpoint(gpu, &last, &packed, &opts).unwrap();
+    export(gpu, &last, &packed);
     let data = dir.path().to_string_lossy().into_owned();
     let (_, p) = rbnn::infer::eval::eval_packed(gpu, &packed, None, Some(&data), 4, None).unwrap();
     assert_eq!(p.samples, 4);
@@ -903,23 +917,14 @@ fn resnet18_imagenet_trains_evaluates_and_exports() {
         data_threads: 2,
         ..Default::default()
     };
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let run = RunDir::open(&out, Existing::Refuse).unwrap();
-    let summary = rbnn::train::trainer::train(gpu, &cfg, &run, None, &stop, false).unwrap();
-    assert_eq!(summary.epochs_run, 1);
-    let m = rbnn::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    let m = train_one_epoch(gpu, &cfg, &out);
     assert!(m[0].train_loss.is_finite() && m[0].test_loss.is_finite());
     let last = out.join("last.safetensors");
     let (_, float) = rbnn::train::trainer::eval_checkpoint(gpu, &last, None).unwrap();
     assert_eq!(float.samples, 2);
     // Export (the float stem and downsamples stay float) and score the packed model.
     let packed = dir.path().join("r18.safetensors");
-    let opts = rbnn::infer::export::ExportOptions {
-        model: None,
-        dataset: None,
-        data_path: None,
-    };
-    rbnn::infer::export::export_checkpoint(gpu, &last, &packed, &opts).unwrap();
+    export(gpu, &last, &packed);
     let model = rbnn::infer::PackedModel::load(&packed).unwrap();
     assert_eq!(model.meta.input, [3, 193, 193]);
     assert!(model.tensors.contains_key("layer2.0.downsample.0.weight"));

@@ -6,18 +6,12 @@
 //! streamed folder in tests/imagenet.rs.
 mod common;
 
+use common::err_text;
 use rbnn::model::arch::Init;
 use rbnn::model::{ModelKind, ModelSpec};
 use rbnn::rng::Rng;
 use rbnn::train::checkpoint::{read_safetensors, save_atomic, HostTensor, StateDict};
 use std::process::Command;
-
-fn err_text<T>(r: anyhow::Result<T>) -> String {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => format!("{e:#}"),
-    }
-}
 
 #[test]
 fn state_dicts_are_the_official_ones() {

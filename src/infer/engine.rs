@@ -476,24 +476,13 @@ impl Builder<'_> {
     fn stem(&mut self, input: &Tensor, stem: &Stem) -> Result<Act> {
         let e = self.engine;
         let weight = e.weight(&format!("{}.weight", stem.conv.name))?;
-        let [n, ci, h, w] = [
+        let s = stem.conv.shape([
             input.shape[0],
             input.shape[1],
             input.shape[2],
             input.shape[3],
-        ];
-        let s = ConvShape {
-            n,
-            ci,
-            h,
-            w,
-            co: stem.conv.co,
-            kh: stem.conv.k,
-            kw: stem.conv.k,
-            stride: stem.conv.stride,
-            pad: stem.conv.pad,
-        };
-        let out = self.act(&[n, s.co, s.oh(), s.ow()], &[])?;
+        ]);
+        let out = self.act(&[s.n, s.co, s.oh(), s.ow()], &[])?;
         self.dispatches.push(conv::forward_with(
             self.gpu,
             &s,
@@ -690,18 +679,7 @@ impl Builder<'_> {
 
 /// The shape of `conv` applied to `x`.
 fn shape_of(x: &Act, conv: &Conv) -> ConvShape {
-    let [n, ci, h, w] = x.dims();
-    ConvShape {
-        n,
-        ci,
-        h,
-        w,
-        co: conv.co,
-        kh: conv.k,
-        kw: conv.k,
-        stride: conv.stride,
-        pad: conv.pad,
-    }
+    conv.shape(x.dims())
 }
 
 /// What a block's first residual sum adds: the projection's output, x read as option A, or x.

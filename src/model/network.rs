@@ -87,17 +87,7 @@ struct Builder<'a> {
 /// The shape of `conv` applied to `x`.
 fn conv_shape(x: &Act, conv: &Conv) -> ConvShape {
     let (n, ci, h, w) = dims4(&x.y);
-    ConvShape {
-        n,
-        ci,
-        h,
-        w,
-        co: conv.co,
-        kh: conv.k,
-        kw: conv.k,
-        stride: conv.stride,
-        pad: conv.pad,
-    }
+    conv.shape([n, ci, h, w])
 }
 
 fn dims4(t: &Tensor) -> (usize, usize, usize, usize) {
