@@ -265,6 +265,8 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct StepArgs {
+    /// The model, as for `rbnn train --model` (resnet18_1w1a_imagenet is the official ImageNet
+    /// resnet18_1w1a).
     #[arg(long)]
     model: String,
     /// Parameters and buffers by official name (safetensors).

@@ -896,7 +896,8 @@ fn trains_a_few_steps_on_a_streamed_folder() {
 /// The paper's resnet18_1w1a_imagenet on the streamed folder at 193x193 (the smallest input its
 /// 7x7 average pool takes): two steps of batch 2 (the epoch's rotation update first), the
 /// checkpoint evaluated and exported (the packed engine's parity is in tests/infer.rs, its
-/// scoring of a streamed folder in trains_a_few_steps_on_a_streamed_folder).
+/// scoring of a streamed folder in trains_a_few_steps_on_a_streamed_folder), and its tensors
+/// evaluated as a converted official checkpoint.
 #[test]
 fn resnet18_imagenet_trains_evaluates_and_exports() {
     let gpu = gpu_or_skip!();
@@ -930,6 +931,58 @@ fn resnet18_imagenet_trains_evaluates_and_exports() {
     assert!(model.tensors.contains_key("layer2.0.downsample.0.weight"));
     assert!(model.tensors.contains_key("layer1.0.conv1.sign"));
     assert!(!model.tensors.contains_key("bn3.weight"));
+
+    // The same tensors as tools/convert_official.py writes an official checkpoint (official
+    // names, metadata format, model, dataset; no training config): `rbnn eval` with --model and
+    // --dataset scores it as the checkpoint.
+    use rbnn::train::checkpoint::{read_safetensors, save_atomic, Metadata};
+    let (state, _) = read_safetensors(&last).unwrap();
+    let converted = dir.path().join("converted.safetensors");
+    let metadata: Metadata = [
+        ("format", "rbnn-checkpoint"),
+        ("format_version", "1"),
+        ("model", "resnet18_1w1a_imagenet"),
+        ("dataset", "imagenet"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    save_atomic(&converted, &state, &metadata).unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let eval = std::process::Command::new(env!("CARGO_BIN_EXE_rbnn"))
+        .args([
+            "eval",
+            "--model",
+            "resnet18_1w1a_imagenet",
+            "--dataset",
+            "imagenet:193",
+        ])
+        .args([
+            "--max-test-images",
+            "2",
+            "--batch-size-test",
+            "2",
+            "--data-path",
+            &data,
+        ])
+        .arg("--checkpoint")
+        .arg(&converted)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        eval.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    // The same numbers as the checkpoint's own evaluation above.
+    let line = format!(
+        "(2 test images): loss {:.4}, top-1 {:.2}%, top-5 {:.2}%",
+        float.mean_loss(),
+        100.0 * float.top1_accuracy(),
+        100.0 * float.top5_accuracy()
+    );
+    assert!(text.contains(&line), "{text}\nexpected {line}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -49,9 +49,10 @@ const CONV_ROWS_PER_WORKGROUP: usize = 64;
 /// Plans kept for reuse (the chunk size of a large request and its remainder).
 const CACHED_PLANS: usize = 2;
 
-/// Tiles of the float stem conv, whose reduction is only Ci*9 = 9 or 27 long: staging 4 input
-/// channels at a time instead of conv::Tiles::for_columns' 16 makes it 2.7x (16 output channels)
-/// to 4x (64) faster on lavapipe. The sums stay the float path's bit for bit: every output
+/// Tiles of the float stem conv, whose reduction is short (Ci*9 = 9 or 27 for the CIFAR stems,
+/// 147 for the ImageNet 7x7): staging 4 input channels at a time instead of
+/// conv::Tiles::for_columns' 16 makes the CIFAR stems 2.7x (16 output channels) to 4x (64)
+/// faster on lavapipe. The sums stay the float path's bit for bit: every output
 /// accumulates its taps and channels in the same order with one fma each, whatever the tiles
 /// (a staged zero adds exactly 0).
 fn stem_tiles(co: usize) -> Tiles {
