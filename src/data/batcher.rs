@@ -6,6 +6,10 @@
 //! the batch size or where a run started, so a run resumed at epoch e sees exactly the batches
 //! of an uninterrupted one. Like the official loader (drop_last=False) the last partial batch of
 //! an epoch is kept unless the plan asks for `drop_last`.
+//!
+//! Data-parallel training (and gradient accumulation) splits each batch into contiguous parts
+//! (`Shard`): a consumer gets only its parts, decoded on its own batcher thread, and which
+//! samples a part holds depends only on (seed, epoch, sample, number of parts).
 
 use super::augment::{write_sample, Augment, Crop, Normalizer};
 use super::Dataset;
@@ -29,6 +33,58 @@ pub struct BatchPlan {
     pub seed: u64,
     /// Batches made ahead of the consumer (the channel bound).
     pub prefetch: usize,
+    /// Which parts of each batch this consumer gets (`Shard::WHOLE`: the whole batch).
+    pub shard: Shard,
+}
+
+/// The parts of every batch one consumer gets. A batch of `len` samples is cut into `parts`
+/// contiguous parts, part i holding positions [i*len/parts, (i+1)*len/parts) (so sizes differ by
+/// at most one, and only in a last partial batch when `parts` divides the batch size), and the
+/// batcher yields parts `first..first + count` of each batch, in order. Rank r of N, accumulating
+/// A micro-batches per optimizer step, takes parts r*A..(r+1)*A of N*A.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub parts: usize,
+    pub first: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole batch as one part.
+    pub const WHOLE: Shard = Shard {
+        parts: 1,
+        first: 0,
+        count: 1,
+    };
+
+    /// Positions of part `part` (0..parts) within a batch of `len` samples.
+    pub fn part(&self, len: usize, part: usize) -> Range<usize> {
+        part * len / self.parts..(part + 1) * len / self.parts
+    }
+
+    /// Sizes of this consumer's parts of a batch of `len` samples, in order.
+    pub fn own_sizes(&self, len: usize) -> Vec<usize> {
+        (self.first..self.first + self.count)
+            .map(|p| self.part(len, p).len())
+            .collect()
+    }
+
+    /// The smallest part of a batch of `len` samples, over all consumers (BatchNorm needs 2).
+    pub fn smallest_part(&self, len: usize) -> usize {
+        len / self.parts
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.parts == 0 || self.count == 0 || self.first + self.count > self.parts {
+            bail!(
+                "invalid batch shard: parts {}..{} of {}",
+                self.first,
+                self.first + self.count,
+                self.parts
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Batches made ahead by default: enough to hide a slow batch, little memory (4 CIFAR batches of
@@ -57,6 +113,7 @@ impl BatchPlan {
             drop_last: false,
             seed,
             prefetch: DEFAULT_PREFETCH,
+            shard: Shard::WHOLE,
         }
     }
 
@@ -69,6 +126,7 @@ impl BatchPlan {
             drop_last: false,
             seed: 0,
             prefetch: DEFAULT_PREFETCH,
+            shard: Shard::WHOLE,
         }
     }
 
@@ -103,8 +161,9 @@ impl BatchPlan {
         }
     }
 
-    /// Fills `batch` with batch `index` of epoch `epoch`, whose order is `order` (from
-    /// `epoch_order`); reuses the batch's buffers.
+    /// Fills `batch` with part `part` (see `Shard`) of batch `index` of epoch `epoch`, whose
+    /// order is `order` (from `epoch_order`); reuses the batch's buffers.
+    #[allow(clippy::too_many_arguments)]
     pub fn fill(
         &self,
         ds: &Dataset,
@@ -112,10 +171,13 @@ impl BatchPlan {
         order: &[u32],
         epoch: usize,
         index: usize,
+        part: usize,
         batch: &mut Batch,
     ) {
-        let start = index * self.batch_size;
-        let end = (start + self.batch_size).min(order.len());
+        let batch_start = index * self.batch_size;
+        let batch_end = (batch_start + self.batch_size).min(order.len());
+        let within = self.shard.part(batch_end - batch_start, part);
+        let (start, end) = (batch_start + within.start, batch_start + within.end);
         let sample_len = ds.sample_len();
         batch.epoch = epoch;
         batch.index = index;
@@ -178,6 +240,7 @@ impl Batcher {
         if plan.prefetch == 0 {
             bail!("prefetch must be positive");
         }
+        plan.shard.check()?;
         let batches_per_epoch = plan.batches_per_epoch(ds.n);
         if batches_per_epoch == 0 {
             bail!(
@@ -190,7 +253,7 @@ impl Batcher {
         let (batch_tx, batches) = sync_channel(plan.prefetch);
         // Room for every buffer in flight, so `recycle` never blocks.
         let (recycled, recycled_rx) = sync_channel::<Batch>(plan.prefetch + 2);
-        let remaining = batches_per_epoch * epochs.len();
+        let remaining = batches_per_epoch * epochs.len() * plan.shard.count;
         let producer = std::thread::Builder::new()
             .name("rbnn-batcher".into())
             .spawn(move || {
@@ -198,11 +261,14 @@ impl Batcher {
                 for epoch in epochs {
                     let order = plan.epoch_order(ds.n, epoch);
                     for index in 0..batches_per_epoch {
-                        let mut batch = recycled_rx.try_recv().unwrap_or_default();
-                        plan.fill(&ds, &norm, &order, epoch, index, &mut batch);
-                        if batch_tx.send(batch).is_err() {
-                            // The Batcher was dropped: nobody wants the rest.
-                            return;
+                        let shard = plan.shard;
+                        for part in shard.first..shard.first + shard.count {
+                            let mut batch = recycled_rx.try_recv().unwrap_or_default();
+                            plan.fill(&ds, &norm, &order, epoch, index, part, &mut batch);
+                            if batch_tx.send(batch).is_err() {
+                                // The Batcher was dropped: nobody wants the rest.
+                                return;
+                            }
                         }
                     }
                 }
@@ -216,6 +282,7 @@ impl Batcher {
         })
     }
 
+    /// Whole batches per epoch (the iterator yields `shard.count` parts of each).
     pub fn batches_per_epoch(&self) -> usize {
         self.batches_per_epoch
     }

@@ -16,7 +16,7 @@ pub mod idx;
 pub mod image_folder;
 
 pub use augment::{Augment, Crop, Normalizer};
-pub use batcher::{Batch, BatchPlan, Batcher};
+pub use batcher::{Batch, BatchPlan, Batcher, Shard};
 
 use anyhow::{bail, Result};
 use std::fmt;

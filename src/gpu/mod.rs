@@ -23,7 +23,7 @@ mod timing;
 
 pub use context::{AdapterSummary, Gpu};
 pub use kernel::{grid_1d, shader_source, shader_sources, validate_wgsl, Dispatch, Kernel};
-pub use tensor::Tensor;
+pub use tensor::{Readback, Tensor};
 pub use timing::{GpuTimer, TimedDispatches};
 
 /// Immediates are packed as little-endian 32-bit words; this builds them from mixed u32/f32.
