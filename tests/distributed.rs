@@ -15,7 +15,7 @@ mod common;
 
 use rbnn::distributed::{describe_differences, launcher, reduce};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn rbnn() -> Command {
@@ -255,6 +255,7 @@ fn a_build_without_mpi_refuses_to_run_as_one_of_several_ranks() {
 mod mpi_jobs {
     use super::*;
     use rbnn::train::checkpoint::{self, StateDict};
+    use std::path::Path;
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
@@ -498,21 +499,27 @@ mod mpi_jobs {
         );
     }
 
-    #[test]
-    fn a_rank_that_fails_stops_the_job_naming_it() {
+    /// A 2-rank job (MPMD) whose rank 1 runs `train_args` changed by `rank1`.
+    fn job_with_another_rank_1(name: &str, rank1: impl Fn(Vec<String>) -> Vec<String>) -> Output {
         let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = temp_dir("fails");
-        let args = train_args(&dir.join("run"));
+        let args = train_args(&temp_dir(name).join("run"));
         let bin = env!("CARGO_BIN_EXE_rbnn");
-        let out = mpirun()
+        mpirun()
             .args(["-np", "1", bin])
             .args(&args)
             .args([":", "-np", "1", bin])
-            .args(&args)
-            .args(["--dataset", "cifar10", "--data-path"])
-            .arg(dir.join("no-such-folder"))
+            .args(rank1(args.clone()))
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn a_rank_that_fails_stops_the_job_naming_it() {
+        let out = job_with_another_rank_1("fails", |mut args| {
+            let missing = "/nonexistent/no-such-folder";
+            args.extend(["--dataset", "cifar10", "--data-path", missing].map(String::from));
+            args
+        });
         let all = text(&out);
         assert!(!out.status.success(), "{all}");
         assert!(all.contains("error (rank 1 of 2"), "{all}");
@@ -522,17 +529,11 @@ mod mpi_jobs {
 
     #[test]
     fn ranks_with_different_configs_are_refused_once_by_rank_0() {
-        let _one = ONE_JOB.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = temp_dir("configs");
-        let args = train_args(&dir.join("run"));
-        let bin = env!("CARGO_BIN_EXE_rbnn");
-        let out = mpirun()
-            .args(["-np", "1", bin])
-            .args(&args)
-            .args([":", "-np", "1", bin])
-            .args(args.iter().map(|a| if a == "0.05" { "0.2" } else { a }))
-            .output()
-            .unwrap();
+        let out = job_with_another_rank_1("configs", |args| {
+            args.into_iter()
+                .map(|a| if a == "0.05" { "0.2".into() } else { a })
+                .collect()
+        });
         let all = text(&out);
         assert_eq!(out.status.code(), Some(1), "{all}");
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -80,6 +80,9 @@ pub fn allreduce(
         gpu.queue.submit([encoder.finish()]);
         readback.read_into(gpu, &mut host)?;
         let read = started.elapsed().as_secs_f64();
+        // Every rank ready, so the exchange's time is not another rank's read-back.
+        cluster.all_gather_bytes(&[]);
+        let synced = started.elapsed().as_secs_f64();
         cluster.sum_in_rank_order(&mut host, scale)?;
         let exchanged = started.elapsed().as_secs_f64();
         if step == 0 {
@@ -100,7 +103,7 @@ pub fn allreduce(
         let done = started.elapsed().as_secs_f64();
         if step >= 2 {
             read_ms.push(read * 1e3);
-            exchange_ms.push((exchanged - read) * 1e3);
+            exchange_ms.push((exchanged - synced) * 1e3);
             upload_ms.push((done - exchanged) * 1e3);
         }
     }

@@ -81,9 +81,13 @@ impl Mpi {
     /// Every rank's bytes, in rank order.
     pub fn all_gather_bytes(&self, mine: &[u8]) -> Vec<Vec<u8>> {
         let n = self.size;
+        // One byte more than the data: an empty byte slice's address is 0x1, which Open MPI
+        // takes for MPI_IN_PLACE.
+        let mut sent = mine.to_vec();
+        sent.push(0);
         let mut lengths = vec![0 as Count; n];
         self.world
-            .all_gather_into(&(mine.len() as Count), &mut lengths[..]);
+            .all_gather_into(&(sent.len() as Count), &mut lengths[..]);
         let displs: Vec<Count> = lengths
             .iter()
             .scan(0, |at, &l| {
@@ -95,13 +99,13 @@ impl Mpi {
         let total = lengths.iter().map(|&l| l as usize).sum();
         let mut all = vec![0u8; total];
         self.world.all_gather_varcount_into(
-            mine,
+            &sent[..],
             &mut PartitionMut::new(&mut all[..], &lengths[..], &displs[..]),
         );
         (0..n)
             .map(|r| {
                 let start = displs[r] as usize;
-                all[start..start + lengths[r] as usize].to_vec()
+                all[start..start + lengths[r] as usize - 1].to_vec()
             })
             .collect()
     }

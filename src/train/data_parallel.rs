@@ -287,7 +287,7 @@ pub fn check_split(batch_size: usize, ranks: usize, accumulate: usize) -> Result
     if parts <= 1 {
         return Ok(());
     }
-    if batch_size % parts != 0 || batch_size / parts < 2 {
+    if !batch_size.is_multiple_of(parts) || batch_size / parts < 2 {
         bail!(
             "--batch-size {batch_size} is the global batch of one optimizer step; it must split \
              evenly into {} of at least 2 samples each (BatchNorm): give a multiple of {parts}, \
