@@ -216,6 +216,79 @@ fn accumulate_flags_are_checked_before_anything_is_written() {
     }
 }
 
+// In the plain suite only: the MPI build's run of this file is for the jobs below.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn accumulating_micro_batches_resumes_exactly_and_changes_the_step() {
+    use rbnn::train::checkpoint::read_safetensors;
+    use rbnn::train::config::Config;
+    use rbnn::train::run_dir::{Existing, RunDir};
+    use rbnn::train::trainer::{train, train_until};
+    let gpu = gpu_or_skip!();
+    // 21 images, global batch 8 in 2 micro-batches of 4; the last batch of 5 as 2 + 3.
+    let cfg = Config {
+        epochs: 2,
+        batch_size: 8,
+        batch_size_test: 8,
+        max_train_images: Some(21),
+        max_test_images: Some(8),
+        lr: 0.05,
+        seed: 3,
+        accumulate: 2,
+        ..Config::default()
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let dir = temp_dir("accumulate");
+    let open = |name: &str, existing| RunDir::open(&dir.join(name), existing).unwrap();
+    train(
+        gpu,
+        &cfg,
+        &open("whole", Existing::Refuse),
+        None,
+        &stop,
+        false,
+    )
+    .unwrap();
+    train_until(
+        gpu,
+        &cfg,
+        &open("parts", Existing::Refuse),
+        None,
+        &stop,
+        false,
+        1,
+    )
+    .unwrap();
+    let last = dir.join("parts/last.safetensors");
+    let resume = Existing::Resume(last.clone());
+    train(gpu, &cfg, &open("parts", resume), Some(&last), &stop, false).unwrap();
+    let plain = Config {
+        accumulate: 1,
+        ..cfg.clone()
+    };
+    train(
+        gpu,
+        &plain,
+        &open("plain", Existing::Refuse),
+        None,
+        &stop,
+        false,
+    )
+    .unwrap();
+    let read = |name: &str| read_safetensors(&dir.join(name).join("last.safetensors")).unwrap();
+    let ((whole, meta), (parts, _), (plain, _)) = (read("whole"), read("parts"), read("plain"));
+    for (name, t) in whole.iter() {
+        assert_eq!(Some(t), parts.get(name), "{name} differs after the resume");
+    }
+    assert!(
+        meta["config"].contains("\"accumulate\":2"),
+        "{}",
+        meta["config"]
+    );
+    // Per-micro-batch BatchNorm makes the step another one than the whole batch's.
+    assert_ne!(whole.get("conv1.weight"), plain.get("conv1.weight"));
+}
+
 #[cfg(not(feature = "mpi"))]
 #[test]
 fn a_build_without_mpi_refuses_to_run_as_one_of_several_ranks() {

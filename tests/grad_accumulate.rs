@@ -63,14 +63,15 @@ fn accumulation_is_the_ordered_sum_scaled_once_bit_for_bit() {
                 "{micro_batches} micro-batches of {n}, element {i}: {g} vs {w}"
             );
         }
-        // The order matters for these values, so the test would see a different order: the sum
-        // in reverse differs somewhere.
-        let reversed: Vec<Vec<f32>> = grads.iter().rev().cloned().collect();
-        if n > 100 {
-            assert_ne!(
-                cpu::accumulate(&reversed, scale),
-                want,
-                "order-sensitive data"
+        // For 3 or more micro-batches the order of the additions matters for these values
+        // (a + b = b + a, so 2 cannot show it): the test would see another order.
+        if micro_batches >= 3 && n > 100 {
+            let reversed: Vec<Vec<f32>> = grads.iter().rev().cloned().collect();
+            let other = cpu::accumulate(&reversed, scale);
+            let differing = other.iter().zip(&want).filter(|(a, b)| a != b).count();
+            assert!(
+                differing > 0,
+                "{micro_batches} x {n}: order-insensitive data"
             );
         }
     }
