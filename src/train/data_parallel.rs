@@ -147,6 +147,8 @@ impl<'a> DataParallel<'a> {
         let Some(r) = &self.readback else {
             return Ok(false);
         };
+        // Copied out of the mapped staging buffer into ordinary memory first: MPI may register
+        // its buffers for RDMA, which driver-mapped memory does not always allow.
         r.read_into(gpu, &mut self.host)?;
         let scale = reduce::mean_scale(self.shard().parts);
         self.cluster.sum_in_rank_order(&mut self.host, scale)?;
