@@ -94,12 +94,21 @@ impl<'a> DataParallel<'a> {
         }
     }
 
-    /// Refuses a global batch that does not split into parts of at least 2 samples (BatchNorm),
-    /// or a --batch-size that is no multiple of the part count (`check_split`).
-    pub fn check_batch(&self, batch_size: usize, global: usize) -> Result<()> {
+    /// The sizes of this rank's micro-batches over an epoch of `images` samples with a
+    /// --batch-size of `batch_size` (the global batch; the whole split when smaller), in order of
+    /// first use, and whether the last partial batch is kept. The official loader keeps it, and
+    /// BatchNorm's statistics then come from its smaller parts; a part of one sample cannot train
+    /// BatchNorm, so the batch is dropped when a part would hold fewer than 2. Refuses a split
+    /// that leaves a full batch's parts so small (or uneven: `check_split`).
+    pub fn micro_batch_sizes(
+        &self,
+        batch_size: usize,
+        images: usize,
+    ) -> Result<(Vec<usize>, bool)> {
         let (ranks, accumulate) = (self.cluster.size(), self.accumulate);
         check_split(batch_size, ranks, accumulate)?;
         let shard = self.shard();
+        let global = batch_size.min(images);
         if shard.parts > 1 && shard.smallest_part(global) < 2 {
             bail!(
                 "the global batch, cut to the {global} training images, split into {} leaves {} \
@@ -109,7 +118,19 @@ impl<'a> DataParallel<'a> {
                 shard.smallest_part(global)
             );
         }
-        Ok(())
+        let tail = images % global;
+        let keep_tail = tail > 0 && shard.smallest_part(tail) >= 2;
+        let mut sizes = shard.own_sizes(global);
+        if keep_tail {
+            sizes.extend(shard.own_sizes(tail));
+        }
+        let mut distinct = Vec::new();
+        for size in sizes {
+            if !distinct.contains(&size) {
+                distinct.push(size);
+            }
+        }
+        Ok((distinct, keep_tail))
     }
 
     /// Records, after micro-batch `micro`'s backward (in its pass), what adds its gradient to

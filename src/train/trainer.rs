@@ -326,28 +326,17 @@ pub fn train_rank(
     parallel.check_same_weights(gpu, &params, "at the start")?;
 
     let image = [train_ds.c, train_ds.h, train_ds.w];
-    // The global batch of one optimizer step; this rank trains on its parts of it (one network
-    // per part size, BatchNorm statistics per part).
+    // The global batch of one optimizer step; this rank trains on its parts of it, with one
+    // network per part size (BatchNorm statistics per part).
     let global = cfg.batch_size.min(train_ds.n);
-    parallel.check_batch(cfg.batch_size, global)?;
-    let shard = parallel.shard();
-    // The official loader keeps the last partial batch; BatchNorm's statistics then come from
-    // that smaller batch, so its parts get networks of their own size (one sample cannot train
-    // BN: the batch is dropped when a part would hold fewer than 2).
-    let tail = train_ds.n % global;
-    let keep_tail = tail > 0 && shard.smallest_part(tail) >= 2;
-    let mut sizes = shard.own_sizes(global);
-    if keep_tail {
-        sizes.extend(shard.own_sizes(tail));
-    }
-    let mut nets: Vec<Network> = Vec::new();
-    for size in sizes {
-        if nets.iter().all(|n| n.batch != size) {
-            let net = Network::new(gpu, &params, size, Mode::Train, cfg.a32, image)
-                .with_context(|| format!("building {} for training batch {size}", kind.name()))?;
-            nets.push(net);
-        }
-    }
+    let (sizes, keep_tail) = parallel.micro_batch_sizes(cfg.batch_size, train_ds.n)?;
+    let nets: Vec<Network> = sizes
+        .into_iter()
+        .map(|size| {
+            Network::new(gpu, &params, size, Mode::Train, cfg.a32, image)
+                .with_context(|| format!("building {} for training batch {size}", kind.name()))
+        })
+        .collect::<Result<_>>()?;
     let train_net = &nets[0];
     let eval_bs = cfg.batch_size_test.min(test_ds.n);
     // Rank 0 alone evaluates.
@@ -384,7 +373,7 @@ pub fn train_rank(
         None => None,
     };
     let mut plan = BatchPlan::train(&train_ds, global, cfg.seed);
-    plan.shard = shard;
+    plan.shard = parallel.shard();
     plan.drop_last = !keep_tail;
     let batcher = Batcher::new(
         train_ds.clone(),
