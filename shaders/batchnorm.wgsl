@@ -1,15 +1,15 @@
 // BatchNorm over x [N, C, HW] (BatchNorm2d; BatchNorm1d is HW = 1), PyTorch semantics.
-// Channel c holds M = N*HW elements; its element j = n*HW + hw lives at x[(n*C + c)*HW + hw].
 //
-// Per-channel reductions are deterministic two-stage fixed-order trees (no atomics):
-// - *_partials: workgroup (q, c) reduces chunk q of channel c. A chunk is CHUNK = 256 lanes x 16
-//   elements; lane l takes elements q*CHUNK + k*256 + l (k = 0..15) in that order, then the
-//   workgroup combines the 256 lane results in a binary tree.
-// - *_finish: one workgroup per channel; lane l combines partials l, l+256, l+512, ... in order,
-//   then the same tree.
+// Per-channel reductions are deterministic two-stage fixed-order trees (no atomics), in the
+// chunks of common/channel_chunks.wgsl: *_partials reduces chunk q of channel c, *_finish a
+// channel's partials. The trees of sums are common/workgroup_sum.wgsl's.
 // The forward carries (count, mean, M2) summaries combined with Chan's formula, which stays
 // accurate when |mean| >> std (sum and sum-of-squares in f32 would cancel).
-// 1D elementwise kernels: flat index = gid.x + gid.y * nwg.x * 256 (see gpu::grid_1d).
+// 1D elementwise kernels: common/grid.wgsl.
+// #include "common/grid.wgsl"
+// #include "common/channel_chunks.wgsl"
+// #include "common/workgroup_sum.wgsl"
+// #include "common/batchnorm_running.wgsl"
 
 struct Params {
     n: u32,
@@ -22,10 +22,6 @@ struct Params {
     update: u32,     // stats_finish: 1 = also update the running statistics
 }
 var<immediate> p: Params;
-
-const WG: u32 = 256u;
-const PER_LANE: u32 = 16u;
-const CHUNK: u32 = 4096u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
@@ -48,17 +44,6 @@ const CHUNK: u32 = 4096u;
 @group(0) @binding(18) var<storage, read_write> dbeta_out: array<f32>;
 
 var<workgroup> stat: array<vec3<f32>, 256>;
-var<workgroup> sums: array<vec2<f32>, 256>;
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
-
-// Index into x of channel c's element j.
-fn channel_elem(c: u32, j: u32) -> u32 {
-    let n = j / p.hw;
-    return (n * p.c + c) * p.hw + (j - n * p.hw);
-}
 
 // Chan et al.: combines two (count, mean, M2) summaries.
 fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
@@ -84,15 +69,6 @@ fn stat_tree(l: u32) {
     }
 }
 
-fn sums_tree(l: u32) {
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        workgroupBarrier();
-        if l < stride {
-            sums[l] = sums[l] + sums[l + stride];
-        }
-    }
-}
-
 // Workgroup (q, c): (count, mean, M2) of chunk q of channel c -> partials_out[(c*chunks + q)*3..].
 @compute @workgroup_size(256)
 fn stats_partials(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
@@ -100,10 +76,10 @@ fn stats_partials(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id
     let m = p.n * p.hw;
     var s = vec3<f32>(0.0);
     for (var k = 0u; k < PER_LANE; k++) {
-        let j = wg.x * CHUNK + k * WG + l;
+        let j = chunk_element(wg.x, k, l);
         if j < m {
             // Welford's update: one pass, no cancellation.
-            let v = x[channel_elem(c, j)];
+            let v = x[channel_element(c, j, p.c, p.hw)];
             s.x += 1.0;
             let d = v - s.y;
             s.y += d / s.x;
@@ -152,7 +128,7 @@ fn normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         return;
     }
     let c = (i / p.hw) % p.c;
-    out[i] = (x[i] - mean_in[c]) * rstd_in[c] * gamma[c] + beta[c];
+    out[i] = batchnorm_apply(x[i], mean_in[c], rstd_in[c], gamma[c], beta[c]);
 }
 
 // Inference: out = (x - running_mean) / sqrt(running_var + eps) * gamma + beta.
@@ -163,8 +139,8 @@ fn normalize_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         return;
     }
     let c = (i / p.hw) % p.c;
-    let rstd = 1.0 / sqrt(running_var_in[c] + p.eps);
-    out[i] = (x[i] - running_mean_in[c]) * rstd * gamma[c] + beta[c];
+    let rstd = running_rstd(running_var_in[c], p.eps);
+    out[i] = batchnorm_apply(x[i], running_mean_in[c], rstd, gamma[c], beta[c]);
 }
 
 // Workgroup (q, c): (sum dy, sum dy*(x - mean)) over chunk q of channel c -> partials_out[(c*chunks + q)*2..].
@@ -175,19 +151,18 @@ fn grad_partials(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id)
     let mu = mean_in[c];
     var s = vec2<f32>(0.0);
     for (var k = 0u; k < PER_LANE; k++) {
-        let j = wg.x * CHUNK + k * WG + l;
+        let j = chunk_element(wg.x, k, l);
         if j < m {
-            let e = channel_elem(c, j);
+            let e = channel_element(c, j, p.c, p.hw);
             let g = dy[e];
             s += vec2<f32>(g, g * (x[e] - mu));
         }
     }
-    sums[l] = s;
-    sums_tree(l);
+    let total = workgroup_sum(l, vec4<f32>(s, 0.0, 0.0));
     if l == 0u {
         let o = (c * p.chunks + wg.x) * 2u;
-        partials_out[o] = sums[0].x;
-        partials_out[o + 1u] = sums[0].y;
+        partials_out[o] = total.x;
+        partials_out[o + 1u] = total.y;
     }
 }
 
@@ -200,11 +175,10 @@ fn grad_finish(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) w
         let o = (c * p.chunks + q) * 2u;
         s += vec2<f32>(partials_in[o], partials_in[o + 1u]);
     }
-    sums[l] = s;
-    sums_tree(l);
+    let total = workgroup_sum(l, vec4<f32>(s, 0.0, 0.0));
     if l == 0u {
-        dbeta_out[c] = sums[0].x;
-        dgamma_out[c] = sums[0].y * rstd_in[c];
+        dbeta_out[c] = total.x;
+        dgamma_out[c] = total.y * rstd_in[c];
     }
 }
 

@@ -7,8 +7,11 @@
 // through the weight gradient (sum_k sign(w3) * dbw_k), which compounds two rounded reductions.
 // (Compensated TwoSum summation would not survive here: WGSL cannot mark arithmetic as precise,
 // and shader compilers such as Mesa's NIR legally simplify it away.)
-// Deterministic two stages as in batchnorm.wgsl: `partials` reduces chunk q (256 lanes x 16
-// elements, fixed order, then a fixed tree) of channel c; `finish` combines a channel's chunks.
+// Deterministic two stages as in batchnorm.wgsl (common/channel_chunks.wgsl): `partials` reduces
+// chunk q of channel c, `finish` combines a channel's chunks; the trees are
+// common/workgroup_sum.wgsl's.
+// #include "common/channel_chunks.wgsl"
+// #include "common/workgroup_sum.wgsl"
 
 struct Params {
     n: u32,
@@ -18,10 +21,6 @@ struct Params {
 }
 var<immediate> p: Params;
 
-const WG: u32 = 256u;
-const PER_LANE: u32 = 16u;
-const CHUNK: u32 = 4096u;
-
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partials_out: array<f32>;
@@ -29,34 +28,21 @@ const CHUNK: u32 = 4096u;
 @group(0) @binding(4) var<storage, read> div: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-var<workgroup> sums: array<f32, 256>;
-
-fn tree(l: u32) {
-    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-        workgroupBarrier();
-        if l < stride {
-            sums[l] = sums[l] + sums[l + stride];
-        }
-    }
-}
-
 @compute @workgroup_size(256)
 fn partials(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let c = wg.y;
     let m = p.n * p.hw;
     var s = 0.0;
     for (var k = 0u; k < PER_LANE; k++) {
-        let j = wg.x * CHUNK + k * WG + l;
+        let j = chunk_element(wg.x, k, l);
         if j < m {
-            let n = j / p.hw;
-            let e = (n * p.c + c) * p.hw + (j - n * p.hw);
+            let e = channel_element(c, j, p.c, p.hw);
             s += a[e] * b[e];
         }
     }
-    sums[l] = s;
-    tree(l);
+    let total = workgroup_sum(l, vec4<f32>(s, 0.0, 0.0, 0.0)).x;
     if l == 0u {
-        partials_out[c * p.chunks + wg.x] = sums[0];
+        partials_out[c * p.chunks + wg.x] = total;
     }
 }
 
@@ -67,10 +53,9 @@ fn finish(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: ve
     for (var q = l; q < p.chunks; q += WG) {
         s += partials_in[c * p.chunks + q];
     }
-    sums[l] = s;
-    tree(l);
+    let total = workgroup_sum(l, vec4<f32>(s, 0.0, 0.0, 0.0)).x;
     if l == 0u {
         let d = div[c];
-        out[c] = select(0.0, sums[0] / d, d != 0.0);
+        out[c] = select(0.0, total / d, d != 0.0);
     }
 }

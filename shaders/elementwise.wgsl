@@ -1,5 +1,6 @@
 // Elementwise kernels: hardtanh, ReLU, residual add, and their backwards.
-// 1D grid: flat index = gid.x + gid.y * nwg.x * 256 (see gpu::grid_1d).
+// 1D grid (common/grid.wgsl).
+// #include "common/grid.wgsl"
 
 struct Params {
     n: u32,
@@ -9,10 +10,6 @@ var<immediate> p: Params;
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
 
 // out = clamp(a, -1, 1)
 @compute @workgroup_size(256)

@@ -4,7 +4,8 @@
 // (acc = acc + g); after the last `finish` (g = (acc + g) * scale), which the optimizer reads.
 // Only adds and one multiply, each correctly rounded in f32 (no fused multiply-add can form), so
 // the result is the host's rank-order sum bit for bit.
-// 1D grid: flat index = gid.x + gid.y * nwg.x * 256 (see gpu::grid_1d).
+// 1D grid (common/grid.wgsl).
+// #include "common/grid.wgsl"
 
 struct Params {
     n: u32,
@@ -16,10 +17,6 @@ var<immediate> p: Params;
 @group(0) @binding(0) var<storage, read_write> grad: array<f32>;
 // The running sum of the step's earlier micro-batches, laid out like the arena.
 @group(0) @binding(1) var<storage, read_write> acc: array<f32>;
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
 
 @compute @workgroup_size(256)
 fn store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

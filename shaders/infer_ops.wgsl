@@ -1,20 +1,28 @@
 // The packed engine's other kernels (src/infer/kernels.rs). Activations are NCHW f32; bn [C, 4]
 // holds a BatchNorm's (running_mean, running_var, gamma, beta), applied exactly as
-// shaders/batchnorm.wgsl's normalize_running applies it, so the packed engine and the float
-// evaluation path give the same bits.
+// shaders/batchnorm.wgsl's normalize_running applies it (common/batchnorm_running.wgsl), so the
+// packed engine and the float evaluation path give the same bits.
 //
 // Entry points:
 //   mean_pack       x [N, C, H, W] -> bits [N, H, W, Cw, 2]: one workgroup per sample computes
 //                   the sample's mean over C*H*W, then packs the signs of x - mean (= sign(a2) of
-//                   the float layer, std > 0) as shaders/binconv.wgsl does (sign plane, nonzero
-//                   plane, channel c -> bit c % 32 of word c / 32). The mean is summed in the same
-//                   order as shaders/standardize.wgsl's activation_stats (256 strided lanes, then
-//                   the same tree), so the same x gives the same mean bits as the float path.
+//                   the float layer, std > 0) as shaders/binconv.wgsl does
+//                   (common/sign_bits.wgsl). The mean is summed in the same order as
+//                   shaders/standardize.wgsl's activation_stats (256 strided lanes, then
+//                   common/workgroup_sum.wgsl), so the same x gives the same mean bits as the
+//                   float path.
 //   batchnorm       io [N, C, H*W] in place: io = [hardtanh](BN(io)).
-//   maxpool_batchnorm  x [N, C, H, W] -> out [N, C, H/2, W/2] = [hardtanh](BN(max2x2(x))).
+//   maxpool_batchnorm  x [N, C, H, W] -> out [N, C, H/2, W/2] = [hardtanh](BN(max2x2(x)))
+//                   (the window of common/max_pool_window.wgsl, as shaders/pool.wgsl).
 //   avgpool_batchnorm  x [N, C, H, W] -> out [N, C] = BN(mean_hw(x)) (the hw values summed in
-//                   order, as shaders/pool.wgsl's global_avg_forward).
-// The elementwise entry points use a 1D grid: flat index = gid.x + gid.y * nwg.x * 256.
+//                   order by common/plane_sum.wgsl, as shaders/pool.wgsl's global_avg_forward).
+// The elementwise entry points use a 1D grid (common/grid.wgsl).
+// #include "common/grid.wgsl"
+// #include "common/sign_bits.wgsl"
+// #include "common/workgroup_sum.wgsl"
+// #include "common/batchnorm_running.wgsl"
+// #include "common/max_pool_window.wgsl"
+// #include "common/plane_sum.wgsl"
 
 struct Params {
     n: u32,
@@ -36,25 +44,15 @@ var<immediate> p: Params;
 @group(0) @binding(5) var<storage, read_write> io: array<f32>;
 
 const WG: u32 = 256u;
-var<workgroup> red: array<f32, WG>;
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
 
 // [hardtanh](BN(v)) for channel c, written as normalize_running writes it.
 fn finish(v: f32, c: u32) -> f32 {
-    let rstd = 1.0 / sqrt(bn[4u * c + 1u] + p.eps);
-    let y = (v - bn[4u * c]) * rstd * bn[4u * c + 2u] + bn[4u * c + 3u];
+    let rstd = running_rstd(bn[4u * c + 1u], p.eps);
+    let y = batchnorm_apply(v, bn[4u * c], rstd, bn[4u * c + 2u], bn[4u * c + 3u]);
     if p.hardtanh == 1u {
         return clamp(y, -1.0, 1.0);
     }
     return y;
-}
-
-// (sign bit, nonzero bit) of v at bit position j; sign(0) = 0 as torch.sign.
-fn sign_bits(v: f32, j: u32) -> vec2<u32> {
-    return vec2<u32>(select(0u, 1u << j, v < 0.0), select(0u, 1u << j, v != 0.0));
 }
 
 // One workgroup per sample (workgroup_id.x).
@@ -69,15 +67,7 @@ fn mean_pack(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     for (var j = tid; j < len; j += WG) {
         s += x[base + j];
     }
-    red[tid] = s;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k >>= 1u) {
-        if tid < k {
-            red[tid] += red[tid + k];
-        }
-        workgroupBarrier();
-    }
-    let mean = red[0] / f32(len);
+    let mean = workgroup_sum(tid, vec4<f32>(s, 0.0, 0.0, 0.0)).x / f32(len);
     // Word (c, pixel) with the pixel fastest, so the 32 reads of each lane are coalesced across
     // lanes.
     let words = p.cw * plane;
@@ -113,13 +103,9 @@ fn maxpool_batchnorm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     if i >= p.total {
         return;
     }
-    let oh = p.h / 2u;
-    let ow = p.w / 2u;
-    let ox = i % ow;
-    let t = i / ow;
-    let oy = t % oh;
-    let plane = t / oh;
-    let base = (plane * p.h + 2u * oy) * p.w + 2u * ox;
+    let window = max_pool_window(i, p.h, p.w);
+    let plane = window.x;
+    let base = window.y;
     let m = max(max(x[base], x[base + 1u]), max(x[base + p.w], x[base + p.w + 1u]));
     out[i] = finish(m, plane % p.c);
 }
@@ -132,11 +118,7 @@ fn avgpool_batchnorm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         return;
     }
     let hw = p.h * p.w;
-    var s = 0.0;
-    for (var k = 0u; k < hw; k++) {
-        s += x[i * hw + k];
-    }
     // The float path stores the mean before its BatchNorm reads it; the max (an identity on
     // finite values) keeps the division's multiply from being fused into the subtraction.
-    out[i] = finish(max(s / f32(hw), -3.4028235e38), i % p.c);
+    out[i] = finish(max(plane_sum(i * hw, hw) / f32(hw), -3.4028235e38), i % p.c);
 }

@@ -1,5 +1,7 @@
 // Fully connected layer: y [N, OUT] = x [N, IN] W^T + b, W [OUT, IN], b [OUT], and its backward.
 // Every reduction runs in a fixed order, so results are the same bits every run.
+// #include "common/grid.wgsl"
+// #include "common/workgroup_sum.wgsl"
 
 struct Params {
     n: u32,
@@ -17,10 +19,8 @@ var<immediate> p: Params;
 @group(0) @binding(6) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(7) var<storage, read_write> db: array<f32>;
 
-var<workgroup> part: array<f32, 256>;
-
 // One workgroup per sample (workgroup_id.x + workgroup_id.y * 65535): for each output, lane l sums
-// x[k] * W[o, k] over k = l, l+256, ... in order, then a binary tree over the lanes. IN reaches
+// x[k] * W[o, k] over k = l, l+256, ... in order, then common/workgroup_sum.wgsl. IN reaches
 // 8192 while OUT is 10, so the parallelism is along IN.
 @compute @workgroup_size(256)
 fn forward(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
@@ -35,23 +35,11 @@ fn forward(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: v
         for (var k = l; k < p.in_features; k += 256u) {
             s += x[xo + k] * w[wo + k];
         }
-        part[l] = s;
-        for (var stride = 128u; stride > 0u; stride >>= 1u) {
-            workgroupBarrier();
-            if l < stride {
-                part[l] += part[l + stride];
-            }
-        }
+        let total = workgroup_sum(l, vec4<f32>(s, 0.0, 0.0, 0.0)).x;
         if l == 0u {
-            y[row * p.out_features + o] = part[0] + b[o];
+            y[row * p.out_features + o] = total + b[o];
         }
-        // part[0] is read above before the next output overwrites part.
-        workgroupBarrier();
     }
-}
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
 }
 
 // dx [N, IN]: one lane per element, dx[n, k] = sum over o in order of dy[n, o] * W[o, k].

@@ -6,7 +6,8 @@
 // Top-k rule: the target's rank is the number of classes j with logit[j] > logit[t], or equal
 // with j < t (ties go to the lower class index, as a stable descending sort orders them);
 // correct@k iff rank < k. A target >= K gets a NaN loss and counts as wrong.
-// 1D grid: flat index = gid.x + gid.y * nwg.x * 256 (see gpu::grid_1d).
+// 1D grid (common/grid.wgsl).
+// #include "common/grid.wgsl"
 
 struct Params {
     n: u32,
@@ -25,10 +26,6 @@ var<immediate> p: Params;
 var<workgroup> loss_part: array<f32, 256>;
 var<workgroup> top1_part: array<u32, 256>;
 var<workgroup> top5_part: array<u32, 256>;
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
 
 struct Row {
     max_logit: f32,

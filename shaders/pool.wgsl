@@ -3,7 +3,10 @@
 // - 2x2 max pool, stride 2: [P, H, W] -> [P, H/2, W/2] (floor, as PyTorch). The gradient goes to
 //   the window's maximum; on ties to the first in row-major window order (strict >), as PyTorch.
 //   The backward recomputes the argmax from x instead of saving indices.
-// 1D grid: flat index = gid.x + gid.y * nwg.x * 256 (see gpu::grid_1d).
+// 1D grid (common/grid.wgsl).
+// #include "common/grid.wgsl"
+// #include "common/max_pool_window.wgsl"
+// #include "common/plane_sum.wgsl"
 
 struct Params {
     planes: u32,
@@ -17,10 +20,6 @@ var<immediate> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
-
 // out[plane] = mean of x over the plane.
 @compute @workgroup_size(256)
 fn global_avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -29,11 +28,7 @@ fn global_avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         return;
     }
     let hw = p.h * p.w;
-    var s = 0.0;
-    for (var k = 0u; k < hw; k++) {
-        s += x[i * hw + k];
-    }
-    out[i] = s / f32(hw);
+    out[i] = plane_sum(i * hw, hw) / f32(hw);
 }
 
 // out = dx = dy[plane] / (H*W) for every element of the plane.
@@ -74,13 +69,7 @@ fn max2_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if i >= p.total {
         return;
     }
-    let ow = p.w / 2u;
-    let oh = p.h / 2u;
-    let ox = i % ow;
-    let t = i / ow;
-    let oy = t % oh;
-    let plane = t / oh;
-    let base = (plane * p.h + 2u * oy) * p.w + 2u * ox;
+    let base = max_pool_window(i, p.h, p.w).y;
     let a = window_argmax(base);
     out[i] = x[base + (a >> 1u) * p.w + (a & 1u)];
 }

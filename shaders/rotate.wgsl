@@ -1,4 +1,4 @@
-// The rotated, adjustable weight of the RBNN layer (RBNN-SPEC.md section 1, steps 3-6), the
+// The rotated, adjustable weight of the RBNN layer (docs/numerics.md section 1, steps 3-6), the
 // weight-side backward, and the per-channel diagnostics of the rotation.
 //
 // X_o is row o of w2 [Co, n] viewed as an a x b row-major matrix (n = a*b).
@@ -16,11 +16,12 @@
 //       drotate_o = sum dw3 * (rw - w2) * sign(sin theta_o) * cos theta_o   (rw constant)
 //       dw2 = (1 - |sin theta_o|) * dw3, then back through the standardisation:
 //       dweight = (dw2 - mean(dw2) - w2 * sum(dw2 * w2) / (n-1)) / std_o.
-//       One workgroup per output channel; fixed-tree sums.
+//       One workgroup per output channel; fixed-tree sums (common/workgroup_sum.wgsl).
 //   diagnostics      w2, w3 -> diag [Co, 4] = (#(sign(w3) != sign(w2)), sum |w3|, sum w3^2,
 //       #(w3 != 0)) per channel, one workgroup per channel.
 //
 // wstats_o = (std, alpha, |sin theta|, sign(sin theta) * cos theta) from standardize.wgsl.
+// #include "common/workgroup_sum.wgsl"
 
 struct Params {
     co: u32,
@@ -53,22 +54,6 @@ const WG: u32 = 256u;
 // rb * b floats of T; src/rbnn/rotate.rs picks rb so that it fits.
 const T_CAP: u32 = 4096u;
 var<workgroup> tbuf: array<f32, T_CAP>;
-var<workgroup> red: array<vec4<f32>, WG>;
-
-// Sum of `v` over the workgroup, in a fixed tree order. Call from uniform control flow.
-fn reduce4(tid: u32, v: vec4<f32>) -> vec4<f32> {
-    red[tid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if tid < s {
-            red[tid] += red[tid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
 
 @compute @workgroup_size(256)
 fn rotate_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -109,9 +94,8 @@ fn rotate_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
 }
 
 @compute @workgroup_size(256)
-fn weight_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn weight_backward(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let o = wid.x;
-    let tid = lid.x;
     let n = p.a * p.b;
     let base = o * n;
     let sd = wstats[4u * o];
@@ -130,7 +114,7 @@ fn weight_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
         // dw2 parked in dweight until the channel sums are known.
         dweight[i] = d2;
     }
-    let total = reduce4(tid, acc);
+    let total = workgroup_sum(tid, acc);
     if tid == 0u {
         drotate[o] = total.x * gate_slope;
     }
@@ -143,9 +127,8 @@ fn weight_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
 }
 
 @compute @workgroup_size(256)
-fn diagnostics(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn diagnostics(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let o = wid.x;
-    let tid = lid.x;
     let n = p.a * p.b;
     let base = o * n;
     var acc = vec4<f32>(0.0);
@@ -154,7 +137,7 @@ fn diagnostics(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
         let flip = select(0.0, 1.0, sign(w3) != sign(w2[base + j]));
         acc += vec4<f32>(flip, abs(w3), w3 * w3, select(0.0, 1.0, w3 != 0.0));
     }
-    let total = reduce4(tid, acc);
+    let total = workgroup_sum(tid, acc);
     if tid == 0u {
         diag[4u * o] = total.x;
         diag[4u * o + 1u] = total.y;

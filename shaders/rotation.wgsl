@@ -1,4 +1,4 @@
-// The batched products of the bi-rotation update (RBNN-SPEC.md section 3). With X_o the a x b
+// The batched products of the bi-rotation update (docs/numerics.md section 5). With X_o the a x b
 // view of w2's row o, B_o = sign(R1^T X_o R2), src/rbnn/rotation.rs runs per layer:
 //   Y_o = X_o R2                         bgemm
 //   B_o = sign(R1^T Y_o)                 bgemm (sign)

@@ -1,7 +1,8 @@
 // PyTorch SGD with momentum and weight decay (dampening 0, no Nesterov) over a whole parameter
 // arena in one dispatch, `fill` (set a tensor to a constant, e.g. to zero it inside a pass), and
 // `find_nonfinite` (flag NaN or infinity anywhere in an arena).
-// 1D grid: flat index = gid.x + gid.y * nwg.x * 256 (see gpu::grid_1d).
+// 1D grid (common/grid.wgsl).
+// #include "common/grid.wgsl"
 
 struct Sgd {
     n: u32,
@@ -29,10 +30,6 @@ struct Check {
     n: u32,
 }
 var<immediate> check_params: Check;
-
-fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
 
 // g' = g + wd * w; buf = momentum * buf + g' (buf = g' at the first step); w -= lr * buf.
 @compute @workgroup_size(256)

@@ -1,10 +1,11 @@
-// Per-row standardisation of the RBNN layer (RBNN-SPEC.md section 1, steps 1-2) and its backward:
+// Per-row standardisation of the RBNN layer (docs/numerics.md section 1, steps 1-2) and its
+// backward:
 // out_r = (x_r - mean(x_r)) / std(x_r - mean(x_r)), std unbiased (divides by len-1). Rows are the
 // output channels of the weight (len = Ci*kh*kw) or the samples of the input (len = C*H*W).
 //
 // Statistics are two-pass (mean first, then the sum of squared deviations) in one workgroup per
-// row, with per-invocation strided sums and a fixed tree over the 256 invocations: the same inputs
-// give the same bits on every run.
+// row, with per-invocation strided sums and a fixed tree over the 256 invocations
+// (common/workgroup_sum.wgsl): the same inputs give the same bits on every run.
 //
 // Entry points:
 //   weight_forward      weight, alpha, rotate -> w2, wstats [Co, 4]
@@ -18,6 +19,8 @@
 //                       sums_s = (sum grad, sum grad * a2).
 //   activation_backward_apply  x, astats, sums, grad -> grad
 //                       dx = (g - sum(g)/m - a2 * sum(g*a2)/(m-1)) / std, in place.
+// #include "common/grid.wgsl"
+// #include "common/workgroup_sum.wgsl"
 
 struct Params {
     rows: u32,
@@ -39,23 +42,6 @@ var<immediate> p: Params;
 @group(0) @binding(8) var<storage, read> sums_in: array<f32>;
 
 const WG: u32 = 256u;
-var<workgroup> red: array<vec2<f32>, WG>;
-
-// Sum of `v` over the workgroup, in a fixed tree order. Call from uniform control flow.
-fn reduce2(tid: u32, v: vec2<f32>) -> vec2<f32> {
-    red[tid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if tid < s {
-            red[tid] += red[tid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    // Nobody may overwrite red[0] (in a following reduce2) before everyone has read it.
-    workgroupBarrier();
-    return total;
-}
 
 // (mean, unbiased std) of src[base .. base + len), two-pass.
 fn row_stats(tid: u32, base: u32, len: u32) -> vec2<f32> {
@@ -63,13 +49,13 @@ fn row_stats(tid: u32, base: u32, len: u32) -> vec2<f32> {
     for (var j = tid; j < len; j += WG) {
         s += src[base + j];
     }
-    let mean = reduce2(tid, vec2<f32>(s, 0.0)).x / f32(len);
+    let mean = workgroup_sum(tid, vec4<f32>(s, 0.0, 0.0, 0.0)).x / f32(len);
     var q = 0.0;
     for (var j = tid; j < len; j += WG) {
         let d = src[base + j] - mean;
         q += d * d;
     }
-    let variance = reduce2(tid, vec2<f32>(q, 0.0)).x / f32(len - 1u);
+    let variance = workgroup_sum(tid, vec4<f32>(q, 0.0, 0.0, 0.0)).x / f32(len - 1u);
     return vec2<f32>(mean, sqrt(variance));
 }
 
@@ -106,7 +92,7 @@ fn activation_stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
 // One invocation per element; 1D grid (see gpu::grid_1d).
 @compute @workgroup_size(256)
 fn activation_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat(gid, nwg);
     if i >= p.rows * p.len {
         return;
     }
@@ -137,7 +123,7 @@ fn activation_backward_sums(@builtin(local_invocation_id) lid: vec3<u32>, @built
         }
         acc += vec2<f32>(g, g * a2);
     }
-    let total = reduce2(tid, acc);
+    let total = workgroup_sum(tid, vec4<f32>(acc, 0.0, 0.0));
     if tid == 0u {
         sums_out[2u * s] = total.x;
         sums_out[2u * s + 1u] = total.y;
@@ -147,7 +133,7 @@ fn activation_backward_sums(@builtin(local_invocation_id) lid: vec3<u32>, @built
 // One invocation per element; 1D grid.
 @compute @workgroup_size(256)
 fn activation_backward_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat(gid, nwg);
     if i >= p.rows * p.len {
         return;
     }

@@ -2,6 +2,7 @@
 //! models) and `rbnn bench train` (training img/s, the rotation update, and a per-kernel breakdown
 //! of one step), timed on the GPU with timestamp queries where the adapter has them.
 
+pub use crate::gpu::{breakdown, format_breakdown, KernelShare};
 use crate::gpu::{Dispatch, Gpu, GpuTimer};
 use crate::model::network::{Mode, Network, StepScalars};
 use crate::model::{ModelKind, ModelSpec, Params};
@@ -12,7 +13,6 @@ use crate::rbnn::binconv;
 use crate::rbnn::rotation::{RotationTiming, RotationUpdate};
 use crate::rng::Rng;
 use anyhow::{Context, Result};
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Timed runs per kernel after one untimed warm-up run; the median is reported.
@@ -321,77 +321,6 @@ pub fn format_kernels(rows: &[KernelBenchRow]) -> String {
         out += &format!(
             "timed with {}; median of {RUNS} runs after a warm-up; 2 FLOP per multiply-add\n",
             r.method
-        );
-    }
-    out
-}
-
-/// One kernel (shader entry point) in a per-kernel breakdown of a training step or a forward.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct KernelShare {
-    /// "shader::entry".
-    pub kernel: String,
-    /// Dispatches of this kernel in one step.
-    pub dispatches: usize,
-    pub seconds: f64,
-    /// Share of the step's summed kernel time.
-    pub share: f64,
-    /// GFLOP/s (2 per multiply-add) of the convolution kernels; None for the others.
-    pub gflops: Option<f64>,
-    /// GB/s over the bytes of the buffers each dispatch binds (each counted once).
-    pub gbps: f64,
-}
-
-/// Times each of `dispatches` on its own (timestamp queries where the adapter has them) and sums
-/// the times by kernel, largest first; with how they were timed.
-pub fn breakdown(gpu: &Gpu, dispatches: &[&Dispatch]) -> Result<(Vec<KernelShare>, String)> {
-    let timer = GpuTimer::new(gpu, dispatches.len() as u32);
-    let groups: Vec<Vec<&Dispatch>> = dispatches.iter().map(|d| vec![*d]).collect();
-    let timed = timer.time_groups(gpu, &groups)?;
-    let mut by_kernel: BTreeMap<String, (usize, f64, f64, u64)> = BTreeMap::new();
-    for (d, s) in dispatches.iter().zip(&timed.seconds) {
-        let name = d.label();
-        let name = name.split('[').next().unwrap_or(name).to_string();
-        let e = by_kernel.entry(name).or_default();
-        e.0 += 1;
-        e.1 += s;
-        e.2 += d.flop;
-        e.3 += d.bytes;
-    }
-    let mut shares: Vec<KernelShare> = by_kernel
-        .into_iter()
-        .map(|(kernel, (dispatches, seconds, flop, bytes))| {
-            let seconds_or_tiny = seconds.max(1e-30);
-            KernelShare {
-                kernel,
-                dispatches,
-                seconds,
-                share: seconds / timed.total.max(1e-30),
-                gflops: (flop > 0.0).then(|| flop / seconds_or_tiny * 1e-9),
-                gbps: bytes as f64 / seconds_or_tiny * 1e-9,
-            }
-        })
-        .collect();
-    shares.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
-    Ok((shares, timed.method.to_string()))
-}
-
-/// A breakdown as an indented table.
-pub fn format_breakdown(title: &str, method: &str, shares: &[KernelShare]) -> String {
-    let mut out = format!(
-        "  {title} ({method}):\n  {:<40} {:>5} {:>9} {:>7} {:>9} {:>8}\n",
-        "kernel", "calls", "ms", "share", "GFLOP/s", "GB/s"
-    );
-    for k in shares {
-        let gflops = k.gflops.map_or("-".to_string(), |g| format!("{g:.0}"));
-        out += &format!(
-            "  {:<40} {:>5} {:>9.3} {:>6.1}% {:>9} {:>8.1}\n",
-            k.kernel,
-            k.dispatches,
-            k.seconds * 1e3,
-            100.0 * k.share,
-            gflops,
-            k.gbps
         );
     }
     out

@@ -107,6 +107,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a folder in ImageNet's layout of synthetic photo-like JPEGs (for the data loader's
+    /// benchmark and tests where ImageNet is not at hand).
+    #[command(hide = true)]
+    MakeImagenetLike {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        classes: usize,
+        #[arg(long, default_value_t = 50)]
+        train_per_class: usize,
+        #[arg(long, default_value_t = 10)]
+        val_per_class: usize,
+        #[arg(long, default_value_t = 90)]
+        quality: u8,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,6 +170,31 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Images per second of the streaming ImageNet loader (read, decode, transform, batch), per
+    /// thread and in total, for the train and the validation transform. No GPU needed.
+    Data {
+        /// imagenet (224x224 crops) or imagenet:SIZE.
+        #[arg(long, default_value = "imagenet")]
+        dataset: String,
+        /// The ImageNet folder (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG).
+        #[arg(long)]
+        data_path: PathBuf,
+        /// Decoding threads (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Images timed per transform (after one untimed batch).
+        #[arg(long, default_value_t = 2048)]
+        images: usize,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// The model's training rate in img/s (from `rbnn bench train` on the training GPU): say
+        /// whether the loader keeps up with it.
+        #[arg(long)]
+        train_rate: Option<f64>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Training img/s on synthetic data, the rotation update, and a per-kernel breakdown.
     Train {
         /// Models to time (default: all four).
@@ -174,7 +216,8 @@ struct TrainArgs {
     #[arg(long, default_value = "resnet20_1w1a")]
     model: String,
     /// embedded (the Fashion-MNIST subset in the binary), cifar10, cifar100, mnist,
-    /// fashion-mnist, folder or folder:SIZE.
+    /// fashion-mnist, folder or folder:SIZE, imagenet (streamed from --data-path; 224x224) or
+    /// imagenet:SIZE (crops of SIZE, for quick runs).
     #[arg(long, default_value = "fashion-mnist-subset")]
     dataset: String,
     /// Folder of the dataset files (not for the embedded dataset).
@@ -224,6 +267,9 @@ struct TrainArgs {
     /// Evaluate on the first N test images only.
     #[arg(long)]
     max_test_images: Option<usize>,
+    /// Threads decoding a streamed dataset (imagenet); default one per core.
+    #[arg(long, default_value_t = 0)]
+    data_threads: usize,
     /// Run directory: checkpoints, metrics.jsonl, curves.png. Default: a new runs/run-NNN for
     /// every run (runs/latest points at the newest one that has finished an epoch); with
     /// --resume, the checkpoint's own directory. A directory that holds a run is refused unless
@@ -532,6 +578,54 @@ fn run_other(adapter: Option<&str>, command: Command) -> Result<()> {
             Ok(())
         }
         Command::Bench {
+            what:
+                Some(BenchWhat::Data {
+                    dataset,
+                    data_path,
+                    threads,
+                    images,
+                    batch,
+                    train_rate,
+                    json,
+                }),
+            ..
+        } => {
+            let rows = rbnn::data::bench::run(&dataset, &data_path, threads, batch, images)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", rbnn::data::bench::format_rates(&rows, train_rate));
+            }
+            Ok(())
+        }
+        Command::MakeImagenetLike {
+            out,
+            classes,
+            train_per_class,
+            val_per_class,
+            quality,
+            seed,
+        } => {
+            let opts = rbnn::data::synth::SynthOptions {
+                classes,
+                train_per_class,
+                val_per_class,
+                quality,
+                seed,
+                ..Default::default()
+            };
+            let r = rbnn::data::synth::write_imagenet_like(&out, &opts)?;
+            println!(
+                "wrote {} JPEGs to {}: mean {:.1} KB, {:.0} pixels ({:.2} bits per pixel)",
+                r.files,
+                out.display(),
+                r.bytes as f64 / r.files as f64 / 1000.0,
+                r.pixels as f64 / r.files as f64,
+                r.bytes as f64 * 8.0 / r.pixels as f64
+            );
+            Ok(())
+        }
+        Command::Bench {
             what: Some(BenchWhat::Kernels { batch, sweep }),
             ..
         } => {
@@ -724,6 +818,7 @@ fn train(adapter: Option<&str>, a: TrainArgs) -> Result<i32> {
         max_test_images: a.max_test_images,
         accumulate: a.accumulate,
         ranks: 1,
+        data_threads: a.data_threads,
     };
     cfg.validate()?;
     // One rank without a launcher; under mpirun/srun (in an MPI build) one of several.

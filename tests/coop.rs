@@ -4,9 +4,16 @@
 //! bit for bit. Also pins which WGSL load builtin reads row-major data.
 mod common;
 
-use rbnn::gpu::Imm;
+use rbnn::gpu::{Imm, ShaderSource};
 use rbnn::ops::half::pack_f16;
 use rbnn::rng::Rng;
+
+/// The test's own shader (not embedded in the binary).
+const COOP_GEMM: ShaderSource = ShaderSource {
+    name: "test_coop_gemm",
+    source: include_str!("shaders/coop_gemm.wgsl"),
+    lines: &[(1, "tests/shaders/coop_gemm.wgsl", 1)],
+};
 
 fn cpu_gemm(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
     let mut c = vec![0f32; m * n];
@@ -40,8 +47,8 @@ fn coop_gemm_matches_cpu_and_load_t_is_row_major() {
     let tc = gpu.tensor("c", &[m * n]);
     let imm = Imm::new().u(m as u32).u(n as u32).u(k as u32);
     let mut matches = Vec::new();
-    for entry in ["gemm_t", "gemm_n"] {
-        let kernel = gpu.kernel("coop_gemm", entry, &[]).unwrap();
+    for (entry, t) in [("gemm_t", 1.0), ("gemm_n", 0.0)] {
+        let kernel = gpu.kernel_from(&COOP_GEMM, "gemm", &[("T", t)]).unwrap();
         let d = gpu
             .dispatch(
                 &kernel,

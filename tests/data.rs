@@ -1,48 +1,17 @@
 //! Dataset readers on small synthetic files in the real formats, every bad-input error, the
 //! embedded subset, augmentation properties, and batcher determinism and coverage. CPU only.
 
+mod temp_files;
+
 use rbnn::data::augment::{write_sample, CROP_PADDING};
 use rbnn::data::{
     load, Augment, BatchPlan, Batcher, Crop, Dataset, DatasetKind, Normalizer, Split,
 };
 use rbnn::rng::Rng;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::sync::Arc;
-
-/// A fresh folder under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rbnn-data-test-{}-{}-{name}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use temp_files::{assert_mentions, TempDir};
 
 /// The error message of a load that must fail, with its whole context chain.
 fn load_err(kind: DatasetKind, path: Option<&Path>, split: Split) -> String {
@@ -52,12 +21,6 @@ fn load_err(kind: DatasetKind, path: Option<&Path>, split: Split) -> String {
             eprintln!("MSG: {e:#}");
             format!("{e:#}")
         }
-    }
-}
-
-fn assert_mentions(msg: &str, parts: &[&str]) {
-    for p in parts {
-        assert!(msg.contains(p), "error {msg:?} does not mention {p:?}");
     }
 }
 
@@ -315,13 +278,16 @@ fn dataset_kind_names_parse() {
         ("fashion-mnist", DatasetKind::FashionMnist),
         ("folder", DatasetKind::ImageFolder { size: 32 }),
         ("folder:64", DatasetKind::ImageFolder { size: 64 }),
+        ("imagenet", DatasetKind::ImageNet { crop: 224 }),
+        ("ImageNet:64", DatasetKind::ImageNet { crop: 64 }),
     ];
     for (s, kind) in cases {
         assert_eq!(s.parse::<DatasetKind>().unwrap(), kind);
         assert_eq!(kind.to_string().parse::<DatasetKind>().unwrap(), kind);
     }
     assert!("folder:0".parse::<DatasetKind>().is_err());
-    assert!("imagenet".parse::<DatasetKind>().is_err());
+    assert!("imagenet:0".parse::<DatasetKind>().is_err());
+    assert!("imagenette".parse::<DatasetKind>().is_err());
     assert_eq!(DatasetKind::default(), DatasetKind::Embedded);
 }
 

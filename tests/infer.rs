@@ -16,9 +16,10 @@ use rbnn::infer::model::{binary_convs, PackedData, PackedTensor, FORMAT_VERSION}
 use rbnn::infer::{Engine, PackedModel};
 use rbnn::model::network::{Mode, Network};
 use rbnn::model::ModelKind;
-use rbnn::rbnn::cpu;
 use rbnn::rbnn::layer::BinaryConv2d;
+use rbnn::rbnn::rotate::cpu::rotate;
 use rbnn::rbnn::rotation_dims;
+use rbnn::rbnn::standardize::cpu::standardize_rows;
 use rbnn::rng::Rng;
 use rbnn::train::checkpoint::{self, CheckpointInfo};
 use rbnn::train::config::Config;
@@ -135,8 +136,8 @@ fn parity_vgg_small() {
     parity(ModelKind::VggSmall, [3, 32, 32], 1, 4);
 }
 
-/// The exported sign planes equal sign(w3) of the f64 reference (spec section 1, steps 1, 3-6)
-/// wherever |w3| is not within f32 rounding of 0.
+/// The exported sign planes equal sign(w3) of the f64 reference (docs/numerics.md section 1,
+/// steps 1, 3-6) wherever |w3| is not within f32 rounding of 0.
 #[test]
 fn exported_signs_equal_the_reference_w3() {
     let Some(gpu) = common::gpu() else { return };
@@ -146,14 +147,14 @@ fn exported_signs_equal_the_reference_w3() {
         .download(gpu)
         .unwrap()
         .into_iter()
-        .map(|(n, _, v)| (n, cpu::f64s(&v)))
+        .map(|(n, _, v)| (n, common::f64s(&v)))
         .collect();
     let mut checked = 0;
     for (name, ci, co, k) in binary_convs(&params.spec) {
         let n = ci * k * k;
         let (a, b) = rotation_dims(n);
-        let w2 = cpu::standardize_rows(&host[&format!("{name}.weight")], n).out;
-        let rw = cpu::rotate(
+        let w2 = standardize_rows(&host[&format!("{name}.weight")], n).out;
+        let rw = rotate(
             &w2,
             &host[&format!("{name}.R1")],
             &host[&format!("{name}.R2")],
@@ -181,7 +182,7 @@ fn exported_signs_equal_the_reference_w3() {
             }
         }
         assert_eq!(
-            cpu::f64s(packed.f32(&format!("{name}.alpha")).unwrap()),
+            common::f64s(packed.f32(&format!("{name}.alpha")).unwrap()),
             host[&format!("{name}.alpha")]
         );
     }
@@ -189,7 +190,11 @@ fn exported_signs_equal_the_reference_w3() {
     // The BatchNorms go as trained.
     for field in ["weight", "bias", "running_mean", "running_var"] {
         let name = format!("layer2.1.bn2.{field}");
-        assert_eq!(cpu::f64s(packed.f32(&name).unwrap()), host[&name], "{name}");
+        assert_eq!(
+            common::f64s(packed.f32(&name).unwrap()),
+            host[&name],
+            "{name}"
+        );
     }
 }
 

@@ -4,8 +4,11 @@
 //! (where the adapter has subgroups) and the tiled one.
 mod common;
 
+use rbnn::ops::conv::cpu as conv_ref;
 use rbnn::ops::conv::ConvShape;
-use rbnn::rbnn::{binconv, cpu};
+use rbnn::rbnn::binconv;
+use rbnn::rbnn::binconv::cpu::{pack_activations, pack_weights};
+use rbnn::rbnn::schedule::cpu::sign;
 use rbnn::rng::Rng;
 
 fn check(s: ConvShape, seed: u64) {
@@ -48,24 +51,24 @@ fn check(s: ConvShape, seed: u64) {
     let centred: Vec<f32> = (0..x.len()).map(|i| x[i] - means[i / plane]).collect();
     assert_eq!(
         gpu.read_u32(&abits).unwrap(),
-        cpu::pack_activations(&s, &centred),
+        pack_activations(&s, &centred),
         "{s:?} abits"
     );
     assert_eq!(
         gpu.read_u32(&wbits).unwrap(),
-        cpu::pack_weights(&s, &w3),
+        pack_weights(&s, &w3),
         "{s:?} wbits"
     );
 
-    let ba: Vec<f64> = centred.iter().map(|&v| cpu::sign(v as f64)).collect();
-    let bw: Vec<f64> = w3.iter().map(|&v| cpu::sign(v as f64)).collect();
+    let ba: Vec<f64> = centred.iter().map(|&v| sign(v as f64)).collect();
+    let bw: Vec<f64> = w3.iter().map(|&v| sign(v as f64)).collect();
     assert!(
         ba.contains(&0.0) && bw.contains(&0.0),
         "the data must hold exact zeros"
     );
-    let raw = cpu::conv2d(&s, &ba, &bw);
+    let raw = conv_ref::forward_f64(&s, &ba, &bw);
     let got = gpu.read_f32(&y).unwrap();
-    assert_eq!(got, cpu::f32s(&raw), "{s:?}: integer counts");
+    assert_eq!(got, common::f32s(&raw), "{s:?}: integer counts");
 
     // The tiled kernel (adapters without subgroups) gives the same integers; NaN first so every
     // output must be written.
@@ -74,7 +77,7 @@ fn check(s: ConvShape, seed: u64) {
     gpu.run(&[&tiled]).unwrap();
     assert_eq!(
         gpu.read_f32(&y).unwrap(),
-        cpu::f32s(&raw),
+        common::f32s(&raw),
         "{s:?}: tiled kernel"
     );
 

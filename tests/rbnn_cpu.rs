@@ -1,11 +1,15 @@
 //! The f64 reference of the RBNN layer itself (no GPU): rotation shapes, the t/k schedule,
 //! ApproxSign at known points, the backward against finite differences, the rotation update's
 //! invariants.
+mod common;
 mod rbnn_common;
 
 use rbnn::ops::conv::ConvShape;
-use rbnn::rbnn::cpu::{self, Quantizer};
+use rbnn::rbnn::layer::cpu::{self, Quantizer};
+use rbnn::rbnn::rotation::cpu::rotation_update;
 use rbnn::rbnn::rotation::random_orthogonal;
+use rbnn::rbnn::schedule::cpu::{activation_approx, approx_sign_grad, approx_sign_smooth};
+use rbnn::rbnn::standardize::cpu::{standardize_rows, standardize_rows_backward};
 use rbnn::rbnn::{initial_alpha, rotation_dims, ApproxSignSchedule};
 use rbnn::rng::Rng;
 use rbnn_common::*;
@@ -13,7 +17,8 @@ use std::f64::consts::SQRT_2;
 
 #[test]
 fn rotation_dims_follow_the_spec() {
-    // The spec's examples, then a prime (a = 1), a non-square and tiny sizes.
+    // The examples of docs/numerics.md section 1, then a prime (a = 1), a non-square and tiny
+    // sizes.
     for (n, ab) in [
         (144, (12, 12)),
         (288, (16, 18)),
@@ -48,7 +53,7 @@ fn schedule_matches_the_golden_epoch_and_the_ends() {
 
 #[test]
 fn approx_sign_at_known_points() {
-    let g = cpu::approx_sign_grad;
+    let g = approx_sign_grad;
     // t < 1 (with k = 1/t, as early in training): peak k*sqrt(2)*t = sqrt(2) at 0, cut-off
     // sqrt(2)/t = 14.14.
     let (t, k) = (0.1, 10.0);
@@ -65,22 +70,22 @@ fn approx_sign_at_known_points() {
     assert_eq!(g(0.5, t, k), 0.0);
     assert_eq!(g(-0.5, t, k), 0.0);
     // Activations use ta = max(t, 1), k = 1.
-    assert_eq!(cpu::activation_approx(0.1), (1.0, 1.0));
-    assert_eq!(cpu::activation_approx(3.0), (3.0, 1.0));
+    assert_eq!(activation_approx(0.1), (1.0, 1.0));
+    assert_eq!(activation_approx(3.0), (3.0, 1.0));
     // The smooth stand-in's derivative is ApproxSign, including at 0 and past the cut-off, and
     // it saturates at +-k.
     for (t, k) in [(0.1, 10.0), (3.0, 1.0)] {
         for x in [-20.0, -0.3, -1e-3, 0.0, 2e-3, 0.2, 0.47, 5.0, 14.0, 20.0] {
             let h = 1e-7;
-            let fd = (cpu::approx_sign_smooth(x + h, t, k) - cpu::approx_sign_smooth(x - h, t, k))
-                / (2.0 * h);
+            let fd =
+                (approx_sign_smooth(x + h, t, k) - approx_sign_smooth(x - h, t, k)) / (2.0 * h);
             assert!(
                 (fd - g(x, t, k)).abs() < 1e-5,
                 "t {t} x {x}: {fd} vs {}",
                 g(x, t, k)
             );
         }
-        assert!((cpu::approx_sign_smooth(100.0, t, k) - k).abs() < 1e-12);
+        assert!((approx_sign_smooth(100.0, t, k) - k).abs() < 1e-12);
     }
 }
 
@@ -90,15 +95,15 @@ fn standardisation_backward_matches_finite_differences() {
     let len = 7;
     let x = normal(&mut rng, 3 * len, 2.0);
     let g = normal(&mut rng, 3 * len, 1.0);
-    let st = cpu::standardize_rows(&x, len);
+    let st = standardize_rows(&x, len);
     // Unbiased std: each row of out has sum 0 and sum of squares len-1.
     for r in st.out.chunks(len) {
         assert!(r.iter().sum::<f64>().abs() < 1e-12);
         assert!((r.iter().map(|v| v * v).sum::<f64>() - (len - 1) as f64).abs() < 1e-12);
     }
-    let dx = cpu::standardize_rows_backward(&st.out, &st.std, &g, len);
+    let dx = standardize_rows_backward(&st.out, &st.std, &g, len);
     check_fd("standardize", &x, &dx, 1e-6, 1e-8, |x| {
-        let o = cpu::standardize_rows(x, len).out;
+        let o = standardize_rows(x, len).out;
         o.iter().zip(&g).map(|(a, b)| a * b).sum()
     });
 }
@@ -197,10 +202,10 @@ fn rotation_update_keeps_rotations_orthogonal_and_raises_the_objective() {
     let mut rng = Rng::new(9);
     for (co, n) in [(6, 27), (5, 16), (3, 72)] {
         let (a, b) = rotation_dims(n);
-        let w2 = cpu::standardize_rows(&normal(&mut rng, co * n, 1.0), n).out;
-        let r1 = cpu::f64s(&random_orthogonal(&mut rng, a));
-        let r2 = cpu::f64s(&random_orthogonal(&mut rng, b));
-        let r = cpu::rotation_update(&w2, &r1, &r2, a, b, 3).unwrap();
+        let w2 = standardize_rows(&normal(&mut rng, co * n, 1.0), n).out;
+        let r1 = common::f64s(&random_orthogonal(&mut rng, a));
+        let r2 = common::f64s(&random_orthogonal(&mut rng, b));
+        let r = rotation_update(&w2, &r1, &r2, a, b, 3).unwrap();
         assert_eq!(r.objectives.len(), 4);
         for pair in r.objectives.windows(2) {
             assert!(
@@ -224,7 +229,7 @@ fn rotation_update_keeps_rotations_orthogonal_and_raises_the_objective() {
 fn random_rotations_are_orthogonal() {
     let mut rng = Rng::new(3);
     for d in [1, 2, 9, 64, 72] {
-        let m = cpu::f64s(&random_orthogonal(&mut rng, d));
+        let m = common::f64s(&random_orthogonal(&mut rng, d));
         assert!(orthogonality_error(&m, d) < 1e-5, "d {d}");
     }
 }

@@ -7,7 +7,7 @@ mod rbnn_common;
 use common::assert_close;
 use rbnn::gpu::Gpu;
 use rbnn::ops::conv::ConvShape;
-use rbnn::rbnn::cpu::{self, Quantizer};
+use rbnn::rbnn::layer::cpu::{self, Quantizer};
 use rbnn::rbnn::{BinaryConv2d, BinaryConvTensors};
 use rbnn::rng::Rng;
 use rbnn_common::*;
@@ -38,7 +38,7 @@ fn run(gpu: &Gpu, layer: &BinaryConv2d, t: f32, k: f32) -> Outputs {
 /// Compares with a tolerance relative to the largest reference value (f32 sums of O(n) terms).
 fn close(what: &str, got: &[f32], want: &[f64], rel: f64) {
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert_close(what, got, &cpu::f32s(want), rel, rel * scale);
+    assert_close(what, got, &common::f32s(want), rel, rel * scale);
 }
 
 fn check(s: ConvShape, a32: bool, t: f64, k: f64, seed: u64) {
@@ -66,7 +66,7 @@ fn check(s: ConvShape, a32: bool, t: f64, k: f64, seed: u64) {
         (&t_.x, &x),
         (t_.dy.as_ref().unwrap(), &dy),
     ] {
-        gpu.write(tensor, &cpu::f32s(data));
+        gpu.write(tensor, &common::f32s(data));
     }
     let layer = BinaryConv2d::new(gpu, s, a32, t_).unwrap();
     let got = run(gpu, &layer, t as f32, k as f32);

@@ -5,9 +5,13 @@ mod common;
 mod rbnn_common;
 
 use common::assert_close;
-use rbnn::rbnn::cpu;
+use rbnn::rbnn::procrustes::channel_cosine;
+use rbnn::rbnn::rotate::cpu::rotate;
 use rbnn::rbnn::rotate::{self, ParamGrads, WeightDims, WeightScratch};
+use rbnn::rbnn::rotation::cpu::diagnostics;
 use rbnn::rbnn::rotation::random_orthogonal;
+use rbnn::rbnn::schedule::cpu::{approx_sign_grad, sign};
+use rbnn::rbnn::standardize::cpu::{standardize_rows, standardize_rows_backward};
 use rbnn::rng::Rng;
 use rbnn_common::*;
 use std::f64::consts::SQRT_2;
@@ -17,15 +21,15 @@ fn wstats(std: &[f64], alpha: &[f64], theta: &[f64]) -> Vec<f64> {
     (0..theta.len())
         .flat_map(|o| {
             let s = theta[o].sin();
-            [std[o], alpha[o], s.abs(), cpu::sign(s) * theta[o].cos()]
+            [std[o], alpha[o], s.abs(), sign(s) * theta[o].cos()]
         })
         .collect()
 }
 
 fn scratch_with(gpu: &rbnn::gpu::Gpu, d: WeightDims, w2: &[f64], stats: &[f64]) -> WeightScratch {
     let s = WeightScratch::new(gpu, "test", d).unwrap();
-    gpu.write(&s.w2, &cpu::f32s(w2));
-    gpu.write(&s.wstats, &cpu::f32s(stats));
+    gpu.write(&s.w2, &common::f32s(w2));
+    gpu.write(&s.wstats, &common::f32s(stats));
     s
 }
 
@@ -37,17 +41,17 @@ fn rotated_weights_match_reference() {
     // 64 x 72.
     for (co, n) in [(5usize, 27usize), (3, 300), (2, 13), (3, 4608)] {
         let d = WeightDims::new(co, n);
-        let w2 = cpu::standardize_rows(&normal(&mut rng, co * n, 1.0), n).out;
-        let r1 = cpu::f64s(&random_orthogonal(&mut rng, d.a));
-        let r2 = cpu::f64s(&random_orthogonal(&mut rng, d.b));
+        let w2 = standardize_rows(&normal(&mut rng, co * n, 1.0), n).out;
+        let r1 = common::f64s(&random_orthogonal(&mut rng, d.a));
+        let r2 = common::f64s(&random_orthogonal(&mut rng, d.b));
         let alpha = uniform(&mut rng, co, 0.5, 1.5);
         let theta = uniform(&mut rng, co, -3.0, 3.0);
         let s = scratch_with(gpu, d, &w2, &wstats(&vec![1.0; co], &alpha, &theta));
-        let r1t = gpu.upload_f32("R1", &[d.a, d.a], &cpu::f32s(&r1));
-        let r2t = gpu.upload_f32("R2", &[d.b, d.b], &cpu::f32s(&r2));
+        let r1t = gpu.upload_f32("R1", &[d.a, d.a], &common::f32s(&r1));
+        let r2t = gpu.upload_f32("R2", &[d.b, d.b], &common::f32s(&r2));
         let dsp = rotate::rotate_forward(gpu, d, &r1t, &r2t, &s).unwrap();
         gpu.run(&[&dsp]).unwrap();
-        let rw = cpu::rotate(&w2, &r1, &r2, d.a, d.b);
+        let rw = rotate(&w2, &r1, &r2, d.a, d.b);
         let w3: Vec<f64> = (0..co * n)
             .map(|i| w2[i] + theta[i / n].sin().abs() * (rw[i] - w2[i]))
             .collect();
@@ -56,14 +60,14 @@ fn rotated_weights_match_reference() {
         assert_close(
             &format!("rw {what}"),
             &gpu.read_f32(&s.rw).unwrap(),
-            &cpu::f32s(&rw),
+            &common::f32s(&rw),
             1e-4,
             1e-5,
         );
         assert_close(
             &format!("w3 {what}"),
             &gpu.read_f32(&s.w3).unwrap(),
-            &cpu::f32s(&w3),
+            &common::f32s(&w3),
             1e-4,
             1e-5,
         );
@@ -71,11 +75,7 @@ fn rotated_weights_match_reference() {
         let bw = gpu.read_f32(&s.bw).unwrap();
         for i in 0..co * n {
             if w3[i].abs() > 1e-4 {
-                assert_eq!(
-                    bw[i],
-                    (alpha[i / n] * cpu::sign(w3[i])) as f32,
-                    "bw[{i}] {what}"
-                );
+                assert_eq!(bw[i], (alpha[i / n] * sign(w3[i])) as f32, "bw[{i}] {what}");
             }
         }
     }
@@ -88,7 +88,7 @@ fn weight_backward_matches_reference_at_known_points() {
     // (t, k) early in training (t < 1, k = 1/t, cut-off 14.1) and late (t > 1, k = 1, cut-off 0.47).
     for (co, n, t, k) in [(4usize, 27usize, 0.1f64, 10.0f64), (3, 300, 3.0, 1.0)] {
         let d = WeightDims::new(co, n);
-        let w2 = cpu::standardize_rows(&normal(&mut rng, co * n, 1.0), n).out;
+        let w2 = standardize_rows(&normal(&mut rng, co * n, 1.0), n).out;
         let rw = normal(&mut rng, co * n, 1.0);
         let dbw = normal(&mut rng, co * n, 1.0);
         let mut w3 = normal(&mut rng, co * n, 1.0);
@@ -105,9 +105,9 @@ fn weight_backward_matches_reference_at_known_points() {
         let mut theta = uniform(&mut rng, co, -3.0, 3.0);
         theta[0] = std::f32::consts::FRAC_PI_2 as f64;
         let s = scratch_with(gpu, d, &w2, &wstats(&std, &alpha, &theta));
-        gpu.write(&s.rw, &cpu::f32s(&rw));
-        gpu.write(&s.w3, &cpu::f32s(&w3));
-        let dbw_t = gpu.upload_f32("dbw", &[co, n], &cpu::f32s(&dbw));
+        gpu.write(&s.rw, &common::f32s(&rw));
+        gpu.write(&s.w3, &common::f32s(&w3));
+        let dbw_t = gpu.upload_f32("dbw", &[co, n], &common::f32s(&dbw));
         let (gw, gr) = (
             gpu.tensor("dweight", &[co, n]),
             gpu.tensor("drotate", &[co]),
@@ -125,7 +125,7 @@ fn weight_backward_matches_reference_at_known_points() {
         let mut factor = vec![0.0; co * n];
         for i in 0..co * n {
             let o = i / n;
-            factor[i] = cpu::approx_sign_grad(w3[i], t, k);
+            factor[i] = approx_sign_grad(w3[i], t, k);
             let dw3 = factor[i] * alpha[o] * dbw[i];
             want_rot[o] += dw3 * (rw[i] - w2[i]);
             dw2[i] = (1.0 - theta[o].sin().abs()) * dw3;
@@ -134,14 +134,14 @@ fn weight_backward_matches_reference_at_known_points() {
         assert_eq!((factor[1], factor[2]), (0.0, 0.0));
         assert!(factor[3] > 0.0);
         for o in 0..co {
-            want_rot[o] *= cpu::sign(theta[o].sin()) * theta[o].cos();
+            want_rot[o] *= sign(theta[o].sin()) * theta[o].cos();
         }
-        let want_w = cpu::standardize_rows_backward(&w2, &std, &dw2, n);
+        let want_w = standardize_rows_backward(&w2, &std, &dw2, n);
         let what = format!("t {t}");
         assert_close(
             &format!("drotate {what}"),
             &gpu.read_f32(&gr).unwrap(),
-            &cpu::f32s(&want_rot),
+            &common::f32s(&want_rot),
             1e-4,
             1e-4,
         );
@@ -149,12 +149,12 @@ fn weight_backward_matches_reference_at_known_points() {
         assert_close(
             &format!("dweight {what}"),
             &got_w,
-            &cpu::f32s(&want_w),
+            &common::f32s(&want_w),
             1e-4,
             1e-5,
         );
         // At theta = pi/2, |sin| rounds to 1 in f32, so channel 0's weight gets (almost) no
-        // gradient through w3 (spec: reproduce, do not fix).
+        // gradient through w3 (docs/numerics.md section 2: reproduce, do not fix).
         assert!(got_w[..n].iter().all(|&v| v.abs() < 1e-6));
     }
 }
@@ -171,7 +171,7 @@ fn diagnostics_match_reference() {
     w3[5] = 0.0;
     w3[n + 7] = 0.0;
     let s = scratch_with(gpu, d, &w2, &vec![0.0; co * 4]);
-    gpu.write(&s.w3, &cpu::f32s(&w3));
+    gpu.write(&s.w3, &common::f32s(&w3));
     let diag = gpu.tensor("diag", &[co, 4]);
     let dsp = rotate::diagnostics(gpu, d, &s, &diag).unwrap();
     gpu.run(&[&dsp]).unwrap();
@@ -179,10 +179,10 @@ fn diagnostics_match_reference() {
     let flips: f64 = got.chunks(4).map(|c| c[0] as f64).sum();
     let cos: f64 = got
         .chunks(4)
-        .map(|c| cpu::channel_cosine(c[1] as f64, (c[2] as f64).sqrt(), c[3] as f64))
+        .map(|c| channel_cosine(c[1] as f64, (c[2] as f64).sqrt(), c[3] as f64))
         .sum::<f64>()
         / co as f64;
-    let (want_flip, want_cos) = cpu::diagnostics(&w2, &w3, n);
+    let (want_flip, want_cos) = diagnostics(&w2, &w3, n);
     assert_eq!(flips / (co * n) as f64, want_flip, "flip counts are exact");
     assert!((cos - want_cos).abs() < 1e-5, "cos {cos} vs {want_cos}");
     assert_eq!(got[3], (n - 1) as f32);

@@ -1,22 +1,25 @@
-//! The rotation update (RBNN-SPEC.md section 3) of several layers batched: R1 and R2 stay
+//! The rotation update (docs/numerics.md section 5) of several layers batched: R1 and R2 stay
 //! orthogonal, the objective never decreases, and everything equals the f64 reference of the same
 //! steps; the diagnostics equal their reference.
 mod common;
 mod rbnn_common;
 
 use rbnn::ops::conv::ConvShape;
-use rbnn::rbnn::cpu::{self, Params};
+use rbnn::rbnn::layer::cpu::Params;
+use rbnn::rbnn::rotate::cpu::rotate;
+use rbnn::rbnn::rotation::cpu::{diagnostics, rotation_update};
+use rbnn::rbnn::standardize::cpu::standardize_rows;
 use rbnn::rbnn::{BinaryConv2d, BinaryConvTensors, RotationUpdate};
 use rbnn::rng::Rng;
 use rbnn_common::*;
 
 fn layer(gpu: &rbnn::gpu::Gpu, name: &str, s: ConvShape, p: &Params) -> BinaryConv2d {
     let t = BinaryConvTensors::allocate(gpu, name, &s).unwrap();
-    gpu.write(&t.weight, &cpu::f32s(&p.weight));
-    gpu.write(&t.alpha, &cpu::f32s(&p.alpha));
-    gpu.write(&t.rotate, &cpu::f32s(&p.rotate));
-    gpu.write(&t.r1, &cpu::f32s(&p.r1));
-    gpu.write(&t.r2, &cpu::f32s(&p.r2));
+    gpu.write(&t.weight, &common::f32s(&p.weight));
+    gpu.write(&t.alpha, &common::f32s(&p.alpha));
+    gpu.write(&t.rotate, &common::f32s(&p.rotate));
+    gpu.write(&t.r1, &common::f32s(&p.r1));
+    gpu.write(&t.r2, &common::f32s(&p.r2));
     BinaryConv2d::new(gpu, s, false, t).unwrap()
 }
 
@@ -63,14 +66,26 @@ fn batched_update_matches_reference() {
     for (((l, p), d), b) in layers.iter().zip(&params).zip(&diags).zip(&before) {
         let (a, bd, n) = (l.dims.a, l.dims.b, l.dims.n());
         let what = &l.tensors.weight.label;
-        let w2 = cpu::standardize_rows(&p.weight, n).out;
-        let want = cpu::rotation_update(&w2, &p.r1, &p.r2, a, bd, 3).unwrap();
+        let w2 = standardize_rows(&p.weight, n).out;
+        let want = rotation_update(&w2, &p.r1, &p.r2, a, bd, 3).unwrap();
         let r1 = gpu.read_f32(&l.tensors.r1).unwrap();
         let r2 = gpu.read_f32(&l.tensors.r2).unwrap();
         assert!(orthogonality_error(&r1, a) < 1e-4, "{what} R1");
         assert!(orthogonality_error(&r2, bd) < 1e-4, "{what} R2");
-        common::assert_close(&format!("{what} R1"), &r1, &cpu::f32s(&want.r1), 0.0, 1e-4);
-        common::assert_close(&format!("{what} R2"), &r2, &cpu::f32s(&want.r2), 0.0, 1e-4);
+        common::assert_close(
+            &format!("{what} R1"),
+            &r1,
+            &common::f32s(&want.r1),
+            0.0,
+            1e-4,
+        );
+        common::assert_close(
+            &format!("{what} R2"),
+            &r2,
+            &common::f32s(&want.r2),
+            0.0,
+            1e-4,
+        );
         assert_eq!(d.objectives.len(), 4);
         for (got, w) in d.objectives.iter().zip(&want.objectives) {
             assert!(
@@ -91,7 +106,7 @@ fn batched_update_matches_reference() {
         assert!((b.objective_after() - d.objective_before()).abs() <= 1e-6 * b.objective_after());
 
         // Diagnostics of the updated layer against the reference on the same w3.
-        let rw = cpu::rotate(&w2, &want.r1, &want.r2, a, bd);
+        let rw = rotate(&w2, &want.r1, &want.r2, a, bd);
         let w3: Vec<f64> = (0..w2.len())
             .map(|i| w2[i] + p.rotate[i / n].sin().abs() * (rw[i] - w2[i]))
             .collect();
@@ -99,7 +114,7 @@ fn batched_update_matches_reference() {
             margin(&w3) > 1e-4,
             "{what}: test data too close to 0 for exact flip counts"
         );
-        let (flip, cos) = cpu::diagnostics(&w2, &w3, n);
+        let (flip, cos) = diagnostics(&w2, &w3, n);
         assert_eq!(d.flip_rate, flip, "{what} flip rate");
         assert!(
             (d.mean_cosine - cos).abs() < 1e-5,

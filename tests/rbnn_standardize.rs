@@ -4,8 +4,9 @@ mod common;
 mod rbnn_common;
 
 use common::assert_close;
-use rbnn::rbnn::cpu;
 use rbnn::rbnn::rotate::{WeightDims, WeightScratch};
+use rbnn::rbnn::schedule::{self, cpu::activation_approx, cpu::approx_sign_grad};
+use rbnn::rbnn::standardize::cpu::{standardize_rows, standardize_rows_backward};
 use rbnn::rbnn::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
 use rbnn::rng::Rng;
 use rbnn_common::*;
@@ -27,18 +28,18 @@ fn weight_standardisation_and_channel_terms() {
         let mut theta = uniform(&mut rng, co, -3.0, 3.0);
         theta[0] = 0.0;
         theta[1] = std::f32::consts::FRAC_PI_2 as f64;
-        let weight = gpu.upload_f32("weight", &[co, n], &cpu::f32s(&w));
-        let alpha_t = gpu.upload_f32("alpha", &[co], &cpu::f32s(&alpha));
-        let theta_t = gpu.upload_f32("rotate", &[co], &cpu::f32s(&theta));
+        let weight = gpu.upload_f32("weight", &[co, n], &common::f32s(&w));
+        let alpha_t = gpu.upload_f32("alpha", &[co], &common::f32s(&alpha));
+        let theta_t = gpu.upload_f32("rotate", &[co], &common::f32s(&theta));
         let s = WeightScratch::new(gpu, "test", d).unwrap();
         let dsp = standardize::weight_forward(gpu, d, &weight, &alpha_t, &theta_t, &s).unwrap();
         gpu.run(&[&dsp]).unwrap();
-        let want = cpu::standardize_rows(&w, n);
+        let want = standardize_rows(&w, n);
         // f32 inputs around 10 carry ~1e-6 absolute rounding; over std 0.5 that is ~2e-6.
         assert_close(
             "w2",
             &gpu.read_f32(&s.w2).unwrap(),
-            &cpu::f32s(&want.out),
+            &common::f32s(&want.out),
             1e-4,
             2e-5,
         );
@@ -50,10 +51,10 @@ fn weight_standardisation_and_channel_terms() {
                 want.std[o],
                 alpha[o],
                 th.sin().abs(),
-                cpu::sign(th.sin()) * th.cos(),
+                schedule::cpu::sign(th.sin()) * th.cos(),
             ]);
         }
-        assert_close("wstats", &stats, &cpu::f32s(&want_stats), 1e-5, 1e-6);
+        assert_close("wstats", &stats, &common::f32s(&want_stats), 1e-5, 1e-6);
         assert_eq!(stats[3], 0.0, "theta = 0: sign(sin) = 0");
     }
 }
@@ -70,7 +71,7 @@ fn activation_standardisation_and_sign_with_exact_zeros() {
         for (j, v) in x[..len].iter_mut().enumerate() {
             *v = [1.0, -1.0, 0.0, 0.0][j % 4];
         }
-        let xt = gpu.upload_f32("x", &[rows, len], &cpu::f32s(&x));
+        let xt = gpu.upload_f32("x", &[rows, len], &common::f32s(&x));
         let astats = gpu.tensor("astats", &[rows, 2]);
         let out = gpu.tensor("out", &[rows, len]);
         let stats = standardize::activation_stats(gpu, d, &xt, &astats).unwrap();
@@ -84,7 +85,7 @@ fn activation_standardisation_and_sign_with_exact_zeros() {
         )
         .unwrap();
         gpu.run(&[&stats, &a2]).unwrap();
-        let want = cpu::standardize_rows(&x, len);
+        let want = standardize_rows(&x, len);
         let got_stats = gpu.read_f32(&astats).unwrap();
         let want_stats: Vec<f64> = want
             .mean
@@ -92,12 +93,12 @@ fn activation_standardisation_and_sign_with_exact_zeros() {
             .zip(&want.std)
             .flat_map(|(m, s)| [*m, *s])
             .collect();
-        assert_close("astats", &got_stats, &cpu::f32s(&want_stats), 1e-5, 1e-6);
+        assert_close("astats", &got_stats, &common::f32s(&want_stats), 1e-5, 1e-6);
         assert_eq!(got_stats[0], 0.0, "sample 0 has mean exactly 0");
         assert_close(
             "a2",
             &gpu.read_f32(&out).unwrap(),
-            &cpu::f32s(&want.out),
+            &common::f32s(&want.out),
             1e-5,
             1e-5,
         );
@@ -109,7 +110,7 @@ fn activation_standardisation_and_sign_with_exact_zeros() {
         let got = gpu.read_f32(&out).unwrap();
         // The signs of x - mean in f32, as the kernel computes them (no margin needed).
         let want: Vec<f32> = (0..rows * len)
-            .map(|i| cpu::sign((x[i] as f32 - got_stats[2 * (i / len)]) as f64) as f32)
+            .map(|i| schedule::cpu::sign((x[i] as f32 - got_stats[2 * (i / len)]) as f64) as f32)
             .collect();
         assert_eq!(got, want);
         assert_eq!(&got[..4], &[1.0, -1.0, 0.0, 0.0], "sign(0) = 0");
@@ -130,8 +131,8 @@ fn activation_backward_matches_reference() {
         let d = RowDims { rows, len };
         let x = normal(&mut rng, rows * len, 2.0);
         let g = normal(&mut rng, rows * len, 1.0);
-        let xt = gpu.upload_f32("x", &[rows, len], &cpu::f32s(&x));
-        let dx = gpu.upload_f32("dx", &[rows, len], &cpu::f32s(&g));
+        let xt = gpu.upload_f32("x", &[rows, len], &common::f32s(&x));
+        let dx = gpu.upload_f32("dx", &[rows, len], &common::f32s(&g));
         let astats = gpu.tensor("astats", &[rows, 2]);
         let sums = gpu.tensor("sums", &[rows, 2]);
         let stats = standardize::activation_stats(gpu, d, &xt, &astats).unwrap();
@@ -143,21 +144,21 @@ fn activation_backward_matches_reference() {
             b0.record_with(pass, imm.bytes());
             b1.record_with(pass, imm.bytes());
         });
-        let st = cpu::standardize_rows(&x, len);
-        let (ta, ka) = cpu::activation_approx(t);
+        let st = standardize_rows(&x, len);
+        let (ta, ka) = activation_approx(t);
         let g2: Vec<f64> = match grad {
             ActivationGrad::ApproxSign => g
                 .iter()
                 .zip(&st.out)
-                .map(|(g, &a)| g * cpu::approx_sign_grad(a, ta, ka))
+                .map(|(g, &a)| g * approx_sign_grad(a, ta, ka))
                 .collect(),
             ActivationGrad::A32 => g.clone(),
         };
-        let want = cpu::standardize_rows_backward(&st.out, &st.std, &g2, len);
+        let want = standardize_rows_backward(&st.out, &st.std, &g2, len);
         assert_close(
             &format!("dx {grad:?} t={t}"),
             &gpu.read_f32(&dx).unwrap(),
-            &cpu::f32s(&want),
+            &common::f32s(&want),
             1e-4,
             2e-5,
         );

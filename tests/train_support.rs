@@ -32,7 +32,7 @@ fn config_defaults_are_the_official_recipe() {
     assert_eq!(c.lr_type, LrType::Cos);
     assert_eq!((c.warm_up, c.a32, c.rotation_update), (false, false, 1));
     c.validate().unwrap();
-    // The config's schedule is the closed form of spec section 5.
+    // The config's schedule is the closed form of docs/numerics.md section 10.
     assert_eq!(c.learning_rate(0), 0.1);
     assert!((c.learning_rate(c.epochs / 2) - 0.05).abs() < 1e-12);
     let step = Config {
@@ -113,6 +113,8 @@ fn epoch(e: usize, epochs: usize) -> EpochMetrics {
         rotation_seconds: 0.25,
         flip_rate: flip,
         angular_cosine: cos,
+        skipped_train_images: e,
+        skipped_test_images: 0,
     }
 }
 

@@ -6,7 +6,7 @@
 use super::Dataset;
 use crate::rng::Rng;
 
-/// Padding of the random crop (spec section 5: random crop 32 with zero padding 4).
+/// Padding of the random crop (docs/numerics.md section 11: random crop 32, zero padding 4).
 pub const CROP_PADDING: usize = 4;
 
 /// The random crop and flip of a training split.

@@ -22,7 +22,8 @@ use anyhow::{bail, Context, Result};
 use image::imageops::FilterType;
 use std::path::{Path, PathBuf};
 
-fn is_image_name(name: &str) -> bool {
+/// Whether a file name is a picture: .png, .jpg or .jpeg in any case, not hidden.
+pub(super) fn is_image_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     !name.starts_with('.')
         && (lower.ends_with(".png") || lower.ends_with(".jpg") || lower.ends_with(".jpeg"))

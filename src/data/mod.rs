@@ -1,8 +1,9 @@
 //! Datasets: one in-memory form (`Dataset`, u8 NCHW) read from CIFAR-10/100 binary files, IDX
 //! files (MNIST, Fashion-MNIST), image folders, or the Fashion-MNIST subset compiled into the
-//! binary; augmentation (random crop with padding, horizontal flip, normalisation); and a
-//! background batcher that produces f32 NCHW batches whose content depends only on
-//! (seed, epoch, sample), never on thread timing.
+//! binary; ImageNet folders streamed from disk (`imagenet::ImageNet`: JPEG decoding and the
+//! torchvision transforms on worker threads); augmentation (random crop with padding, horizontal
+//! flip, normalisation); and a background batcher over either (`Source`) that produces f32 NCHW
+//! batches whose content depends only on (seed, epoch, sample), never on thread timing.
 //!
 //! Every image is stored at the size the models take: 28x28 one-channel data (MNIST,
 //! Fashion-MNIST) is zero-padded (black, value 0) to 32x32 with 2 pixels on each side when loaded,
@@ -11,12 +12,22 @@
 
 pub mod augment;
 pub mod batcher;
+pub mod bench;
 pub mod cifar;
+pub mod decode;
 pub mod idx;
 pub mod image_folder;
+pub mod imagenet;
+pub mod plan;
+pub mod source;
+pub mod stream;
+pub mod synth;
+pub mod transform;
 
 pub use augment::{Augment, Crop, Normalizer};
-pub use batcher::{Batch, BatchPlan, Batcher, Shard};
+pub use batcher::Batcher;
+pub use plan::{Batch, BatchPlan, Shard};
+pub use source::Source;
 
 use anyhow::{bail, Result};
 use std::fmt;
@@ -50,6 +61,9 @@ pub enum DatasetKind {
     FashionMnist,
     /// A folder with one sub-folder of PNG/JPEG files per class, resized to `size` x `size` RGB.
     ImageFolder { size: usize },
+    /// ImageNet's train/<wnid>/*.JPEG and val/<wnid>/*.JPEG, streamed from disk, cropped to
+    /// `crop` x `crop` (224 for the recipe; smaller for quick runs and tests).
+    ImageNet { crop: usize },
 }
 
 /// Image size of an image folder when the kind is written as plain "folder".
@@ -58,7 +72,8 @@ pub const DEFAULT_FOLDER_SIZE: usize = 32;
 impl FromStr for DatasetKind {
     type Err = anyhow::Error;
 
-    /// Accepts embedded, cifar10, cifar100, mnist, fashion-mnist, folder, folder:SIZE.
+    /// Accepts embedded, cifar10, cifar100, mnist, fashion-mnist, folder, folder:SIZE, imagenet,
+    /// imagenet:SIZE.
     fn from_str(s: &str) -> Result<DatasetKind> {
         let lower = s.to_ascii_lowercase();
         Ok(match lower.as_str() {
@@ -70,13 +85,28 @@ impl FromStr for DatasetKind {
             "folder" => DatasetKind::ImageFolder {
                 size: DEFAULT_FOLDER_SIZE,
             },
-            _ => match lower.strip_prefix("folder:").map(str::parse::<usize>) {
-                Some(Ok(size)) if (1..=4096).contains(&size) => DatasetKind::ImageFolder { size },
-                _ => bail!(
-                    "unknown dataset kind {s:?}: expected embedded, cifar10, cifar100, mnist, \
-                     fashion-mnist, folder or folder:SIZE (SIZE in 1..=4096)"
-                ),
+            "imagenet" => DatasetKind::ImageNet {
+                crop: imagenet::IMAGENET_CROP,
             },
+            _ => {
+                let sized = |prefix: &str| {
+                    lower
+                        .strip_prefix(prefix)
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|n| (1..=4096).contains(n))
+                };
+                if let Some(size) = sized("folder:") {
+                    DatasetKind::ImageFolder { size }
+                } else if let Some(crop) = sized("imagenet:") {
+                    DatasetKind::ImageNet { crop }
+                } else {
+                    bail!(
+                        "unknown dataset kind {s:?}: expected embedded, cifar10, cifar100, mnist, \
+                         fashion-mnist, folder, folder:SIZE, imagenet or imagenet:SIZE (SIZE in \
+                         1..=4096)"
+                    )
+                }
+            }
         })
     }
 }
@@ -90,6 +120,10 @@ impl fmt::Display for DatasetKind {
             DatasetKind::Mnist => write!(f, "mnist"),
             DatasetKind::FashionMnist => write!(f, "fashion-mnist"),
             DatasetKind::ImageFolder { size } => write!(f, "folder:{size}"),
+            DatasetKind::ImageNet { crop } if *crop == imagenet::IMAGENET_CROP => {
+                write!(f, "imagenet")
+            }
+            DatasetKind::ImageNet { crop } => write!(f, "imagenet:{crop}"),
         }
     }
 }
@@ -231,8 +265,46 @@ pub fn load(kind: DatasetKind, path: Option<&Path>, split: Split) -> Result<Data
             idx::load_dir(need_path()?, split, idx::IdxKind::FashionMnist)?
         }
         DatasetKind::ImageFolder { size } => image_folder::load(need_path()?, split, size)?,
+        DatasetKind::ImageNet { .. } => bail!(
+            "dataset {kind} is streamed from disk, not loaded into memory: open it with \
+             data::open"
+        ),
     };
     ds.checked()
+}
+
+/// Opens one split as a batcher source: ImageNet streamed from its folder, every other kind
+/// loaded into memory (`load`). `limit` keeps that many samples (the first ones in memory,
+/// evenly spread files of a stream).
+pub fn open(
+    kind: DatasetKind,
+    path: Option<&Path>,
+    split: Split,
+    limit: Option<usize>,
+) -> Result<Source> {
+    match kind {
+        DatasetKind::ImageNet { crop } => {
+            let root = path.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "dataset {kind} needs its folder (--data-path DIR with train/, val/)"
+                )
+            })?;
+            let images = imagenet::ImageNet::open(root, split, crop)?;
+            Ok(match limit {
+                Some(n) => images.take(n),
+                None => images,
+            }
+            .into())
+        }
+        _ => {
+            let ds = load(kind, path, split)?;
+            Ok(match limit {
+                Some(n) => ds.take(n),
+                None => ds,
+            }
+            .into())
+        }
+    }
 }
 
 /// Reads a whole file, with an error that names it (and says "missing" when it does not exist).

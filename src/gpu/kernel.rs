@@ -1,25 +1,43 @@
 //! Kernels: one WGSL entry point, compiled once, with a bind group layout derived from the
 //! shader itself and shared between kernels of the same signature.
 
+use super::wgsl_include::{locate, LineRun};
 use super::{Gpu, Tensor};
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/shaders.rs"));
+    include!(concat!(env!("OUT_DIR"), "/wgsl/shaders.rs"));
 }
 
-/// Every shader of shaders/, by file stem, embedded at build time.
-pub fn shader_sources() -> &'static [(&'static str, &'static str)] {
+/// A kernel's WGSL as the GPU compiles it (includes expanded) and where its lines come from.
+#[derive(Debug, Clone, Copy)]
+pub struct ShaderSource {
+    /// The kernel's name: the file stem (shaders/conv_gemm.wgsl -> "conv_gemm").
+    pub name: &'static str,
+    pub source: &'static str,
+    /// (first expanded line, original file, its line) per run of lines from one file (see
+    /// `wgsl_include`), so errors name the original file and line.
+    pub lines: &'static [LineRun<&'static str>],
+}
+
+impl ShaderSource {
+    /// The file the kernel was expanded from, e.g. "shaders/conv_gemm.wgsl".
+    pub fn file(&self) -> &'static str {
+        self.lines.first().map_or(self.name, |(_, file, _)| file)
+    }
+}
+
+/// Every kernel of shaders/ (its top-level files), embedded at build time with includes expanded.
+pub fn shader_sources() -> &'static [ShaderSource] {
     embedded::SHADERS
 }
 
-pub fn shader_source(name: &str) -> Result<&'static str> {
+pub fn shader_source(name: &str) -> Result<&'static ShaderSource> {
     embedded::SHADERS
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
+        .find(|s| s.name == name)
         .ok_or_else(|| anyhow!("no shader shaders/{name}.wgsl"))
 }
 
@@ -32,19 +50,74 @@ pub fn shader_source(name: &str) -> Result<&'static str> {
 /// tensors, padding and channel tails.
 /// infer_binconv (the packed engine's fused conv) joined the list after an NVIDIA H100 ran it 4-8x
 /// slower than binconv, its unchecked twin, on the same work (2026-11-26).
-const UNCHECKED_SHADERS: &[&str] = &["conv", "binconv", "infer_binconv"];
+const UNCHECKED_SHADERS: &[&str] = &["conv_gemm", "conv_direct", "binconv", "infer_binconv"];
 
-/// Parses and validates WGSL with naga; the error names the file, line and column.
-pub fn validate_wgsl(file: &str, source: &str) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
-    let module = naga::front::wgsl::parse_str(source)
-        .map_err(|e| anyhow!("{}", e.emit_to_string_with_path(source, file)))?;
+/// Parses and validates a shader with naga; an error names the original file (the kernel or the
+/// shaders/common/ file it includes), line and column.
+pub fn validate_wgsl(shader: &ShaderSource) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
+    let source = shader.source;
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| {
+        let labels = e.labels().map(|(span, text)| (span, text.to_string()));
+        anyhow!(
+            "{}",
+            report(shader, e.message(), labels.collect(), e.notes().collect())
+        )
+    })?;
     let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::all(),
     )
     .validate(&module)
-    .map_err(|e| anyhow!("{}", e.emit_to_string_with_path(source, file)))?;
+    .map_err(|e| {
+        let mut notes = Vec::new();
+        let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(e.as_inner());
+        while let Some(c) = cause {
+            notes.push(c.to_string());
+            cause = c.source();
+        }
+        let notes: Vec<&str> = notes.iter().map(String::as_str).collect();
+        anyhow!(
+            "{}",
+            report(
+                shader,
+                &e.as_inner().to_string(),
+                e.spans().cloned().collect(),
+                notes
+            )
+        )
+    })?;
     Ok((module, info))
+}
+
+/// A naga error as "file:line:col" lines of the original files, each with its source line.
+fn report(
+    shader: &ShaderSource,
+    message: &str,
+    labels: Vec<(naga::Span, String)>,
+    notes: Vec<&str>,
+) -> String {
+    let mut out = format!("error in shader {}: {message}", shader.file());
+    for (span, text) in labels {
+        let Some(range) = span.to_range() else {
+            continue;
+        };
+        let at = span.location(shader.source);
+        let line_text = shader.source[range.start - (at.line_position as usize - 1)..]
+            .lines()
+            .next()
+            .unwrap_or("");
+        let (file, line) =
+            locate(shader.lines, at.line_number).unwrap_or((shader.file(), at.line_number));
+        out += &format!(
+            "\n  {file}:{line}:{}: {text}\n    | {}",
+            at.line_position,
+            line_text.trim_end()
+        );
+    }
+    for note in notes {
+        out += &format!("\n  note: {note}");
+    }
+    out
 }
 
 /// ((binding, read_only) per used binding, immediate bytes): the "function signature" of a kernel.
@@ -131,16 +204,19 @@ pub fn grid_1d(threads: usize, wg: u32) -> [u32; 3] {
 }
 
 impl Gpu {
-    fn shader_module(&self, cache: &mut KernelCache, name: &str) -> Result<Arc<ShaderModuleInfo>> {
+    fn shader_module(
+        &self,
+        cache: &mut KernelCache,
+        shader: &ShaderSource,
+    ) -> Result<Arc<ShaderModuleInfo>> {
+        let name = shader.name;
         if let Some(m) = cache.modules.get(name) {
             return Ok(m.clone());
         }
-        let source = shader_source(name)?;
-        let file = format!("shaders/{name}.wgsl");
-        let (naga_module, info) = validate_wgsl(&file, source)?;
+        let (naga_module, info) = validate_wgsl(shader)?;
         let desc = wgpu::ShaderModuleDescriptor {
-            label: Some(&file),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
+            label: Some(shader.file()),
+            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
         };
         let module = if UNCHECKED_SHADERS.contains(&name) {
             // SAFETY: the shaders of UNCHECKED_SHADERS keep every index in range and every loop
@@ -204,37 +280,51 @@ impl Gpu {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Result<Arc<Kernel>> {
+        self.kernel_from(shader_source(shader)?, entry, constants)
+    }
+
+    /// `kernel` from a shader that is not embedded, e.g. a test's own WGSL (tests/shaders/).
+    /// Kernels are cached by the shader's name, which must differ from the embedded ones.
+    pub fn kernel_from(
+        &self,
+        source: &ShaderSource,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<Arc<Kernel>> {
+        let shader = source.name;
+        let file = source.file();
         let key = format!("{shader}::{entry}{constants:?}");
         let mut cache = self.kernels.lock().unwrap();
         if let Some(k) = cache.kernels.get(&key) {
             return Ok(k.clone());
         }
-        let m = self.shader_module(&mut cache, shader)?;
+        let m = self.shader_module(&mut cache, source)?;
         let (ep_index, ep) = m
             .naga
             .entry_points
             .iter()
             .enumerate()
             .find(|(_, e)| e.name == entry)
-            .ok_or_else(|| anyhow!("shaders/{shader}.wgsl has no entry point {entry}"))?;
+            .ok_or_else(|| anyhow!("{file} has no entry point {entry}"))?;
         let uses = m.info.get_entry_point(ep_index);
         let mut bindings: Vec<(u32, bool)> = Vec::new();
         let mut immediate_size = 0u32;
         let mut layouter = naga::proc::Layouter::default();
         layouter
             .update(m.naga.to_ctx())
-            .map_err(|e| anyhow!("shaders/{shader}.wgsl: layout: {e}"))?;
+            .map_err(|e| anyhow!("{file}: layout: {e}"))?;
         for (handle, var) in m.naga.global_variables.iter() {
             if uses[handle].is_empty() {
                 continue;
             }
             match var.space {
                 naga::AddressSpace::Storage { access } => {
-                    let b = var.binding.as_ref().ok_or_else(|| {
-                        anyhow!("shaders/{shader}.wgsl: storage variable without binding")
-                    })?;
+                    let b = var
+                        .binding
+                        .as_ref()
+                        .ok_or_else(|| anyhow!("{file}: storage variable without binding"))?;
                     if b.group != 0 {
-                        bail!("shaders/{shader}.wgsl: kernels use bind group 0 only");
+                        bail!("{file}: kernels use bind group 0 only");
                     }
                     bindings.push((b.binding, !access.contains(naga::StorageAccess::STORE)));
                 }
@@ -242,7 +332,7 @@ impl Gpu {
                     immediate_size = layouter[var.ty].size;
                 }
                 naga::AddressSpace::Uniform | naga::AddressSpace::Handle => {
-                    bail!("shaders/{shader}.wgsl: kernels take storage buffers and immediates only")
+                    bail!("{file}: kernels take storage buffers and immediates only")
                 }
                 _ => {}
             }
@@ -250,7 +340,7 @@ impl Gpu {
         bindings.sort();
         if immediate_size > self.limits.max_immediate_size {
             bail!(
-                "shaders/{shader}.wgsl {entry}: {immediate_size} B of immediates, adapter allows {}",
+                "{file} {entry}: {immediate_size} B of immediates, adapter allows {}",
                 self.limits.max_immediate_size
             );
         }

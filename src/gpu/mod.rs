@@ -2,10 +2,12 @@
 //! explicit bind group layouts), dispatches recorded once and replayed every step, and timing.
 //!
 //! How a kernel is used (see `ops/` for many examples):
-//! 1. `gpu.kernel("conv", "forward", &[("TILE", 64.0)])` loads shaders/conv.wgsl, validates it with
-//!    naga, and derives its bind group layout from the storage bindings the entry point uses
-//!    (group 0, read-only or read-write as declared) and its `var<immediate>` size. Layouts are
-//!    shared between kernels with the same signature; pipelines are cached.
+//! 1. `gpu.kernel("conv_gemm", "forward", &[("BM", 64.0)])` loads shaders/conv_gemm.wgsl
+//!    (embedded by build.rs with its `// #include "common/..."` lines expanded, see
+//!    `wgsl_include`), validates it with naga, and derives its bind group layout from the storage
+//!    bindings the entry point uses (group 0, read-only or read-write as declared) and its
+//!    `var<immediate>` size. Layouts are shared between kernels with the same signature;
+//!    pipelines are cached.
 //! 2. `gpu.dispatch(&kernel, &[&a, &b, &out], &immediates, workgroups)` creates the bind group once;
 //!    the buffers go to the used bindings in increasing binding number.
 //! 3. `dispatch.record(&mut pass)` puts it into a compute pass; a training step records all of its
@@ -20,11 +22,14 @@ mod kernel;
 pub mod select;
 mod tensor;
 mod timing;
+pub mod wgsl_include;
 
 pub use context::{AdapterSummary, Gpu};
-pub use kernel::{grid_1d, shader_source, shader_sources, validate_wgsl, Dispatch, Kernel};
+pub use kernel::{
+    grid_1d, shader_source, shader_sources, validate_wgsl, Dispatch, Kernel, ShaderSource,
+};
 pub use tensor::{Readback, Tensor};
-pub use timing::{GpuTimer, TimedDispatches};
+pub use timing::{breakdown, format_breakdown, GpuTimer, KernelShare, TimedDispatches};
 
 /// Immediates are packed as little-endian 32-bit words; this builds them from mixed u32/f32.
 #[derive(Default, Clone)]

@@ -7,10 +7,9 @@
 use super::engine::Engine;
 use super::export::{export_params, human, ExportReport};
 use super::model::ModelMeta;
-use crate::bench::KernelShare;
 use crate::data::cifar::CIFAR10_CLASSES;
 use crate::data::{IMAGENET_MEAN, IMAGENET_STD};
-use crate::gpu::{Dispatch, Gpu};
+use crate::gpu::{breakdown, Dispatch, Gpu, KernelShare};
 use crate::model::network::{Mode, Network};
 use crate::model::{ModelKind, ModelSpec, Params};
 use crate::rng::Rng;
@@ -106,7 +105,7 @@ pub fn infer(
             }
         })?;
         let dispatches: Vec<&Dispatch> = full.dispatches().iter().collect();
-        let (breakdown, breakdown_method) = crate::bench::breakdown(gpu, &dispatches)?;
+        let (breakdown, breakdown_method) = breakdown(gpu, &dispatches)?;
         let net = Network::new(gpu, &params, batch, Mode::Eval, false, [3, 32, 32]);
         let (float, note) = match net {
             Ok(net) => {

@@ -71,6 +71,18 @@ pub fn meta_for_dataset(
                 .context("reading the class names of the image folder")?;
             ([d.c, size, size], size, d.mean, d.std, d.classes)
         }
+        DatasetKind::ImageNet { crop } => {
+            let path = data_path.ok_or_else(|| {
+                anyhow!("dataset {ds} needs its folder (--data-path) for the class names")
+            })?;
+            (
+                [3, crop, crop],
+                crop,
+                IMAGENET_MEAN.to_vec(),
+                IMAGENET_STD.to_vec(),
+                data::imagenet::class_names(Path::new(path))?,
+            )
+        }
     };
     let meta = ModelMeta {
         kind,

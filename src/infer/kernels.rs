@@ -1,5 +1,6 @@
 //! Host wrappers of the packed engine's kernels (shaders/infer_binconv.wgsl and
-//! shaders/infer_ops.wgsl) and their plain-Rust references (`cpu`, f64 accumulation).
+//! shaders/infer_ops.wgsl) and their plain-Rust references (`cpu`, f64 accumulation). Why and how
+//! the engine reproduces the float evaluation path bit for bit: docs/numerics.md section 8.
 //!
 //! - `mean_pack`: per-sample mean and sign packing in one kernel (one workgroup per sample).
 //! - `binconv`: the XOR-popcount convolution with the epilogue fused:
@@ -16,10 +17,11 @@
 
 use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
 use crate::ops::batchnorm::EPS;
-use crate::ops::conv::ConvShape;
+use crate::ops::conv::{ConvParams, ConvShape};
 use crate::ops::shape::{expect_len, expect_shape, expect_u32};
-use crate::rbnn::binconv::{activation_bits_len, weight_bits_len, words_per_tap};
+use crate::rbnn::binconv::{activation_bits_len, weight_bits_len, words_per_tap, BinaryTiles};
 use anyhow::{bail, Result};
+use bytemuck::{Pod, Zeroable};
 
 /// What the fused conv adds before its hardtanh.
 #[derive(Clone, Copy)]
@@ -99,8 +101,6 @@ pub fn mean_pack(gpu: &Gpu, x: &Tensor, bits: &Tensor) -> Result<Dispatch> {
     )
 }
 
-/// Output pixels per workgroup of the fused conv.
-const BM: usize = 64;
 /// Most word pairs per reduction stage (staged in workgroup memory: (BM + 64) * 16 * 8 bytes =
 /// 16 KiB, WebGPU's default limit).
 const MAX_STAGE: usize = 16;
@@ -113,6 +113,20 @@ fn stage_words(kwords: usize) -> usize {
         .rev()
         .find(|d| kwords.is_multiple_of(*d))
         .unwrap_or(1)
+}
+
+/// The immediates of shaders/infer_binconv.wgsl, field for field its struct Params.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct FusedConvParams {
+    conv: ConvParams,
+    residual: u32,
+    rc: u32,
+    rh: u32,
+    rw: u32,
+    hardtanh: u32,
+    batchnorm: u32,
+    eps: f32,
 }
 
 /// y [N, Co, OH, OW] = [hardtanh]([BN](alpha * dot) [+ residual]) from the packed activations
@@ -158,55 +172,22 @@ pub fn binconv(
             (2, r, [rc, rh, rw])
         }
     };
-    let bn = match s.co {
-        0..=16 => 16,
-        17..=32 => 32,
-        _ => 64,
+    let tiles = BinaryTiles::new(gpu, s)?;
+    let imm = FusedConvParams {
+        conv: ConvParams::new(s, s.output_pixels(), 0),
+        residual: mode,
+        rc: rc as u32,
+        rh: rh as u32,
+        rw: rw as u32,
+        hardtanh: e.hardtanh as u32,
+        batchnorm: e.batchnorm.is_some() as u32,
+        eps: EPS,
     };
-    let rows = s.n * s.oh() * s.ow();
-    let cw = words_per_tap(s.ci);
-    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let grid = [rows.div_ceil(BM), s.co.div_ceil(bn)];
-    if grid.iter().any(|&g| g > max) {
-        bail!(
-            "binconv {s:?}: {grid:?} workgroups exceed the adapter's {max} per dimension; use a \
-             smaller batch"
-        );
-    }
-    let imm = [
-        s.n,
-        s.ci,
-        s.h,
-        s.w,
-        s.co,
-        s.kh,
-        s.kw,
-        s.stride,
-        s.pad,
-        s.oh(),
-        s.ow(),
-        cw,
-        rows,
-        s.kh * s.kw * cw,
-    ]
-    .iter()
-    .fold(Imm::new(), |imm, &v| imm.u(v as u32))
-    .u(mode)
-    .u(rc as u32)
-    .u(rh as u32)
-    .u(rw as u32)
-    .u(e.hardtanh as u32)
-    .u(e.batchnorm.is_some() as u32)
-    .f(EPS);
-    let kwords = s.kh * s.kw * cw;
+    let kwords = s.kh * s.kw * words_per_tap(s.ci);
     let k = gpu.kernel(
         "infer_binconv",
         "binconv",
-        &[
-            ("BM", BM as f64),
-            ("BN", bn as f64),
-            ("BK", stage_words(kwords) as f64),
-        ],
+        &tiles.constants(stage_words(kwords)),
     )?;
     Ok(gpu
         .dispatch(
@@ -219,8 +200,8 @@ pub fn binconv(
                 res,
                 y,
             ],
-            imm.bytes(),
-            [grid[0] as u32, grid[1] as u32, 1],
+            bytemuck::bytes_of(&imm),
+            tiles.workgroups,
         )?
         .with_flop(s.flop()))
 }
@@ -278,8 +259,9 @@ pub fn avgpool_batchnorm(gpu: &Gpu, x: &Tensor, bn: &Tensor, out: &Tensor) -> Re
 
 /// Plain-Rust references (f64 accumulation).
 pub mod cpu {
+    use crate::ops::conv::cpu::forward_f64;
     use crate::ops::conv::ConvShape;
-    use crate::rbnn::cpu::{conv2d, sign};
+    use crate::rbnn::schedule::cpu::sign;
 
     /// The per-sample means of x [n, len].
     pub fn sample_means(x: &[f32], n: usize) -> Vec<f64> {
@@ -349,7 +331,7 @@ pub mod cpu {
         residual: Option<(&[f64], Option<[usize; 3]>)>,
         hardtanh: bool,
     ) -> Vec<f64> {
-        let dot = conv2d(s, ta, tw);
+        let dot = forward_f64(s, ta, tw);
         let (oh, ow) = (s.oh(), s.ow());
         let plane = oh * ow;
         dot.iter()

@@ -1,6 +1,6 @@
 //! The packed model file: a trained RBNN in deployable 1-bit form, stored as safetensors.
 //!
-//! Tensors, by the official module names of the model (spec section 4):
+//! Tensors, by the official module names of the model (docs/numerics.md section 7):
 //! - every binary conv `{name}` [Co, Ci, k, k]:
 //!   `{name}.sign` u32 [Co, k*k, Cw] (Cw = ceil(Ci/32)): bit j of word (o, tap, c) is set where
 //!   sign(w3[o, 32c+j, tap]) = -1, w3 being the rotated, gated weight exactly as training computes

@@ -39,7 +39,7 @@ enum Op {
 /// The per-step values that reach kernels as immediates.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepScalars {
-    /// ApproxSign's t and k (spec section 1).
+    /// ApproxSign's t and k (docs/numerics.md section 4).
     pub t: f32,
     pub k: f32,
 }

@@ -1,4 +1,4 @@
-//! The four CIFAR models of RBNN-SPEC.md section 4 as data: every parameter and buffer with its
+//! The four CIFAR models of docs/numerics.md section 7 as data: every parameter and buffer with its
 //! official PyTorch state_dict name, shape and initialisation, and the layer graph the GPU network
 //! is built from.
 

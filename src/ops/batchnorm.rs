@@ -1,5 +1,5 @@
 //! BatchNorm2d over x [N, C, H, W] and BatchNorm1d over x [N, C] (HW = 1) with PyTorch's
-//! semantics (shaders/batchnorm.wgsl).
+//! semantics (docs/numerics.md section 6; shaders/batchnorm.wgsl).
 //!
 //! Training: y = (x - mean) * rstd * gamma + beta with the batch mean and the BIASED batch
 //! variance, rstd = 1/sqrt(var + eps); the running statistics move by

@@ -11,7 +11,7 @@
 //! f32 tiled kernels, whose tiles are larger and whose staging is simpler; `rbnn bench kernels`
 //! shows both wherever the adapter has cooperative matrices.
 
-use super::conv::{self, ConvBackwardWeight, ConvShape, Tiles};
+use super::conv::{self, ConvBackwardWeight, ConvParams, ConvShape, Tiles};
 use super::shape::expect_len;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use anyhow::{ensure, Result};
@@ -66,7 +66,7 @@ pub fn backward_data(
         .dispatch(
             &k,
             &[dy, bw, dx, alpha],
-            s.immediates(0, col_tiles).bytes(),
+            ConvParams::new(s, 0, col_tiles).bytes(),
             conv::grid(phase_rows.div_ceil(TILES.bm as usize), z),
         )?
         .with_flop(s.flop()))

@@ -1,5 +1,6 @@
-//! One file per kernel family: the host wrapper (dispatch math, bind groups) and a plain-Rust CPU
-//! reference (f64 accumulation) of the forward and the backward.
+//! One file per kernel family (a folder where the family has several kernels, as `conv`): the host
+//! wrapper (dispatch math, bind groups) and, as its `cpu` submodule, a plain-Rust reference (f64
+//! accumulation) of the forward and the backward.
 pub mod batchnorm;
 pub mod channel_dot;
 pub mod conv;

@@ -1,6 +1,7 @@
-//! PyTorch SGD (momentum, weight decay, dampening 0, no Nesterov) over a whole parameter arena in
-//! one dispatch (shaders/sgd.wgsl), `fill`, and `find_nonfinite`, the check that training runs on
-//! its parameters wherever it reads back (binarisation hides NaN from the loss).
+//! PyTorch SGD (momentum, weight decay, dampening 0, no Nesterov; docs/numerics.md section 9)
+//! over a whole parameter arena in one dispatch (shaders/sgd.wgsl), `fill`, and
+//! `find_nonfinite`, the check that training runs on its parameters wherever it reads back
+//! (binarisation hides NaN from the loss).
 //!
 //! Per element: g' = g + wd * w; buf = momentum * buf + g' (buf = g' at the very first step);
 //! w -= lr * buf. Params, grads and momentum buffers are each one arena tensor (`Gpu::arena`) with

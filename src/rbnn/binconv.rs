@@ -11,8 +11,8 @@
 //! ops::conv's direct kernels) where the adapter and shape allow, and a workgroup-tiled one
 //! everywhere else.
 
-use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
-use crate::ops::conv::{direct_supported, ConvShape};
+use crate::gpu::{grid_1d, Dispatch, Gpu, Tensor};
+use crate::ops::conv::{direct_supported, ConvParams, ConvShape};
 use crate::ops::shape::expect_len;
 use anyhow::{bail, Result};
 
@@ -31,26 +31,9 @@ pub fn weight_bits_len(s: &ConvShape) -> usize {
     s.co * s.kh * s.kw * words_per_tap(s.ci) * 2
 }
 
-fn immediates(s: &ConvShape) -> Imm {
-    let cw = words_per_tap(s.ci);
-    [
-        s.n,
-        s.ci,
-        s.h,
-        s.w,
-        s.co,
-        s.kh,
-        s.kw,
-        s.stride,
-        s.pad,
-        s.oh(),
-        s.ow(),
-        cw,
-        s.n * s.oh() * s.ow(),
-        s.kh * s.kw * cw,
-    ]
-    .iter()
-    .fold(Imm::new(), |imm, &v| imm.u(v as u32))
+/// The kernels' immediates: the shape, rows = N*OH*OW (the tiled kernel's GEMM rows).
+fn immediates(s: &ConvShape) -> ConvParams {
+    ConvParams::new(s, s.output_pixels(), 0)
 }
 
 /// abits = the packed signs of x - mean_s (= sign(a2)), from x [N,Ci,H,W] and astats [N,2].
@@ -88,7 +71,7 @@ pub fn pack_weights(gpu: &Gpu, s: &ConvShape, w3: &Tensor, wbits: &Tensor) -> Re
     )
 }
 
-/// Output rows (pixels) per workgroup of the tiled kernel.
+/// Output rows (pixels) per workgroup of the tiled kernels.
 const BM: usize = 64;
 
 fn check_binconv(
@@ -140,6 +123,42 @@ pub fn binconv(
         .with_flop(s.flop()))
 }
 
+/// The workgroup tiles of the tiled 1-bit convolution (shaders/common/binary_tile.wgsl), shared
+/// with the packed engine's fused conv (infer::kernels::binconv): BM output pixels x `bn` output
+/// channels per workgroup.
+pub(crate) struct BinaryTiles {
+    pub bn: usize,
+    pub workgroups: [u32; 3],
+}
+
+impl BinaryTiles {
+    /// Narrow layers get narrow tiles, so 16 channels do not leave 3/4 of a 64-wide tile idle.
+    pub(crate) fn new(gpu: &Gpu, s: &ConvShape) -> Result<BinaryTiles> {
+        let bn = match s.co {
+            0..=16 => 16,
+            17..=32 => 32,
+            _ => 64,
+        };
+        let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+        let grid = [s.output_pixels().div_ceil(BM), s.co.div_ceil(bn)];
+        if grid.iter().any(|&g| g > max) {
+            bail!(
+                "binconv {s:?}: {grid:?} workgroups exceed the adapter's {max} per dimension; \
+                 use a smaller batch"
+            );
+        }
+        Ok(BinaryTiles {
+            bn,
+            workgroups: [grid[0] as u32, grid[1] as u32, 1],
+        })
+    }
+
+    /// The shader's override constants, with `bk` word pairs per reduction stage.
+    pub(crate) fn constants(&self, bk: usize) -> [(&'static str, f64); 3] {
+        [("BM", BM as f64), ("BN", self.bn as f64), ("BK", bk as f64)]
+    }
+}
+
 /// `binconv` on the workgroup-tiled kernel, which every adapter runs.
 pub fn binconv_tiled(
     gpu: &Gpu,
@@ -150,32 +169,63 @@ pub fn binconv_tiled(
     y: &Tensor,
 ) -> Result<Dispatch> {
     check_binconv(s, abits, wbits, alpha, y)?;
-    // Narrow layers get narrow tiles, so 16 channels do not leave 3/4 of a 64-wide tile idle.
-    let bn = match s.co {
-        0..=16 => 16,
-        17..=32 => 32,
-        _ => 64,
-    };
-    let rows = s.n * s.oh() * s.ow();
-    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let grid = [rows.div_ceil(BM), s.co.div_ceil(bn)];
-    if grid.iter().any(|&g| g > max) {
-        bail!(
-            "binconv {s:?}: {grid:?} workgroups exceed the adapter's {max} per dimension; use a \
-             smaller batch"
-        );
-    }
-    let k = gpu.kernel(
-        "binconv",
-        "binconv",
-        &[("BM", BM as f64), ("BN", bn as f64), ("BK", 16.0)],
-    )?;
+    let tiles = BinaryTiles::new(gpu, s)?;
+    let k = gpu.kernel("binconv", "binconv", &tiles.constants(16))?;
     Ok(gpu
         .dispatch(
             &k,
             &[abits, wbits, alpha, y],
             immediates(s).bytes(),
-            [grid[0] as u32, grid[1] as u32, 1],
+            tiles.workgroups,
         )?
         .with_flop(s.flop()))
+}
+
+/// The packing of the 1-bit convolution's operands, as the kernels pack them.
+pub mod cpu {
+    use crate::ops::conv::ConvShape;
+
+    /// (sign bit, nonzero bit) planes of `v` at bit `j`, as shaders/binconv.wgsl packs them.
+    fn ternary_bits(v: f32, j: usize) -> (u32, u32) {
+        (((v < 0.0) as u32) << j, ((v != 0.0) as u32) << j)
+    }
+
+    /// The packed activations [N, H, W, Cw, 2] of `v` [N, Ci, H, W] (the values whose signs are
+    /// packed, e.g. x - mean in f32).
+    pub fn pack_activations(s: &ConvShape, v: &[f32]) -> Vec<u32> {
+        let cw = s.ci.div_ceil(32);
+        let mut out = vec![0u32; s.n * s.h * s.w * cw * 2];
+        for n in 0..s.n {
+            for c in 0..s.ci {
+                for y in 0..s.h {
+                    for x in 0..s.w {
+                        let (sb, nz) =
+                            ternary_bits(v[((n * s.ci + c) * s.h + y) * s.w + x], c % 32);
+                        let at = (((n * s.h + y) * s.w + x) * cw + c / 32) * 2;
+                        out[at] |= sb;
+                        out[at + 1] |= nz;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The packed weights [Co, kh*kw, Cw, 2] of w3 [Co, Ci, kh, kw].
+    pub fn pack_weights(s: &ConvShape, w3: &[f32]) -> Vec<u32> {
+        let cw = s.ci.div_ceil(32);
+        let taps = s.kh * s.kw;
+        let mut out = vec![0u32; s.co * taps * cw * 2];
+        for o in 0..s.co {
+            for c in 0..s.ci {
+                for tap in 0..taps {
+                    let (sb, nz) = ternary_bits(w3[(o * s.ci + c) * taps + tap], c % 32);
+                    let at = ((o * taps + tap) * cw + c / 32) * 2;
+                    out[at] |= sb;
+                    out[at + 1] |= nz;
+                }
+            }
+        }
+        out
+    }
 }

@@ -3,11 +3,20 @@
 //! backward through ApproxSign, theta, alpha and the weight standardisation; the per-channel
 //! diagnostics of the rotation.
 
-use super::layer::rotation_dims;
 use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
 use crate::ops::shape::expect_len;
 use anyhow::{bail, Result};
 use std::f64::consts::SQRT_2;
+
+/// (a, b) with a the largest divisor of n not above floor(sqrt(n)) and b = n / a: the shape of
+/// the matrix X_o that R1 [a,a] and R2 [b,b] rotate.
+pub fn rotation_dims(n: usize) -> (usize, usize) {
+    let mut a = n.isqrt().max(1);
+    while !n.is_multiple_of(a) {
+        a -= 1;
+    }
+    (a, n / a)
+}
 
 /// Shape of a layer's weight: `co` rows of n = a*b (n = Ci*kh*kw, (a, b) = `rotation_dims(n)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,4 +169,17 @@ pub fn diagnostics(gpu: &Gpu, d: WeightDims, s: &WeightScratch, diag: &Tensor) -
         immediates(d, 0, 0.0, 0.0, 0.0).bytes(),
         [d.co as u32, 1, 1],
     )
+}
+
+/// The rotated weight in f64 (docs/numerics.md section 1).
+pub mod cpu {
+    use crate::rbnn::procrustes::{mat, row_major};
+
+    /// Rw_o = R1^T X_o R2 for every output channel o (X_o = row o of w2 as an a x b matrix).
+    pub fn rotate(w2: &[f64], r1: &[f64], r2: &[f64], a: usize, b: usize) -> Vec<f64> {
+        let (r1, r2) = (mat(r1, a, a), mat(r2, b, b));
+        w2.chunks(a * b)
+            .flat_map(|x| row_major(&(r1.transpose() * mat(x, a, b) * &r2)))
+            .collect()
+    }
 }

@@ -1,4 +1,4 @@
-//! The bi-rotation update of R1 and R2 (RBNN-SPEC.md section 3) for all binary layers of a
+//! The bi-rotation update of R1 and R2 (docs/numerics.md section 5) for all binary layers of a
 //! model at once, and the per-layer diagnostics of the rotation.
 //!
 //! Each of the 3 alternating iterations is two round trips: the GPU computes, for every layer in
@@ -11,6 +11,7 @@
 //! from D1: it equals sum_ij R1[j,i] D1[i,j], computed on the host in f64.
 
 use super::layer::BinaryConv2d;
+use super::procrustes::{channel_cosine, rotation_from_d1, rotation_from_d2};
 use super::rotate::{self, WeightDims};
 use super::standardize;
 use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
@@ -41,43 +42,6 @@ impl LayerDiagnostics {
     }
     pub fn objective_after(&self) -> f64 {
         self.objectives[self.objectives.len() - 1]
-    }
-}
-
-/// R1 = V1 U1^T from D1 = U1 S1 V1^T: the orthogonal R maximising tr(R^T D1^T).
-pub fn rotation_from_d1(d1: &DMatrix<f64>) -> Result<DMatrix<f64>> {
-    let (u, v_t) = svd(d1)?;
-    Ok((u * v_t).transpose())
-}
-
-/// R2 = U2 V2^T from D2 = U2 S2 V2^T: the orthogonal R maximising tr(R^T D2).
-pub fn rotation_from_d2(d2: &DMatrix<f64>) -> Result<DMatrix<f64>> {
-    let (u, v_t) = svd(d2)?;
-    Ok(u * v_t)
-}
-
-fn svd(d: &DMatrix<f64>) -> Result<(DMatrix<f64>, DMatrix<f64>)> {
-    if d.iter().any(|v| !v.is_finite()) {
-        return Err(anyhow!(
-            "rotation update: the {}x{} product matrix holds non-finite values (weights with \
-             NaN/inf, or a constant output channel whose std is 0)",
-            d.nrows(),
-            d.ncols()
-        ));
-    }
-    let svd = d
-        .clone()
-        .try_svd(true, true, f64::EPSILON, 10_000)
-        .ok_or_else(|| {
-            anyhow!(
-                "rotation update: SVD of a {}x{} matrix did not converge",
-                d.nrows(),
-                d.ncols()
-            )
-        })?;
-    match (svd.u, svd.v_t) {
-        (Some(u), Some(v_t)) => Ok((u, v_t)),
-        _ => Err(anyhow!("rotation update: SVD returned no singular vectors")),
     }
 }
 
@@ -309,7 +273,7 @@ impl LayerUpdate {
         let flips: f64 = diag.chunks(4).map(|c| c[0] as f64).sum();
         let cos: f64 = diag
             .chunks(4)
-            .map(|c| super::cpu::channel_cosine(c[1] as f64, (c[2] as f64).sqrt(), c[3] as f64))
+            .map(|c| channel_cosine(c[1] as f64, (c[2] as f64).sqrt(), c[3] as f64))
             .sum();
         LayerDiagnostics {
             flip_rate: flips / d.len() as f64,
@@ -541,5 +505,90 @@ impl RotationUpdate {
             }
             Ok(out)
         })
+    }
+}
+
+/// The rotation update and its diagnostics in f64 (docs/numerics.md section 5).
+pub mod cpu {
+    use crate::rbnn::procrustes::{
+        channel_cosine, mat, rotation_from_d1, rotation_from_d2, row_major,
+    };
+    use crate::rbnn::rotate::cpu::rotate;
+    use crate::rbnn::schedule::cpu::sign;
+    use nalgebra::DMatrix;
+
+    /// sum_o tr(B_o^T R1^T X_o R2) with B_o = sign(R1^T X_o R2), i.e. sum |R1^T X_o R2|.
+    pub fn rotation_objective(w2: &[f64], r1: &[f64], r2: &[f64], a: usize, b: usize) -> f64 {
+        rotate(w2, r1, r2, a, b).iter().map(|v| v.abs()).sum()
+    }
+
+    /// R1, R2 after the update and the objective before it and after each iteration.
+    pub struct Rotation {
+        pub r1: Vec<f64>,
+        pub r2: Vec<f64>,
+        pub objectives: Vec<f64>,
+    }
+
+    /// The bi-rotation update (docs/numerics.md section 5): `iterations` alternating steps of
+    /// B_o = sign(R1^T X_o R2); R1 <- V1 U1^T from svd(sum_o B_o R2^T X_o^T);
+    /// R2 <- U2 V2^T from svd(sum_o X_o^T R1 B_o).
+    pub fn rotation_update(
+        w2: &[f64],
+        r1: &[f64],
+        r2: &[f64],
+        a: usize,
+        b: usize,
+        iterations: usize,
+    ) -> anyhow::Result<Rotation> {
+        let xs: Vec<DMatrix<f64>> = w2.chunks(a * b).map(|x| mat(x, a, b)).collect();
+        let (mut r1m, mut r2m) = (mat(r1, a, a), mat(r2, b, b));
+        let mut objectives = Vec::with_capacity(iterations + 1);
+        for _ in 0..iterations {
+            let bs: Vec<DMatrix<f64>> = xs
+                .iter()
+                .map(|x| (r1m.transpose() * x * &r2m).map(sign))
+                .collect();
+            objectives.push(rotation_objective(
+                w2,
+                &row_major(&r1m),
+                &row_major(&r2m),
+                a,
+                b,
+            ));
+            let mut d1 = DMatrix::zeros(a, a);
+            for (bo, x) in bs.iter().zip(&xs) {
+                d1 += bo * r2m.transpose() * x.transpose();
+            }
+            r1m = rotation_from_d1(&d1)?;
+            let mut d2 = DMatrix::zeros(b, b);
+            for (bo, x) in bs.iter().zip(&xs) {
+                d2 += x.transpose() * &r1m * bo;
+            }
+            r2m = rotation_from_d2(&d2)?;
+        }
+        let (r1, r2) = (row_major(&r1m), row_major(&r2m));
+        objectives.push(rotation_objective(w2, &r1, &r2, a, b));
+        Ok(Rotation { r1, r2, objectives })
+    }
+
+    /// (flip rate, mean over output channels of cos(w3_o, sign(w3_o))): the share of weights whose
+    /// sign the rotation changed, and how well the binary code approximates w3's direction.
+    pub fn diagnostics(w2: &[f64], w3: &[f64], n: usize) -> (f64, f64) {
+        let flips = w2
+            .iter()
+            .zip(w3)
+            .filter(|(a, b)| sign(**a) != sign(**b))
+            .count();
+        let cos: f64 = w3
+            .chunks(n)
+            .map(|row| {
+                let l1: f64 = row.iter().map(|v| v.abs()).sum();
+                let l2: f64 = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let nnz = row.iter().filter(|v| **v != 0.0).count() as f64;
+                channel_cosine(l1, l2, nnz)
+            })
+            .sum();
+        let rows = (w3.len() / n).max(1) as f64;
+        (flips as f64 / w3.len().max(1) as f64, cos / rows)
     }
 }

@@ -167,3 +167,48 @@ pub fn activation_backward(
         )?,
     ])
 }
+
+/// The standardisations in f64 (docs/numerics.md section 1).
+pub mod cpu {
+    /// Rows standardised to zero mean and unit unbiased std, with the saved statistics.
+    pub struct Standardized {
+        pub out: Vec<f64>,
+        pub mean: Vec<f64>,
+        pub std: Vec<f64>,
+    }
+
+    /// out_r = (x_r - mean(x_r)) / std(x_r - mean(x_r)) for each row r of length `len`.
+    pub fn standardize_rows(x: &[f64], len: usize) -> Standardized {
+        let rows = x.len() / len;
+        let mut out = vec![0.0; x.len()];
+        let (mut mean, mut std) = (vec![0.0; rows], vec![0.0; rows]);
+        for r in 0..rows {
+            let row = &x[r * len..(r + 1) * len];
+            let m = row.iter().sum::<f64>() / len as f64;
+            let var = row.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (len as f64 - 1.0);
+            let s = var.sqrt();
+            for (o, v) in out[r * len..(r + 1) * len].iter_mut().zip(row) {
+                *o = (v - m) / s;
+            }
+            mean[r] = m;
+            std[r] = s;
+        }
+        Standardized { out, mean, std }
+    }
+
+    /// The gradient through `standardize_rows`, mean and std included:
+    /// dx = (g - mean(g) - out * sum(g*out)/(len-1)) / std.
+    pub fn standardize_rows_backward(out: &[f64], std: &[f64], g: &[f64], len: usize) -> Vec<f64> {
+        let mut dx = vec![0.0; g.len()];
+        for (r, &s) in std.iter().enumerate() {
+            let span = r * len..(r + 1) * len;
+            let (o, gr) = (&out[span.clone()], &g[span.clone()]);
+            let gm = gr.iter().sum::<f64>() / len as f64;
+            let go = gr.iter().zip(o).map(|(g, o)| g * o).sum::<f64>() / (len as f64 - 1.0);
+            for ((d, &g), &o) in dx[span].iter_mut().zip(gr).zip(o) {
+                *d = (g - gm - o * go) / s;
+            }
+        }
+        dx
+    }
+}

@@ -1,23 +1,14 @@
-//! The training configuration. Its defaults are the official recipe (spec section 5); the whole
-//! struct is saved as JSON in every checkpoint's metadata so a resumed run (and a reader of the
-//! checkpoint) knows exactly how it was trained.
+//! The training configuration. Its defaults are the official recipe (docs/numerics.md section
+//! 9); the whole struct is saved as JSON in every checkpoint's metadata so a resumed run (and a
+//! reader of the checkpoint) knows exactly how it was trained.
 
+pub use crate::train::lr::LrType;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// The dataset used when none is named: the small Fashion-MNIST subset embedded in the binary, so
 /// a first run needs no download.
 pub const DEFAULT_DATASET: &str = "fashion-mnist-subset";
-
-/// Learning-rate schedule type (`--lr-type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LrType {
-    /// Cosine annealing to 0 over the run.
-    Cos,
-    /// Multiply by 0.1 at each epoch listed in `lr_decay_step`.
-    Step,
-}
 
 /// Everything that determines a training run (the output folder and `--resume` are not part of
 /// it: they say where, not how).
@@ -37,7 +28,7 @@ pub struct Config {
     pub batch_size_test: usize,
     pub weight_decay: f64,
     pub momentum: f64,
-    /// Tmin and Tmax of the t/k schedule of the sign approximation (spec section 1).
+    /// Tmin and Tmax of the t/k schedule of the sign approximation (docs/numerics.md section 4).
     pub tmin: f64,
     pub tmax: f64,
     pub lr_type: LrType,
@@ -59,6 +50,9 @@ pub struct Config {
     /// Ranks of the data-parallel run (MPI) that trained it: set by the trainer, not a flag. A
     /// resumed run may use another count; BatchNorm statistics are per rank.
     pub ranks: usize,
+    /// Threads decoding a streamed dataset (ImageNet); 0: one per core. The batches do not
+    /// depend on it.
+    pub data_threads: usize,
 }
 
 impl Default for Config {
@@ -85,6 +79,7 @@ impl Default for Config {
             max_test_images: None,
             accumulate: 1,
             ranks: 1,
+            data_threads: 0,
         }
     }
 }

@@ -1,7 +1,17 @@
-//! The learning rate of each epoch (spec section 5), in closed form so a resumed run gets exactly
-//! the rate an uninterrupted one would have had.
+//! The learning rate of each epoch (docs/numerics.md section 10), in closed form so a resumed
+//! run gets exactly the rate an uninterrupted one would have had.
 
-use crate::train::config::LrType;
+use serde::{Deserialize, Serialize};
+
+/// Learning-rate schedule type (`--lr-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LrType {
+    /// Cosine annealing to 0 over the run.
+    Cos,
+    /// Multiply by 0.1 at each epoch listed in `lr_decay_step`.
+    Step,
+}
 
 /// Epochs of linear warm-up when warm-up is on (the official code's fixed 5).
 pub const WARM_UP_EPOCHS: usize = 5;

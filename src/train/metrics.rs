@@ -51,6 +51,13 @@ pub struct EpochMetrics {
     /// Per binary conv layer: cosine between w3 and sign(w3) (the angular bias).
     #[serde(default, deserialize_with = "map_nan_if_null")]
     pub angular_cosine: BTreeMap<String, f64>,
+    /// Training and test samples of this epoch replaced by another file of their class because
+    /// their own file could not be read or decoded (streamed datasets; each file is named in a
+    /// warning line on stderr the first time).
+    #[serde(default)]
+    pub skipped_train_images: usize,
+    #[serde(default)]
+    pub skipped_test_images: usize,
 }
 
 fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {

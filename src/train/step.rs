@@ -20,7 +20,7 @@ pub struct StepOptions {
     pub epochs: usize,
     pub tmin: f64,
     pub tmax: f64,
-    /// Run the rotation update (spec section 3) before the forward.
+    /// Run the rotation update (docs/numerics.md section 5) before the forward.
     pub rotate: bool,
     /// Only the inference-mode forward (BatchNorm with running statistics): logits.
     pub eval: bool,

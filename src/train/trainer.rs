@@ -11,7 +11,7 @@
 //! too, and every checkpoint is checked on the host before it is written. A run that goes
 //! non-finite stops, naming the tensors and the last good checkpoint (only one that exists).
 
-use crate::data::{self, BatchPlan, Batcher, Dataset, DatasetKind, Split};
+use crate::data::{self, BatchPlan, Batcher, Dataset, DatasetKind, Source, Split};
 use crate::distributed::Cluster;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::model::network::{Mode, Network, StepScalars};
@@ -31,7 +31,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Loss and accuracy are read back (one small copy) every this many steps for the progress bar
@@ -60,6 +59,17 @@ pub fn load_split(cfg: &Config, split: Split) -> Result<Dataset> {
         Some(n) => ds.take(n),
         None => ds,
     })
+}
+
+/// A split of the configured dataset as the batcher reads it (ImageNet streamed from disk, the
+/// others in memory), cut to --max-train-images / --max-test-images.
+pub fn load_source(cfg: &Config, split: Split) -> Result<Source> {
+    let kind: DatasetKind = cfg.dataset.parse()?;
+    let limit = match split {
+        Split::Train => cfg.max_train_images,
+        Split::Test => cfg.max_test_images,
+    };
+    data::open(kind, cfg.data_path.as_deref().map(Path::new), split, limit)
 }
 
 /// The state of a model as a checkpoint holds it: parameters and buffers by official name,
@@ -131,11 +141,23 @@ pub fn restore(gpu: &Gpu, params: &mut Params, state: &StateDict, file: &Path) -
     Ok(true)
 }
 
-/// Evaluates `net` (built in Mode::Eval) over a whole split; returns the loss totals.
-pub fn evaluate(gpu: &Gpu, net: &Network, ds: &Arc<Dataset>) -> Result<loss::LossTotals> {
+/// Evaluates `net` (built in Mode::Eval) over a whole split; returns the loss totals and the
+/// number of samples replaced because their file could not be read.
+pub fn evaluate(
+    gpu: &Gpu,
+    net: &Network,
+    source: &Source,
+    data_threads: usize,
+) -> Result<(loss::LossTotals, usize)> {
     loss::reset(gpu, &net.loss_acc)?;
-    let batcher = Batcher::new(ds.clone(), BatchPlan::eval(net.batch), 0..1)?;
-    for batch in batcher {
+    let plan = BatchPlan {
+        threads: data_threads,
+        ..BatchPlan::eval(net.batch)
+    };
+    let mut batcher = Batcher::new(source.clone(), plan, 0..1)?;
+    let mut skipped = 0;
+    while let Some(batch) = batcher.next() {
+        skipped += batch.skipped;
         write_batch(gpu, net, &batch.images, &batch.labels);
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
@@ -143,8 +165,10 @@ pub fn evaluate(gpu: &Gpu, net: &Network, ds: &Arc<Dataset>) -> Result<loss::Los
             net.record_eval(&mut pass, batch.len())?;
         }
         gpu.queue.submit([encoder.finish()]);
+        batcher.recycle(batch);
     }
-    loss::read_totals(gpu, &net.loss_acc)
+    batcher.finished()?;
+    Ok((loss::read_totals(gpu, &net.loss_acc)?, skipped))
 }
 
 /// Writes a batch (possibly shorter than the network's batch: the rest keeps stale data, which
@@ -285,13 +309,14 @@ pub fn train_rank(
         ..cfg.clone()
     };
     let kind = ModelKind::parse(&cfg.model)?;
-    let train_ds = Arc::new(load_split(cfg, Split::Train)?);
-    let test_ds = Arc::new(load_split(cfg, Split::Test)?);
-    let spec = ModelSpec::new(kind, train_ds.classes.len(), train_ds.c);
+    let train_ds = load_source(cfg, Split::Train)?;
+    let test_ds = load_source(cfg, Split::Test)?;
+    let image = train_ds.image_shape();
+    let spec = ModelSpec::new(kind, train_ds.classes().len(), image[0]);
     let mut params = Params::new(gpu, spec)?;
     let files = &place.files;
     let mut parallel = DataParallel::new(gpu, &params, cluster, cfg.accumulate)?;
-    parallel.check_same_run(cfg, train_ds.n, test_ds.n)?;
+    parallel.check_same_run(cfg, train_ds.len(), test_ds.len())?;
 
     let mut rng = Rng::new(cfg.seed);
     let mut start_epoch = 0;
@@ -325,11 +350,10 @@ pub fn train_rank(
 
     parallel.check_same_weights(gpu, &params, "at the start")?;
 
-    let image = [train_ds.c, train_ds.h, train_ds.w];
     // The global batch of one optimizer step; this rank trains on its parts of it, with one
     // network per part size (BatchNorm statistics per part).
-    let global = cfg.batch_size.min(train_ds.n);
-    let (sizes, keep_tail) = parallel.micro_batch_sizes(cfg.batch_size, train_ds.n)?;
+    let global = cfg.batch_size.min(train_ds.len());
+    let (sizes, keep_tail) = parallel.micro_batch_sizes(cfg.batch_size, train_ds.len())?;
     let nets: Vec<Network> = sizes
         .into_iter()
         .map(|size| {
@@ -338,7 +362,7 @@ pub fn train_rank(
         })
         .collect::<Result<_>>()?;
     let train_net = &nets[0];
-    let eval_bs = cfg.batch_size_test.min(test_ds.n);
+    let eval_bs = cfg.batch_size_test.min(test_ds.len());
     // Rank 0 alone evaluates.
     let eval_net = root
         .map(|_| {
@@ -372,7 +396,8 @@ pub fn train_rank(
         Some(_) => Some(MetricsWriter::append(&files.metrics())?),
         None => None,
     };
-    let mut plan = BatchPlan::train(&train_ds, global, cfg.seed);
+    let mut plan = BatchPlan::train_source(&train_ds, global, cfg.seed);
+    plan.threads = cfg.data_threads;
     plan.shard = parallel.shard();
     plan.drop_last = !keep_tail;
     let batcher = Batcher::new(
@@ -417,6 +442,7 @@ pub fn train_rank(
             loss::reset(gpu, &net.loss_acc)?;
         }
         let mut images = 0usize;
+        let mut skipped_train = 0;
         for step in 0..per_epoch {
             let imm = sgd::step_immediates(
                 params.trainable.len(),
@@ -427,7 +453,10 @@ pub fn train_rank(
                 },
             );
             for micro in 0..parallel.micro_batches() {
-                let batch = batches.next().context("the batcher ended early")?;
+                let Some(batch) = batches.next() else {
+                    return Err(batches.failure());
+                };
+                skipped_train += batch.skipped;
                 let net = nets
                     .iter()
                     .find(|n| n.batch == batch.len())
@@ -445,6 +474,7 @@ pub fn train_rank(
                 parallel.record_readback(&mut encoder, micro);
                 gpu.queue.submit([encoder.finish()]);
                 params.batches_tracked += 1;
+                batches.recycle(batch);
             }
             if parallel.sum_over_ranks(gpu)? {
                 let mut encoder = gpu.device.create_command_encoder(&Default::default());
@@ -453,7 +483,7 @@ pub fn train_rank(
             }
             first_step = false;
             // Every rank's share of this global batch (the last one may be partial).
-            images += global.min(train_ds.n - step * global);
+            images += global.min(train_ds.len() - step * global);
             if (step + 1) % READBACK_EVERY == 0 || step + 1 == per_epoch {
                 // This rank's share: the progress line of rank 0.
                 let totals = sum_totals(gpu, &nets)?;
@@ -560,7 +590,7 @@ pub fn train_rank(
             summary.epochs_run += 1;
             continue;
         };
-        let test = evaluate(gpu, eval_net, &test_ds)?;
+        let (test, skipped_test) = evaluate(gpu, eval_net, &test_ds, cfg.data_threads)?;
         let diagnostics = match rotated {
             Some(d) => d,
             None => rotation.measure(gpu)?,
@@ -585,6 +615,8 @@ pub fn train_rank(
             rotation_seconds,
             flip_rate: per_layer(&train_net.binconv_names, &diagnostics, |d| d.flip_rate),
             angular_cosine: per_layer(&train_net.binconv_names, &diagnostics, |d| d.mean_cosine),
+            skipped_train_images: skipped_train,
+            skipped_test_images: skipped_test,
         };
         bar.finish_and_clear();
         writer.write(&m)?;
@@ -699,19 +731,13 @@ pub fn eval_checkpoint(
     };
     let kind = ModelKind::parse(&cfg.model)?;
     checkpoint::check_model(&ck.metadata, kind.name(), path)?;
-    let test_ds = Arc::new(load_split(&cfg, Split::Test)?);
-    let spec = ModelSpec::new(kind, test_ds.classes.len(), test_ds.c);
+    let test_ds = load_source(&cfg, Split::Test)?;
+    let image = test_ds.image_shape();
+    let spec = ModelSpec::new(kind, test_ds.classes().len(), image[0]);
     let mut params = Params::new(gpu, spec)?;
     restore(gpu, &mut params, &ck.state, path)?;
-    let bs = cfg.batch_size_test.min(test_ds.n);
-    let net = Network::new(
-        gpu,
-        &params,
-        bs,
-        Mode::Eval,
-        cfg.a32,
-        [test_ds.c, test_ds.h, test_ds.w],
-    )?;
-    let totals = evaluate(gpu, &net, &test_ds)?;
+    let bs = cfg.batch_size_test.min(test_ds.len());
+    let net = Network::new(gpu, &params, bs, Mode::Eval, cfg.a32, image)?;
+    let (totals, _) = evaluate(gpu, &net, &test_ds, cfg.data_threads)?;
     Ok((cfg, totals))
 }

@@ -51,6 +51,16 @@ macro_rules! gpu_or_skip {
     };
 }
 
+/// f32 data as f64.
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// f64 data as f32.
+pub fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
 /// Asserts |got - want| <= atol + rtol * |want| elementwise, reporting the worst element.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f64, atol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");

@@ -2,9 +2,10 @@
 //! check.
 #![allow(dead_code)]
 
+use crate::common;
 use rbnn::gpu::Gpu;
 use rbnn::ops::conv::ConvShape;
-use rbnn::rbnn::cpu::{self, Params};
+use rbnn::rbnn::layer::cpu::Params;
 use rbnn::rbnn::rotation::random_orthogonal;
 use rbnn::rbnn::rotation_dims;
 use rbnn::rng::Rng;
@@ -24,11 +25,11 @@ pub fn record_and_wait(gpu: &Gpu, record: impl FnOnce(&mut wgpu::ComputePass<'_>
 /// f32 values widened to f64, so the GPU (f32) and the CPU reference (f64) start from the same
 /// numbers.
 pub fn normal(rng: &mut Rng, len: usize, std: f64) -> Vec<f64> {
-    cpu::f64s(&rng.normal_vec(len, std))
+    common::f64s(&rng.normal_vec(len, std))
 }
 
 pub fn uniform(rng: &mut Rng, len: usize, lo: f64, hi: f64) -> Vec<f64> {
-    cpu::f64s(&rng.uniform_vec(len, lo, hi))
+    common::f64s(&rng.uniform_vec(len, lo, hi))
 }
 
 /// A layer state away from its initial values: kaiming-scaled weights, alpha ~ U(0.5, 1.5),
@@ -40,8 +41,8 @@ pub fn random_params(rng: &mut Rng, s: &ConvShape) -> Params {
         weight: normal(rng, s.co * n, (2.0 / n as f64).sqrt()),
         alpha: uniform(rng, s.co, 0.5, 1.5),
         rotate: uniform(rng, s.co, 0.3, 2.8),
-        r1: cpu::f64s(&random_orthogonal(rng, a)),
-        r2: cpu::f64s(&random_orthogonal(rng, b)),
+        r1: common::f64s(&random_orthogonal(rng, a)),
+        r2: common::f64s(&random_orthogonal(rng, b)),
     }
 }
 

@@ -1,5 +1,6 @@
-//! `BinaryConv2d`: the RBNN binary convolution (RBNN-SPEC.md section 1) as a set of dispatches
-//! built once over preallocated tensors and recorded into a training step's compute pass.
+//! `BinaryConv2d`: the RBNN binary convolution (docs/numerics.md sections 1-2) as a set of
+//! dispatches built once over preallocated tensors and recorded into a training step's compute
+//! pass.
 //!
 //! Forward (`record_forward`):
 //!   weight side   standardize::weight_forward  weight -> w2 (+ std, alpha, theta terms)
@@ -19,7 +20,10 @@
 //!   then rotate::weight_backward (ApproxSign, theta, standardisation) and
 //!   standardize::activation_backward (ApproxSign with ta = max(t,1), standardisation).
 
+pub mod cpu;
+
 use super::binconv;
+pub use super::rotate::rotation_dims;
 use super::rotate::{self, ParamGrads, WeightDims, WeightScratch};
 use super::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
 use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
@@ -29,19 +33,9 @@ use crate::ops::conv_coop;
 use crate::ops::shape::expect_len;
 use anyhow::{bail, Context, Result};
 
-/// (a, b) with a the largest divisor of n not above floor(sqrt(n)) and b = n / a: the shape of
-/// the matrix X_o that R1 [a,a] and R2 [b,b] rotate.
-pub fn rotation_dims(n: usize) -> (usize, usize) {
-    let mut a = n.isqrt().max(1);
-    while !n.is_multiple_of(a) {
-        a -= 1;
-    }
-    (a, n / a)
-}
-
-/// alpha's initial value, mean(|W_o|) per output channel of a weight [Co, ...] (spec: taken from
-/// PyTorch's default conv init, before the model re-initialises W). theta starts at pi/2 and R1,
-/// R2 as `rotation::random_orthogonal`.
+/// alpha's initial value, mean(|W_o|) per output channel of a weight [Co, ...]
+/// (docs/numerics.md section 1: taken from PyTorch's default conv init, before the model
+/// re-initialises W). theta starts at pi/2 and R1, R2 as `rotation::random_orthogonal`.
 pub fn initial_alpha(weight: &[f32], co: usize) -> Vec<f32> {
     let n = weight.len() / co.max(1);
     weight

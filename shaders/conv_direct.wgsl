@@ -1,0 +1,245 @@
+// Float 2D convolution (as shaders/conv_gemm.wgsl: NCHW, [Co, Ci, kh, kw] weights, zero padding)
+// on groups of 8 subgroup lanes (src/ops/conv/direct.rs), for kernels up to 3x3 with stride 1 or
+// 2 on software adapters with subgroups (see common/lane_groups.wgsl for why). Each group keeps
+// its whole tile in registers: the tap geometry (DKH, DKW, DS, DPMOD) is compiled in, so every
+// loop over taps and tile positions has a constant trip count and unrolls, and every register
+// array index becomes a constant. (Accumulator arrays are sized exactly by the loops that index
+// them, which makes drivers unroll those loops whatever their length.)
+//
+//   direct         gather conv (forward) or scatter conv (DTRANSPOSED: the data gradient, any
+//                  stride): lane = one of 8 output channels, register tile = 8x8 output pixels of
+//                  one image. Per reduction channel: the lane's 3x3 weights (own loads), then the
+//                  input window of the tile, each row loaded as segments of 8 columns (one value
+//                  per lane) and broadcast tap by tap with shuffles.
+//   direct_weight  lane = one of 8 input channels, register tile = 16 output channels x the taps.
+//                  The group walks a chunk of 8-column strips of the output, row by row, keeping
+//                  the input rows of the current taps (the lane's own channel) in registers; each
+//                  output-gradient row is one load per channel, broadcast pixel by pixel. Chunks
+//                  write a partial buffer that conv_gemm.wgsl's reduce_splits sums in a fixed
+//                  order.
+// The host (ops::conv::direct_supported) guarantees stride 1 or 2 and kernels up to 3x3, which
+// bounds every window: at most 7 * 2 + 3 = 17 rows and columns (3 segments of 8).
+// #include "common/conv_params.wgsl"
+// #include "common/lane_groups.wgsl"
+
+override DKH: u32 = 3u;
+override DKW: u32 = 3u;
+override DS: u32 = 1u;
+override DTRANSPOSED: bool = false;
+// The padding modulo the stride, for DTRANSPOSED: with it, which taps reach which outputs is known
+// at compile time (the rest of the padding only moves the window, a runtime offset).
+override DPMOD: i32 = 0;
+override DKK: u32 = DKH * DKW;
+override DCOLS: u32 = 7u * DS + DKW;
+
+var<immediate> p: ConvParams;
+
+// direct: x, w -> y, or (DTRANSPOSED) dy, w -> dx. direct_weight: x, dy -> partial (or dw).
+@group(0) @binding(0) var<storage, read> in_a: array<f32>;
+@group(0) @binding(1) var<storage, read> in_b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+// floor(a / b) for a > -64 b.
+fn floor_div(a: i32, b: i32) -> i32 {
+    return (a + 64 * b) / b - 64;
+}
+
+// First input row (or column) of the window that a tile starting at output row t0 reads.
+fn window_origin(t0: u32, k: u32) -> i32 {
+    if DTRANSPOSED {
+        return i32(t0 / DS) + i32(p.pad / DS) + floor_div(DPMOD + 1 - i32(k), i32(DS));
+    }
+    return i32(t0 * DS) - i32(p.pad);
+}
+
+// Rows (or columns) of that window.
+fn window_len(k: u32) -> u32 {
+    if DTRANSPOSED {
+        return u32(floor_div(7 + DPMOD, i32(DS)) - floor_div(DPMOD + 1 - i32(k), i32(DS)) + 1);
+    }
+    return 7u * DS + k;
+}
+
+// Where output row t (0..8) of a tile meets tap r in the window, or -1 where it does not (a
+// transposed conv with stride > 1 reaches each output from only some taps).
+fn window_index(t: u32, r: u32, k: u32) -> i32 {
+    if DTRANSPOSED {
+        let num = i32(t) + DPMOD - i32(r);
+        if num % i32(DS) != 0 {
+            return -1;
+        }
+        return floor_div(num, i32(DS)) - floor_div(DPMOD + 1 - i32(k), i32(DS));
+    }
+    return i32(t * DS + r);
+}
+
+@compute @workgroup_size(64)
+fn direct(ids: LaneIds) {
+    let gl = group_lane(ids);
+    var c_in = p.ci;
+    var h_in = p.h;
+    var w_in = p.w;
+    var c_out = p.co;
+    var h_out = p.oh;
+    var w_out = p.ow;
+    if DTRANSPOSED {
+        c_in = p.co;
+        h_in = p.oh;
+        w_in = p.ow;
+        c_out = p.ci;
+        h_out = p.h;
+        w_out = p.w;
+    }
+    let tile = direct_tile(gl, p.n, c_out, h_out, w_out);
+    let ty0 = tile.ty0;
+    let tx0 = tile.tx0;
+    let img = tile.img;
+    let oc = tile.oc;
+    let oc_ok = tile.ok;
+    let iy0 = window_origin(ty0, DKH);
+    let ix0 = window_origin(tx0, DKW);
+    let rows_len = window_len(DKH);
+    let segs = (window_len(DKW) + 7u) / 8u;
+    let in_plane = h_in * w_in;
+    let in_img = img * c_in * in_plane;
+
+    // acc[ty][tx]: output pixel (ty0 + ty, tx0 + tx) of channel oc.
+    var acc: array<array<f32, 8>, 8>;
+    for (var j = 0u; j < c_in; j++) {
+        var wt: array<f32, 9>;
+        for (var k = 0u; k < DKK; k++) {
+            var wi = (oc * c_in + j) * DKK + k;
+            if DTRANSPOSED {
+                wi = (j * c_out + oc) * DKK + k;
+            }
+            wt[k] = select(0.0, in_b[select(0u, wi, oc_ok)], oc_ok);
+        }
+        let plane = in_img + j * in_plane;
+        // rows[k][s]: input (iy0 + k, ix0 + 8 s + lane) of channel j.
+        var rows: array<array<f32, 3>, 17>;
+        for (var k = 0u; k < rows_len; k++) {
+            let iy = iy0 + i32(k);
+            let row_ok = iy >= 0 && iy < i32(h_in) && (DTRANSPOSED || k % DS < DKH);
+            for (var s = 0u; s < segs; s++) {
+                let ix = ix0 + i32(s * 8u + gl.lane);
+                let ok = row_ok && ix >= 0 && ix < i32(w_in);
+                let idx = plane + u32(iy) * w_in + u32(ix);
+                rows[k][s] = select(0.0, in_a[select(0u, idx, ok)], ok);
+            }
+        }
+        for (var ty = 0u; ty < 8u; ty++) {
+            for (var tx = 0u; tx < 8u; tx++) {
+                var a = acc[ty][tx];
+                for (var r = 0u; r < DKH; r++) {
+                    let k = window_index(ty, r, DKH);
+                    for (var c = 0u; c < DKW; c++) {
+                        let m = window_index(tx, c, DKW);
+                        if k >= 0 && m >= 0 {
+                            let v = subgroupShuffle(rows[k][m / 8], gl.base + u32(m & 7));
+                            a = fma(v, wt[r * DKW + c], a);
+                        }
+                    }
+                }
+                acc[ty][tx] = a;
+            }
+        }
+    }
+
+    let out_plane = h_out * w_out;
+    let out_base = (img * c_out + oc) * out_plane;
+    for (var ty = 0u; ty < 8u; ty++) {
+        for (var tx = 0u; tx < 8u; tx++) {
+            let y = ty0 + ty;
+            let x = tx0 + tx;
+            if oc_ok && y < h_out && x < w_out {
+                out[out_base + y * w_out + x] = acc[ty][tx];
+            }
+        }
+    }
+}
+
+// Columns ix0 .. ix0 + DCOLS of row iy of the input plane starting at `plane`: 0 outside the
+// input, where `valid` is false, and at columns no tap reads (stride 2, 1-wide kernels).
+fn weight_window_row(plane: u32, iy: i32, ix0: i32, valid: bool) -> array<f32, 17> {
+    var row: array<f32, 17>;
+    let row_ok = valid && iy >= 0 && iy < i32(p.h);
+    for (var m = 0u; m < DCOLS; m++) {
+        let ix = ix0 + i32(m);
+        let ok = row_ok && ix >= 0 && ix < i32(p.w) && m % DS < DKW;
+        row[m] = select(0.0, in_a[select(0u, plane + u32(iy) * p.w + u32(ix), ok)], ok);
+    }
+    return row;
+}
+
+@compute @workgroup_size(64)
+fn direct_weight(ids: LaneIds) {
+    let gl = group_lane(ids);
+    let iblocks = (p.ci + 7u) / 8u;
+    let oblocks = (p.co + 15u) / 16u;
+    let strips_x = (p.ow + 7u) / 8u;
+    let strips = p.n * strips_x;
+    // aux: strips per chunk.
+    let chunks = (strips + p.aux - 1u) / p.aux;
+    let total = chunks * oblocks * iblocks;
+    let g = gl.group;
+    let gc = min(g, total - 1u);
+    let ib = gc % iblocks;
+    let t = gc / iblocks;
+    let ob = t % oblocks;
+    let chunk = t / oblocks;
+    let ci = ib * 8u + gl.lane;
+    let ci_ok = ci < p.ci;
+    let o0 = ob * 16u;
+    let ohw = p.oh * p.ow;
+
+    var acc: array<array<f32, 9>, 16>;
+    let strip_end = min(strips, (chunk + 1u) * p.aux);
+    for (var strip = chunk * p.aux; strip < strip_end; strip++) {
+        let img = strip / strips_x;
+        let x0 = (strip - img * strips_x) * 8u;
+        let plane = (img * p.ci + select(0u, ci, ci_ok)) * p.h * p.w;
+        let ix0 = i32(x0 * DS) - i32(p.pad);
+        let ox = x0 + gl.lane;
+        let ox_ok = ox < p.ow;
+        // win[r]: the input row tap row r reads for the current output row.
+        var win: array<array<f32, 17>, 3>;
+        for (var r = 0u; r < DKH; r++) {
+            win[r] = weight_window_row(plane, i32(r) - i32(p.pad), ix0, ci_ok);
+        }
+        for (var y = 0u; y < p.oh; y++) {
+            let dy_row = img * p.co * ohw + y * p.ow + ox;
+            for (var o = 0u; o < 16u; o++) {
+                let ok = ox_ok && o0 + o < p.co;
+                let d = select(0.0, in_b[select(0u, dy_row + (o0 + o) * ohw, ok)], ok);
+                var a = acc[o];
+                for (var px = 0u; px < 8u; px++) {
+                    let dv = subgroupShuffle(d, gl.base + px);
+                    for (var r = 0u; r < DKH; r++) {
+                        for (var c = 0u; c < DKW; c++) {
+                            a[r * DKW + c] = fma(dv, win[r][px * DS + c], a[r * DKW + c]);
+                        }
+                    }
+                }
+                acc[o] = a;
+            }
+            // Slide the window down DS rows: keep the rows still in reach, load the rest.
+            for (var r = 0u; r < DKH; r++) {
+                if r + DS < DKH {
+                    win[r] = win[r + DS];
+                } else {
+                    win[r] = weight_window_row(plane, i32((y + 1u) * DS + r) - i32(p.pad), ix0, ci_ok);
+                }
+            }
+        }
+    }
+
+    let cols = p.ci * DKK;
+    let out_base = chunk * p.co * cols;
+    for (var o = 0u; o < 16u; o++) {
+        if ci_ok && o0 + o < p.co && g < total {
+            for (var k = 0u; k < DKK; k++) {
+                out[out_base + (o0 + o) * cols + ci * DKK + k] = acc[o][k];
+            }
+        }
+    }
+}
