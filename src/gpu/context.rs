@@ -178,12 +178,19 @@ impl Gpu {
     /// `adapter_name` or WGPU_ADAPTER_NAME when given) and opens a device with the adapter's own
     /// limits. Without a usable adapter the error says what was found and how to get one.
     pub fn new(adapter_name: Option<&str>) -> Result<Gpu> {
+        Self::for_local_rank(adapter_name, 0)
+    }
+
+    /// `new` for the process of local rank `local_rank` of a data-parallel job
+    /// (`select::choose_for_rank`: the equally good usable adapters taken in turn).
+    pub fn for_local_rank(adapter_name: Option<&str>, local_rank: usize) -> Result<Gpu> {
         let mut adapters = enumerate();
         let facts: Vec<AdapterFacts> = adapters
             .iter()
             .map(|a| AdapterFacts::new(&a.get_info(), a.features()))
             .collect();
-        let chosen = select::choose(&facts, &request(adapter_name)).map_err(|m| anyhow!(m))?;
+        let chosen = select::choose_for_rank(&facts, &request(adapter_name), local_rank)
+            .map_err(|m| anyhow!(m))?;
         Self::from_adapter(adapters.swap_remove(chosen))
     }
 

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod data_parallel;
 pub mod lr;
 pub mod memory;
 pub mod metrics;
