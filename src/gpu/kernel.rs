@@ -159,6 +159,9 @@ pub struct Dispatch {
     pub flop: f64,
     /// Bytes of the buffers bound (each counted once), for benchmarks' GB/s.
     pub bytes: u64,
+    /// On a memory planner, the label of each tensor bound and whether the kernel only reads
+    /// it (for the liveness of a network's tensors, model::network); empty on a real Gpu.
+    pub binds: Vec<(String, bool)>,
 }
 
 impl Dispatch {
@@ -427,10 +430,16 @@ impl Gpu {
                 );
             }
         }
-        let bind_group = match self.plan {
+        let (bind_group, binds) = match self.plan {
             // Checked as a real dispatch is, but a planner's tensors have no buffer to bind.
-            Some(_) => None,
-            None => Some(self.bind_group(kernel, buffers)),
+            Some(_) => {
+                let binds = buffers.iter().zip(&kernel.bindings);
+                (
+                    None,
+                    binds.map(|(t, &(_, ro))| (t.label.clone(), ro)).collect(),
+                )
+            }
+            None => (Some(self.bind_group(kernel, buffers)), Vec::new()),
         };
         Ok(Dispatch {
             kernel: kernel.clone(),
@@ -439,6 +448,7 @@ impl Gpu {
             immediates: immediates.to_vec(),
             flop: 0.0,
             bytes: buffers.iter().map(|t| t.bytes()).sum(),
+            binds,
         })
     }
 

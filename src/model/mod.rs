@@ -2,6 +2,7 @@
 //! official parameter layout derived from the description (spec), the tensors on the GPU
 //! (params) and the computation graph built from them (network).
 pub mod arch;
+pub mod liveness;
 pub mod network;
 pub mod params;
 pub mod spec;

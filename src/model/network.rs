@@ -1,6 +1,7 @@
 //! A model's computation graph on the GPU for one batch size: every activation and gradient
 //! tensor allocated once, every dispatch (with its bind group) created once, then recorded into
 //! one compute pass per step.
+//! Tensors whose lifetimes within a step do not overlap share buffers (model::liveness).
 //!
 //! Gradient flow: each op's backward OVERWRITES the gradient of its input. A tensor consumed by
 //! two ops (a residual block's input) gives each consumer its own gradient tensor, and a
@@ -10,6 +11,7 @@ use super::arch::{
     BatchNorm, Block, BlockKind, Conv, ConvKind, Head, Linear, Pool, Shortcut, Stem, Unit,
     MAX_POOL_2X2,
 };
+use super::liveness::SharedBuffers;
 use super::params::Params;
 use super::zoo::ModelKind;
 use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
@@ -82,6 +84,10 @@ struct Builder<'a> {
     binconvs: Vec<BinaryConv2d>,
     binconv_names: Vec<String>,
     count: usize,
+    /// Every tensor made, (label, shape), for the liveness plan (model::liveness).
+    made: Vec<(String, Vec<usize>)>,
+    /// Where the tensors that share buffers live (empty when planning them).
+    shared: &'a SharedBuffers,
 }
 
 /// The shape of `conv` applied to `x`.
@@ -101,8 +107,12 @@ impl<'a> Builder<'a> {
 
     fn tensor(&mut self, what: &str, shape: &[usize]) -> Result<Tensor> {
         self.count += 1;
-        self.gpu
-            .try_tensor(&format!("{what}#{}", self.count), shape)
+        let label = format!("{what}#{}", self.count);
+        self.made.push((label.clone(), shape.to_vec()));
+        match self.shared.view(&label) {
+            Some(view) => Ok(view.clone()),
+            None => self.gpu.try_tensor(&label, shape),
+        }
     }
 
     /// A new activation of `shape` (and its gradient, in training).
@@ -499,6 +509,8 @@ pub fn is_whole_map_average(pool: Pool, shape: &[usize]) -> bool {
 }
 
 impl Network {
+    /// The network, its tensors sharing buffers where their lifetimes in a step allow: the graph
+    /// is first built on a memory planner of `gpu` to find those lifetimes (model::liveness).
     pub fn new(
         gpu: &Gpu,
         params: &Params,
@@ -507,6 +519,31 @@ impl Network {
         a32: bool,
         image: [usize; 3],
     ) -> Result<Network> {
+        let probe = gpu.planner(gpu.limits.clone(), false);
+        let none = SharedBuffers::default();
+        let (trial, made) = Self::build(&probe, params, batch, mode, a32, image, &none)?;
+        let step: Vec<&Dispatch> = trial
+            .step_dispatches(StepScalars { t: 1.0, k: 1.0 })
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        // The host reads the logits after a step.
+        let keep = [trial.logits.label.as_str(), trial.dlogits.label.as_str()];
+        let shared = SharedBuffers::plan(gpu, &made, &step, &keep)?;
+        Ok(Self::build(gpu, params, batch, mode, a32, image, &shared)?.0)
+    }
+
+    /// The network, with the tensors `shared` names in those buffers; also every tensor the
+    /// builder made.
+    fn build(
+        gpu: &Gpu,
+        params: &Params,
+        batch: usize,
+        mode: Mode,
+        a32: bool,
+        image: [usize; 3],
+        shared: &SharedBuffers,
+    ) -> Result<(Network, Vec<(String, Vec<usize>)>)> {
         if batch == 0 {
             bail!("batch size must be at least 1");
         }
@@ -532,6 +569,8 @@ impl Network {
             binconvs: Vec::new(),
             binconv_names: Vec::new(),
             count: 0,
+            made: Vec::new(),
+            shared,
         };
         let input = gpu.try_tensor("input", &[batch, c, h, w])?;
         let target = gpu.try_tensor("target", &[batch])?;
@@ -569,7 +608,7 @@ impl Network {
             }
         };
         let backward = b.backward.drain(..).rev().flatten().collect();
-        Ok(Network {
+        let network = Network {
             kind: spec.kind,
             mode,
             batch,
@@ -584,7 +623,8 @@ impl Network {
             loss_ops,
             backward,
             _per_sample: per_sample,
-        })
+        };
+        Ok((network, b.made))
     }
 
     fn dispatches_of<'a>(
