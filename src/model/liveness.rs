@@ -14,6 +14,9 @@ use crate::gpu::{Dispatch, Gpu, Tensor};
 use anyhow::Result;
 use std::collections::HashMap;
 
+/// The tensors a network builder made: (label, shape), in order.
+pub type MadeTensors = Vec<(String, Vec<usize>)>;
+
 /// Views into the shared buffers, by tensor label.
 #[derive(Default)]
 pub struct SharedBuffers {

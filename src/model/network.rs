@@ -11,7 +11,7 @@ use super::arch::{
     BatchNorm, Block, BlockKind, Conv, ConvKind, Head, Linear, Pool, Shortcut, Stem, Unit,
     MAX_POOL_2X2,
 };
-use super::liveness::SharedBuffers;
+use super::liveness::{MadeTensors, SharedBuffers};
 use super::params::Params;
 use super::zoo::ModelKind;
 use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
@@ -85,7 +85,7 @@ struct Builder<'a> {
     binconv_names: Vec<String>,
     count: usize,
     /// Every tensor made, (label, shape), for the liveness plan (model::liveness).
-    made: Vec<(String, Vec<usize>)>,
+    made: MadeTensors,
     /// Where the tensors that share buffers live (empty when planning them).
     shared: &'a SharedBuffers,
 }
@@ -543,7 +543,7 @@ impl Network {
         a32: bool,
         image: [usize; 3],
         shared: &SharedBuffers,
-    ) -> Result<(Network, Vec<(String, Vec<usize>)>)> {
+    ) -> Result<(Network, MadeTensors)> {
         if batch == 0 {
             bail!("batch size must be at least 1");
         }
