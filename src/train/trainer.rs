@@ -1,4 +1,4 @@
-//! The epoch runner: data -> one submit per training step (forward, loss, backward, SGD) ->
+//! The epoch runner: data -> one submit per training step (forward, loss, backward, optimizer) ->
 //! rotation update at the first batch of every rotation epoch -> evaluation -> metrics and
 //! checkpoints (atomic) -> curves.
 //!
@@ -10,6 +10,7 @@
 use crate::data::{self, BatchPlan, Batcher, Dataset, DatasetKind, Source, Split};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::model::network::{Mode, Network, StepScalars};
+use crate::model::spec::Node;
 use crate::model::{ModelKind, ModelSpec, Params};
 use crate::ops::{loss, sgd};
 use crate::rbnn::rotation::{LayerDiagnostics, RotationUpdate};
@@ -18,6 +19,7 @@ use crate::rng::Rng;
 use crate::train::checkpoint::{self, CheckpointInfo, HostTensor, StateDict, MOMENTUM_PREFIX};
 use crate::train::config::Config;
 use crate::train::metrics::{self, EpochMetrics, MetricsWriter};
+use crate::train::optimizer::{self, Optimizer};
 use crate::train::plot;
 use crate::train::run_dir::{RunDir, RunFiles};
 use anyhow::{bail, Context, Result};
@@ -90,11 +92,17 @@ pub fn state_dict(gpu: &Gpu, params: &Params, with_momentum: bool) -> Result<Sta
     Ok(state)
 }
 
-/// Uploads a checkpoint's tensors into `params`, failing with every missing or mis-shaped
-/// tensor named. Returns whether momentum buffers were present.
-pub fn restore(gpu: &Gpu, params: &mut Params, state: &StateDict, file: &Path) -> Result<bool> {
+/// Uploads a checkpoint's model tensors into `params`, failing with every missing or mis-shaped
+/// tensor named. Returns the optimizer's tensors (SGD's momentum buffers or Adam's state, empty
+/// when the checkpoint has none) for `Optimizer::restore`.
+pub fn restore(
+    gpu: &Gpu,
+    params: &mut Params,
+    state: &StateDict,
+    file: &Path,
+) -> Result<StateDict> {
     let mut state = state.clone();
-    let momentum = state.split_prefix(MOMENTUM_PREFIX);
+    let optimizer_state = optimizer::split_state(&mut state);
     let mut expected: Vec<(String, Vec<usize>)> = params
         .spec
         .tensors
@@ -115,24 +123,32 @@ pub fn restore(gpu: &Gpu, params: &mut Params, state: &StateDict, file: &Path) -
     if let Some(bn) = params.batchnorm_names().first() {
         params.batches_tracked = state.i64(&format!("{bn}.num_batches_tracked"))?[0];
     }
-    if momentum.is_empty() {
-        return Ok(false);
-    }
-    let trainable: Vec<(String, Vec<usize>)> = params
+    Ok(optimizer_state)
+}
+
+/// The initial parameters of a fresh run: the model's initialisation (docs/numerics.md section
+/// 7), with every binary conv's rotation gate theta set to `cfg.theta_init` and, when the config
+/// says, every BatchNorm2d's gamma to `cfg.bn_gamma_init`.
+fn initial_values(params: &Params, cfg: &Config, rng: &mut Rng) -> Vec<(String, Vec<f32>)> {
+    let mut values = params.spec.initialise(rng);
+    let gammas: Vec<String> = params
         .spec
-        .tensors
-        .iter()
-        .filter(|t| t.trainable)
-        .map(|t| (t.name.clone(), t.shape.clone()))
+        .graph_nodes()
+        .into_iter()
+        .filter_map(|node| match node {
+            Node::BatchNorm2d { name, .. } => Some(format!("{name}.weight")),
+            _ => None,
+        })
         .collect();
-    checkpoint::check_against(&momentum, &trainable, file)
-        .context("momentum buffers (momentum.<name>)")?;
-    let values: Vec<(String, Vec<f32>)> = trainable
-        .iter()
-        .map(|(n, _)| Ok((n.clone(), momentum.f32(n)?)))
-        .collect::<Result<_>>()?;
-    params.upload_momentum(gpu, &values)?;
-    Ok(true)
+    for (name, v) in values.iter_mut() {
+        if name.ends_with(".rotate") {
+            v.fill(cfg.theta_init as f32);
+        }
+        if let Some(gamma) = cfg.bn_gamma_init.filter(|_| gammas.contains(name)) {
+            v.fill(gamma as f32);
+        }
+    }
+    values
 }
 
 /// Evaluates `net` (built in Mode::Eval) over a whole split; returns the loss totals and the
@@ -276,7 +292,7 @@ pub fn train_until(
     let mut rng = Rng::new(cfg.seed);
     let mut start_epoch = 0;
     let mut best_top1 = 0.0;
-    let mut has_momentum = false;
+    let mut optimizer_state = StateDict::new();
     if let Some(path) = resume {
         let ck = checkpoint::load(path)?;
         checkpoint::check_model(&ck.metadata, kind.name(), path)?;
@@ -291,13 +307,22 @@ pub fn train_until(
                 cfg.dataset
             );
         }
-        has_momentum = restore(gpu, &mut params, &ck.state, path)?;
+        if info.config.optimizer != cfg.optimizer {
+            bail!(
+                "{} was trained with --optimizer {}; this run asks for {} (resume with the \
+                 optimizer and recipe it was trained with)",
+                path.display(),
+                info.config.optimizer.name(),
+                cfg.optimizer.name()
+            );
+        }
+        optimizer_state = restore(gpu, &mut params, &ck.state, path)?;
         start_epoch = info.epoch;
         best_top1 = info.best_top1;
         rng.state = info.rng_state;
         metrics::retain_before(&files.metrics(), start_epoch)?;
     } else {
-        let values = params.spec.initialise(&mut rng);
+        let values = initial_values(&params, cfg, &mut rng);
         params.upload(gpu, &values)?;
     }
 
@@ -326,19 +351,10 @@ pub fn train_until(
     let rotation = RotationUpdate::new(gpu, &layers)?;
     let finite_check = FiniteCheck::new(gpu, &params)?;
 
-    let sgd_base = sgd::SgdStep {
-        lr: cfg.lr as f32,
-        momentum: cfg.momentum as f32,
-        weight_decay: cfg.weight_decay as f32,
-        first_step: false,
-    };
-    let sgd = sgd::step(
-        gpu,
-        &params.trainable,
-        &params.grads,
-        &params.momentum,
-        &sgd_base,
-    )?;
+    let mut optimizer = Optimizer::new(gpu, &params, cfg)?;
+    if let Some(path) = resume {
+        optimizer.restore(gpu, &params, &optimizer_state, path)?;
+    }
     let schedule = ApproxSignSchedule {
         t_min: cfg.tmin,
         t_max: cfg.tmax,
@@ -347,6 +363,9 @@ pub fn train_until(
     let mut writer = MetricsWriter::append(&files.metrics())?;
     let mut plan = BatchPlan::train_source(&train_ds, bs, cfg.seed);
     plan.threads = cfg.data_threads;
+    if !cfg.augment {
+        plan.augment = None;
+    }
     if tail_net.is_none() {
         plan.drop_last = true;
     }
@@ -357,7 +376,6 @@ pub fn train_until(
     )?;
     let per_epoch = batcher.batches_per_epoch();
     let mut batches = batcher.into_iter();
-    let mut first_step = !has_momentum;
     let mut summary = TrainSummary {
         epochs_run: 0,
         best_top1,
@@ -403,22 +421,13 @@ pub fn train_until(
                 tail_net.as_ref().context("partial batch")?
             };
             write_batch(gpu, net, &batch.images, &batch.labels);
-            let imm = sgd::step_immediates(
-                params.trainable.len(),
-                &sgd::SgdStep {
-                    lr: lr as f32,
-                    first_step,
-                    ..sgd_base
-                },
-            );
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 net.record_step(&mut pass, scalars);
-                sgd.record_with(&mut pass, &imm);
+                optimizer.record(&mut pass, cfg.step_learning_rate(epoch, step, per_epoch));
             }
             gpu.queue.submit([encoder.finish()]);
-            first_step = false;
             params.batches_tracked += 1;
             images += batch.len();
             batches.recycle(batch);
@@ -483,7 +492,7 @@ pub fn train_until(
                 rng_state: rng.state,
             };
             let path = files.interrupted();
-            let state = checked_state(gpu, &params, &path, files, resume)?;
+            let state = checked_state(gpu, &params, &optimizer, &path, files, resume)?;
             checkpoint::save_atomic(&path, &state, &info.to_metadata())?;
             let resume_point = if files.last().exists() {
                 Some(files.last())
@@ -563,7 +572,7 @@ pub fn train_until(
             best_top1,
             rng_state: rng.state,
         };
-        let state = checked_state(gpu, &params, &files.last(), files, resume)?;
+        let state = checked_state(gpu, &params, &optimizer, &files.last(), files, resume)?;
         checkpoint::save_atomic(&files.last(), &state, &info.to_metadata())?;
         if is_best {
             checkpoint::save_atomic(&files.best(), &state, &info.to_metadata())?;
@@ -602,15 +611,20 @@ pub fn train_until(
     Ok(summary)
 }
 
-/// The state to write to `path`, refused (and not written) when a tensor holds NaN or infinity.
+/// The state to write to `path` (the model's and the optimizer's), refused (and not written)
+/// when a tensor holds NaN or infinity.
 fn checked_state(
     gpu: &Gpu,
     params: &Params,
+    optimizer: &Optimizer,
     path: &Path,
     files: &RunFiles,
     resume: Option<&Path>,
 ) -> Result<StateDict> {
-    let state = state_dict(gpu, params, true)?;
+    let mut state = state_dict(gpu, params, false)?;
+    for (name, t) in optimizer.state_dict(gpu, params)?.iter() {
+        state.insert(name, t.clone());
+    }
     let bad = checkpoint::nonfinite_tensors(&state);
     if !bad.is_empty() {
         bail!(

@@ -1,0 +1,51 @@
+//! Training recipes: named sets of defaults for `rbnn train` (`--recipe`), each flag of which an
+//! explicit flag overrides; the checkpoint's config records the values a run resolved to.
+//!
+//! - `official` (the default): the paper's recipe as the official code runs it, docs/numerics.md
+//!   section 9: SGD, momentum 0.9, weight decay 1e-4 on everything, lr 0.1, batch 256, theta
+//!   starting at pi/2. Right for its 400-1000 epochs; it learns slowly in a few.
+//! - `fast`: the short-budget recipe of docs/numerics.md section 9.1, measured in the README's
+//!   A/B table: a few epochs at small batches, for a first run on a CPU or a quick experiment.
+
+use crate::train::config::{Config, LrUpdate};
+use crate::train::optimizer::{OptimizerKind, ParamGroup};
+use serde::{Deserialize, Serialize};
+
+/// `--recipe`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Recipe {
+    /// The official recipe (docs/numerics.md section 9).
+    #[default]
+    Official,
+    /// The short-budget recipe (docs/numerics.md section 9.1).
+    Fast,
+}
+
+impl Recipe {
+    pub fn name(self) -> &'static str {
+        match self {
+            Recipe::Official => "official",
+            Recipe::Fast => "fast",
+        }
+    }
+
+    /// The recipe's config (model, dataset and data flags as `Config::default`).
+    pub fn config(self) -> Config {
+        match self {
+            Recipe::Official => Config::default(),
+            Recipe::Fast => Config {
+                recipe: Recipe::Fast,
+                optimizer: OptimizerKind::Adam,
+                epochs: 3,
+                batch_size: 32,
+                lr: 2e-3,
+                lr_update: LrUpdate::Step,
+                weight_decay: 0.0,
+                theta_init: std::f64::consts::FRAC_PI_4,
+                no_decay_on: vec![ParamGroup::Theta, ParamGroup::Alpha],
+                ..Config::default()
+            },
+        }
+    }
+}
