@@ -783,3 +783,87 @@ fn batcher_epoch_time_cifar_sized() {
         );
     }
 }
+
+/// Every reader produces images of its kind's facts (data::facts): channels, size, mean/std,
+/// flips and, without a names file, the standard class names; the packed model's metadata
+/// (infer::export::meta_for_dataset) takes the same facts.
+#[test]
+fn readers_produce_what_their_kind_facts_say() {
+    fn check(kind: DatasetKind, ds: &Dataset) {
+        let facts = kind.facts();
+        assert_eq!([ds.c, ds.h, ds.w], facts.input(), "{kind}: image shape");
+        assert_eq!(
+            (&ds.mean[..], &ds.std[..]),
+            (facts.mean, facts.std),
+            "{kind}"
+        );
+        assert_eq!(ds.hflip, facts.hflip, "{kind}: flips");
+        if let Some(names) = facts.classes {
+            assert_eq!(ds.classes, names, "{kind}: class names");
+        }
+        let meta = rbnn::infer::export::meta_for_dataset(
+            rbnn::model::ModelKind::Resnet20,
+            &kind.to_string(),
+            None,
+            "test",
+        );
+        if let Some(names) = facts.classes {
+            let meta = meta.unwrap();
+            assert_eq!(meta.input, facts.input(), "{kind}: metadata input");
+            assert_eq!(meta.content, facts.content, "{kind}: metadata content");
+            assert_eq!((&meta.mean[..], &meta.std[..]), (facts.mean, facts.std));
+            assert_eq!(meta.classes, names, "{kind}: metadata classes");
+        } else {
+            // An image folder's names are its sub-folders: the folder is needed.
+            assert!(format!("{:#}", meta.unwrap_err()).contains("--data-path"));
+        }
+    }
+    let embedded = load(DatasetKind::Embedded, None, Split::Test).unwrap();
+    check(DatasetKind::Embedded, &embedded);
+    assert_eq!(DatasetKind::Embedded.facts().content, 28);
+
+    let dir = TempDir::new("facts");
+    write_cifar10(&dir, "");
+    let cifar = load(DatasetKind::Cifar10, Some(dir.path()), Split::Test).unwrap();
+    check(DatasetKind::Cifar10, &cifar);
+    dir.write("train-images-idx3-ubyte", &idx_images(3, 28, 28));
+    dir.write("train-labels-idx1-ubyte", &idx_labels(&[4, 0, 9]));
+    for kind in [DatasetKind::Mnist, DatasetKind::FashionMnist] {
+        check(kind, &load(kind, Some(dir.path()), Split::Train).unwrap());
+    }
+    save_png_rgb(&dir, "pictures/cat/a.png", 12, 9, 1);
+    save_png_rgb(&dir, "pictures/dog/b.png", 7, 7, 2);
+    let kind = DatasetKind::ImageFolder { size: 8 };
+    let folder = load(kind, Some(&dir.path().join("pictures")), Split::Train).unwrap();
+    check(kind, &folder);
+
+    // ImageNet is streamed: its shape and its class names (the folder's) against the facts.
+    let root = dir.path().join("imagenet");
+    let opts = rbnn::data::synth::SynthOptions {
+        classes: 2,
+        train_per_class: 1,
+        val_per_class: 1,
+        width: (40, 60),
+        height: (40, 60),
+        ..Default::default()
+    };
+    rbnn::data::synth::write_imagenet_like(&root, &opts).unwrap();
+    let kind = DatasetKind::ImageNet { crop: 24 };
+    let facts = kind.facts();
+    let images = rbnn::data::imagenet::ImageNet::open(&root, Split::Train, 24).unwrap();
+    assert_eq!(images.image_shape(), facts.input());
+    let meta = rbnn::infer::export::meta_for_dataset(
+        rbnn::model::ModelKind::Resnet20,
+        &kind.to_string(),
+        root.to_str(),
+        "test",
+    )
+    .unwrap();
+    assert_eq!(meta.input, [3, 24, 24]);
+    assert_eq!((&meta.mean[..], &meta.std[..]), (facts.mean, facts.std));
+    assert_eq!(
+        meta.classes,
+        rbnn::data::imagenet::class_names(&root).unwrap()
+    );
+    assert_eq!(meta.classes.len(), 2);
+}

@@ -7,6 +7,7 @@ mod common;
 mod temp_files;
 
 use rbnn::data::decode::{decode_rgb, Rgb8};
+use rbnn::data::facts::{IMAGENET_MEAN, IMAGENET_STD};
 use rbnn::data::imagenet::{ImageNet, SampleScratch};
 use rbnn::data::stream::transform_for;
 use rbnn::data::synth::{encode_jpeg, photo};
@@ -15,7 +16,6 @@ use rbnn::data::transform::{
     ResampleScratch, Transform, RRC_RATIO, RRC_SCALE,
 };
 use rbnn::data::{open, Batch, BatchPlan, Batcher, DatasetKind, Source, Split};
-use rbnn::data::{IMAGENET_MEAN, IMAGENET_STD};
 use rbnn::rng::Rng;
 use rbnn::train::run_dir::{Existing, RunDir};
 use std::path::Path;

@@ -7,7 +7,7 @@ mod infer_common;
 
 use image::{DynamicImage, GrayImage, Luma, Rgb, RgbImage};
 use infer_common::{meta, random_params, scratch};
-use rbnn::data::idx::FASHION_MNIST_CLASSES;
+use rbnn::data::facts::FASHION_MNIST_CLASSES;
 use rbnn::data::Normalizer;
 use rbnn::infer::predict::{image_files, image_to_input, load_image, top_k};
 use rbnn::infer::ModelMeta;

@@ -10,128 +10,12 @@
 //! `path` may be the folder holding these files or its parent (holding cifar-10-batches-bin/ or
 //! cifar-100-binary/, as the archives unpack).
 
-use super::{read_file, Dataset, Split, IMAGENET_MEAN, IMAGENET_STD};
+use super::facts::{CIFAR100_CLASSES, CIFAR10_CLASSES};
+use super::{read_file, Dataset, DatasetKind, Split};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 const PIXELS: usize = 3 * 32 * 32;
-
-pub const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
-
-/// The standard fine label names, in label order (alphabetical).
-pub const CIFAR100_CLASSES: [&str; 100] = [
-    "apple",
-    "aquarium_fish",
-    "baby",
-    "bear",
-    "beaver",
-    "bed",
-    "bee",
-    "beetle",
-    "bicycle",
-    "bottle",
-    "bowl",
-    "boy",
-    "bridge",
-    "bus",
-    "butterfly",
-    "camel",
-    "can",
-    "castle",
-    "caterpillar",
-    "cattle",
-    "chair",
-    "chimpanzee",
-    "clock",
-    "cloud",
-    "cockroach",
-    "couch",
-    "crab",
-    "crocodile",
-    "cup",
-    "dinosaur",
-    "dolphin",
-    "elephant",
-    "flatfish",
-    "forest",
-    "fox",
-    "girl",
-    "hamster",
-    "house",
-    "kangaroo",
-    "keyboard",
-    "lamp",
-    "lawn_mower",
-    "leopard",
-    "lion",
-    "lizard",
-    "lobster",
-    "man",
-    "maple_tree",
-    "motorcycle",
-    "mountain",
-    "mouse",
-    "mushroom",
-    "oak_tree",
-    "orange",
-    "orchid",
-    "otter",
-    "palm_tree",
-    "pear",
-    "pickup_truck",
-    "pine_tree",
-    "plain",
-    "plate",
-    "poppy",
-    "porcupine",
-    "possum",
-    "rabbit",
-    "raccoon",
-    "ray",
-    "road",
-    "rocket",
-    "rose",
-    "sea",
-    "seal",
-    "shark",
-    "shrew",
-    "skunk",
-    "skyscraper",
-    "snail",
-    "snake",
-    "spider",
-    "squirrel",
-    "streetcar",
-    "sunflower",
-    "sweet_pepper",
-    "table",
-    "tank",
-    "telephone",
-    "television",
-    "tiger",
-    "tractor",
-    "train",
-    "trout",
-    "tulip",
-    "turtle",
-    "wardrobe",
-    "whale",
-    "willow_tree",
-    "wolf",
-    "woman",
-    "worm",
-];
 
 /// The folder holding `probe`: `path` itself, or the archive's sub-folder `sub` inside it.
 fn data_dir(path: &Path, sub: &str, probe: &str) -> PathBuf {
@@ -205,23 +89,25 @@ fn class_names(file: &Path, standard: &[&str]) -> Result<Vec<String>> {
 }
 
 fn finish(
+    kind: DatasetKind,
     name: String,
     images: Vec<u8>,
     labels: Vec<u32>,
     classes: Vec<String>,
 ) -> Result<Dataset> {
+    let facts = kind.facts();
     Ok(Dataset {
         name,
         n: labels.len(),
         images,
         labels,
-        c: 3,
-        h: 32,
-        w: 32,
+        c: facts.channels,
+        h: facts.size,
+        w: facts.size,
         classes,
-        mean: IMAGENET_MEAN.to_vec(),
-        std: IMAGENET_STD.to_vec(),
-        hflip: true,
+        mean: facts.mean.to_vec(),
+        std: facts.std.to_vec(),
+        hflip: facts.hflip,
     })
 }
 
@@ -237,6 +123,7 @@ pub fn load_cifar10(path: &Path, split: Split) -> Result<Dataset> {
     }
     let classes = class_names(&dir.join("batches.meta.txt"), &CIFAR10_CLASSES)?;
     finish(
+        DatasetKind::Cifar10,
         format!("cifar10 {} ({})", split.name(), dir.display()),
         images,
         labels,
@@ -254,6 +141,7 @@ pub fn load_cifar100(path: &Path, split: Split) -> Result<Dataset> {
     read_records(&dir.join(file), 2, 1, 100, &mut images, &mut labels)?;
     let classes = class_names(&dir.join("fine_label_names.txt"), &CIFAR100_CLASSES)?;
     finish(
+        DatasetKind::Cifar100,
         format!("cifar100 {} ({})", split.name(), dir.display()),
         images,
         labels,

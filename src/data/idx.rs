@@ -7,32 +7,14 @@
 //! labels with 1), the dimension sizes as big-endian u32, then the data. Images must be 28x28;
 //! they are zero-padded to 32x32 (2 black pixels on each side) so the CIFAR models apply.
 
-use super::{read_file, Dataset, Split};
-use super::{FASHION_MNIST_MEAN, FASHION_MNIST_STD, MNIST_MEAN, MNIST_STD};
+use super::facts::{MNIST_SIDE, PADDED_SIDE};
+use super::{read_file, Dataset, DatasetKind, Split};
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::Path;
 
-pub const FASHION_MNIST_CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
-
-pub const MNIST_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
-
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
-/// Side of the stored MNIST images, and of the images after padding.
-const SIDE: usize = 28;
-const PADDED: usize = 32;
 
 /// The embedded subset (see data/fashion-mnist-subset/README.md: the first 500 / 100 images of
 /// each class, MIT licence, Zalando SE).
@@ -50,6 +32,15 @@ const EMBEDDED_TEST_LABELS: &[u8] =
 pub enum IdxKind {
     Mnist,
     FashionMnist,
+}
+
+impl IdxKind {
+    fn dataset_kind(self) -> DatasetKind {
+        match self {
+            IdxKind::Mnist => DatasetKind::Mnist,
+            IdxKind::FashionMnist => DatasetKind::FashionMnist,
+        }
+    }
 }
 
 /// Gunzips `bytes` when they start with the gzip magic, else returns them as they are.
@@ -112,17 +103,15 @@ fn parse(
     let labels = maybe_gunzip(labels, labels_source)?;
     let dims = header(&images, images_source, IMAGES_MAGIC, 3)?;
     let (n, rows, cols) = (dims[0], dims[1], dims[2]);
-    if rows != SIDE || cols != SIDE {
-        bail!("{images_source}: images are {rows}x{cols}, expected {SIDE}x{SIDE}");
+    if rows != MNIST_SIDE || cols != MNIST_SIDE {
+        bail!("{images_source}: images are {rows}x{cols}, expected {MNIST_SIDE}x{MNIST_SIDE}");
     }
     let label_count = header(&labels, labels_source, LABELS_MAGIC, 1)?[0];
     if label_count != n {
         bail!("{labels_source}: {label_count} labels for the {n} images of {images_source}");
     }
-    let classes: &[&str] = match kind {
-        IdxKind::Mnist => &MNIST_CLASSES,
-        IdxKind::FashionMnist => &FASHION_MNIST_CLASSES,
-    };
+    let facts = kind.dataset_kind().facts();
+    let classes = facts.classes.unwrap_or_default();
     let labels = &labels[8..];
     if let Some(i) = labels.iter().position(|&l| l as usize >= classes.len()) {
         bail!(
@@ -131,33 +120,29 @@ fn parse(
             classes.len()
         );
     }
-    let border = (PADDED - SIDE) / 2;
-    let mut padded = vec![0u8; n * PADDED * PADDED];
+    let border = (PADDED_SIDE - MNIST_SIDE) / 2;
+    let mut padded = vec![0u8; n * PADDED_SIDE * PADDED_SIDE];
     for (src, dst) in images[16..]
-        .chunks_exact(SIDE * SIDE)
-        .zip(padded.chunks_exact_mut(PADDED * PADDED))
+        .chunks_exact(MNIST_SIDE * MNIST_SIDE)
+        .zip(padded.chunks_exact_mut(PADDED_SIDE * PADDED_SIDE))
     {
-        for (y, row) in src.chunks_exact(SIDE).enumerate() {
-            let start = (y + border) * PADDED + border;
-            dst[start..start + SIDE].copy_from_slice(row);
+        for (y, row) in src.chunks_exact(MNIST_SIDE).enumerate() {
+            let start = (y + border) * PADDED_SIDE + border;
+            dst[start..start + MNIST_SIDE].copy_from_slice(row);
         }
     }
-    let (mean, std, hflip) = match kind {
-        IdxKind::Mnist => (MNIST_MEAN, MNIST_STD, false),
-        IdxKind::FashionMnist => (FASHION_MNIST_MEAN, FASHION_MNIST_STD, true),
-    };
     Ok(Dataset {
         name,
         images: padded,
         labels: labels.iter().map(|&l| l as u32).collect(),
         n,
-        c: 1,
-        h: PADDED,
-        w: PADDED,
+        c: facts.channels,
+        h: PADDED_SIDE,
+        w: PADDED_SIDE,
         classes: classes.iter().map(|s| s.to_string()).collect(),
-        mean: vec![mean],
-        std: vec![std],
-        hflip,
+        mean: facts.mean.to_vec(),
+        std: facts.std.to_vec(),
+        hflip: facts.hflip,
     })
 }
 

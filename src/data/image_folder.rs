@@ -17,7 +17,7 @@
 //! then the centre of the longer side is cropped (image's `resize_to_fill`). An image already
 //! `size` x `size` is kept exactly. Normalised with the CIFAR-10 mean/std of the official code.
 
-use super::{Dataset, Split, IMAGENET_MEAN, IMAGENET_STD};
+use super::{Dataset, DatasetKind, Split};
 use anyhow::{bail, Context, Result};
 use image::imageops::FilterType;
 use std::path::{Path, PathBuf};
@@ -203,6 +203,7 @@ pub fn load(path: &Path, split: Split, size: usize) -> Result<Dataset> {
         );
     }
     let images = decode_all(&files, size)?;
+    let facts = DatasetKind::ImageFolder { size }.facts();
     Ok(Dataset {
         name: format!(
             "folder {} ({}, {size}x{size})",
@@ -212,12 +213,12 @@ pub fn load(path: &Path, split: Split, size: usize) -> Result<Dataset> {
         n: files.len(),
         images,
         labels,
-        c: 3,
-        h: size,
-        w: size,
+        c: facts.channels,
+        h: facts.size,
+        w: facts.size,
         classes,
-        mean: IMAGENET_MEAN.to_vec(),
-        std: IMAGENET_STD.to_vec(),
-        hflip: true,
+        mean: facts.mean.to_vec(),
+        std: facts.std.to_vec(),
+        hflip: facts.hflip,
     })
 }

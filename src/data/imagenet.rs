@@ -21,9 +21,10 @@
 //! can be read is an error.
 
 use super::decode::{decode_rgb, Rgb8};
+use super::facts::{IMAGENET_MEAN, IMAGENET_STD};
 use super::image_folder::is_image_name;
 use super::transform::{resample_normalise, Normalise, ResampleScratch, Transform};
-use super::{Split, IMAGENET_MEAN, IMAGENET_STD};
+use super::Split;
 use crate::rng::Rng;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashSet;

@@ -8,13 +8,15 @@
 //! Every image is stored at the size the models take: 28x28 one-channel data (MNIST,
 //! Fashion-MNIST) is zero-padded (black, value 0) to 32x32 with 2 pixels on each side when loaded,
 //! so the CIFAR models apply unchanged; the number of input channels (1 or 3) and of classes come
-//! from the dataset.
+//! from the dataset. What each kind is (shape, normalisation, class names, flips) is written
+//! once, in `facts`.
 
 pub mod augment;
 pub mod batcher;
 pub mod bench;
 pub mod cifar;
 pub mod decode;
+pub mod facts;
 pub mod idx;
 pub mod image_folder;
 pub mod imagenet;
@@ -26,24 +28,14 @@ pub mod transform;
 
 pub use augment::{Augment, Crop, Normalizer};
 pub use batcher::Batcher;
+pub use facts::DatasetFacts;
 pub use plan::{Batch, BatchPlan};
 pub use source::Source;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-
-/// Mean and std per channel that the official RBNN code uses for CIFAR-10 (the ImageNet values),
-/// also used for CIFAR-100 and image folders so every RGB dataset follows the paper's recipe.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
-/// Mean/std of the full 60,000-image Fashion-MNIST training set (28x28, pixel/255).
-pub const FASHION_MNIST_MEAN: f32 = 0.2860;
-pub const FASHION_MNIST_STD: f32 = 0.3530;
-/// Mean/std of the full 60,000-image MNIST training set (28x28, pixel/255).
-pub const MNIST_MEAN: f32 = 0.1307;
-pub const MNIST_STD: f32 = 0.3081;
 
 /// Which reader `load` uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -271,6 +263,23 @@ pub fn load(kind: DatasetKind, path: Option<&Path>, split: Split) -> Result<Data
         ),
     };
     ds.checked()
+}
+
+/// The class names of a dataset, in label order: the fixed ones of its kind (data::facts), or
+/// those of the folder at `path` (an image folder's or ImageNet's class sub-folders).
+pub fn class_names(kind: DatasetKind, path: Option<&Path>) -> Result<Vec<String>> {
+    if let Some(names) = kind.facts().classes {
+        return Ok(names.iter().map(|s| s.to_string()).collect());
+    }
+    let path = path.ok_or_else(|| {
+        anyhow::anyhow!("dataset {kind} needs its folder (--data-path) for the class names")
+    })?;
+    match kind {
+        DatasetKind::ImageNet { .. } => imagenet::class_names(path),
+        _ => Ok(load(kind, Some(path), Split::Test)
+            .context("reading the class names of the image folder")?
+            .classes),
+    }
 }
 
 /// Opens one split as a batcher source: ImageNet streamed from its folder, every other kind

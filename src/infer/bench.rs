@@ -5,10 +5,8 @@
 //! for (wall clock), so small batches include the submission overhead a caller sees.
 
 use super::engine::Engine;
-use super::export::{export_params, human, ExportReport};
+use super::export::{export_params, human, meta_for_dataset, ExportReport};
 use super::model::ModelMeta;
-use crate::data::cifar::CIFAR10_CLASSES;
-use crate::data::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::gpu::{breakdown, Dispatch, Gpu, KernelShare};
 use crate::model::network::{Mode, Network};
 use crate::model::{ModelKind, ModelSpec, Params};
@@ -65,15 +63,15 @@ pub fn infer(
     batches: &[usize],
     runs: usize,
 ) -> Result<Vec<InferBenchRow>> {
+    // Shaped and normalised as CIFAR-10 (data::facts), the data synthetic.
     let meta = ModelMeta {
-        kind,
-        input: [3, 32, 32],
-        content: 32,
-        mean: IMAGENET_MEAN.to_vec(),
-        std: IMAGENET_STD.to_vec(),
-        classes: CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect(),
         dataset: "synthetic".into(),
-        source: "rbnn bench infer (initialised weights)".into(),
+        ..meta_for_dataset(
+            kind,
+            "cifar10",
+            None,
+            "rbnn bench infer (initialised weights)",
+        )?
     };
     let spec = ModelSpec::new(kind, 10, 3);
     let mut rng = Rng::new(11);

@@ -1,21 +1,22 @@
 //! The packed inference engine: a packed model's weights on the GPU once, and per batch size a
 //! `Plan` (every buffer and dispatch built once, one compute pass and one submit per batch).
 //!
-//! The graph of a plan, per model (x = the activations entering a binary conv):
+//! The graph of a plan walks the model's description (model::arch) as the training graph does
+//! (x = the activations entering a binary conv):
 //!   stem        conv::forward_with (float; tiles for its short reduction) -> batchnorm (in
-//!               place; hardtanh unless resnet18)
+//!               place, with the stem's hardtanh)
 //!   binary conv mean_pack(x) -> binconv with the epilogue fused:
 //!               [hardtanh](BN(alpha * dot) [+ residual])
-//!   resnet20_1w1a / resnet18_1w1a block
-//!               a1 = ht(BN(bconv1(x)))  (epilogue), out = ht(BN(bconv2(a1)) + shortcut(x))
-//!               with the option-A shortcut read inside the epilogue (resnet20), or resnet18's
-//!               1x1 binary shortcut conv + BN as one more fused conv on x's packed bits.
-//!   resnet20_bireal_1w1a block
+//!   basic block a1 = ht(BN(bconv1(x))) (epilogue), out = ht(BN(bconv2(a1)) + shortcut(x)),
+//!               the option-A shortcut read inside the epilogue, a binary projection shortcut
+//!               (conv + BN) one more fused conv on x's packed bits.
+//!   Bi-Real block
 //!               out1 = ht(BN(bconv1(x)) + shortcut(x)), out = ht(BN(bconv2(out1)) + out1).
-//!   vgg_small_1w1a: convs 1, 3, 5 are followed by a max pool before their BN: the conv writes
-//!               alpha * dot, then maxpool_batchnorm applies the pool, BN and hardtanh.
-//!   head        resnets: avgpool_batchnorm (global average pool + BN1d) -> ops::linear;
-//!               vgg: ops::linear on the flattened features.
+//!   plain unit  with a max pool between the conv and its BN (vgg_small's convs 1, 3, 5) the
+//!               conv writes alpha * dot and maxpool_batchnorm applies the pool, BN and
+//!               hardtanh; without, the BN and hardtanh are the conv's epilogue.
+//!   head        pool + norm + linear: avgpool_batchnorm (global average pool + BN1d) ->
+//!               ops::linear; flatten + linear: ops::linear on the flattened features.
 //! Activations live in a few reused buffers ("slots", each sized for the largest activation of
 //! the batch) and one buffer of packed bits, so memory does not grow with depth.
 //!
@@ -29,7 +30,10 @@
 use super::kernels::{self, Epilogue, Residual};
 use super::model::{ModelMeta, PackedModel, BATCHNORM_FIELDS};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::model::spec::{ModelKind, Node};
+use crate::model::arch::{
+    Architecture, BatchNorm, Block, BlockKind, Conv, Head, Layer, Pool, Shortcut, Stem, Unit,
+    MAX_POOL_2X2,
+};
 use crate::ops::conv::{self, ConvShape, Tiles};
 use crate::ops::linear;
 use anyhow::{anyhow, bail, Context, Result};
@@ -40,24 +44,6 @@ use std::collections::HashMap;
 const CONV_ROWS_PER_WORKGROUP: usize = 64;
 /// Plans kept for reuse (the chunk size of a large request and its remainder).
 const CACHED_PLANS: usize = 2;
-
-/// True where a max pool sits between a binary conv and its BatchNorm (vgg_small's convs 1, 3
-/// and 5): the conv then applies alpha only and the BN follows the pool.
-fn pooled(kind: ModelKind, conv: &str) -> bool {
-    kind == ModelKind::VggSmall && matches!(conv, "conv1" | "conv3" | "conv5")
-}
-
-/// The BatchNorm that follows each binary conv (the next node of the graph).
-fn batchnorm_after(nodes: &[Node], conv: &str) -> Result<String> {
-    let i = nodes
-        .iter()
-        .position(|n| matches!(n, Node::BinConv { name, .. } if name == conv))
-        .ok_or_else(|| anyhow!("no binary conv {conv}"))?;
-    match nodes.get(i + 1) {
-        Some(Node::BatchNorm2d { name, .. }) => Ok(name.clone()),
-        _ => bail!("binary conv {conv} is not followed by a BatchNorm"),
-    }
-}
 
 /// Tiles of the float stem conv, whose reduction is only Ci*9 = 9 or 27 long: staging 4 input
 /// channels at a time instead of conv::Tiles::for_columns' 16 makes it 2.7x (16 output channels)
@@ -72,44 +58,20 @@ fn stem_tiles(co: usize) -> Tiles {
     }
 }
 
-fn out_size(size: usize, k: usize, stride: usize, pad: usize) -> usize {
-    (size + 2 * pad - k) / stride + 1
-}
-
 /// (largest activation, largest packed activation) of one sample, in 32-bit elements.
-fn per_sample_extent(meta: &ModelMeta) -> (usize, usize) {
-    let [c, mut h, mut w] = meta.input;
-    let (mut floats, mut words) = (c * h * w, 0);
-    for node in meta.spec().graph_nodes() {
-        match node {
-            Node::Conv {
-                co, k, stride, pad, ..
-            } => {
-                (h, w) = (out_size(h, k, stride, pad), out_size(w, k, stride, pad));
-                floats = floats.max(co * h * w);
-            }
-            // resnet18's shortcut conv reads the block input (packed for the block's conv1) and
-            // writes the block's output shape: nothing larger.
-            Node::BinConv { name, .. } if name.ends_with("shortcut.0") => {}
-            Node::BinConv {
-                name,
-                ci,
-                co,
-                k,
-                stride,
-                pad,
-            } => {
-                words = words.max(kernels::packed_len(1, ci, h, w));
-                (h, w) = (out_size(h, k, stride, pad), out_size(w, k, stride, pad));
-                floats = floats.max(co * h * w);
-                if pooled(meta.kind, &name) {
-                    (h, w) = (h / 2, w / 2);
-                }
-            }
-            _ => {}
-        }
-    }
-    (floats, words)
+fn per_sample_extent(arch: &Architecture, input: [usize; 3]) -> Result<(usize, usize)> {
+    let trace = arch.trace(input)?;
+    let words = trace
+        .convs
+        .iter()
+        .filter(|t| t.conv.is_binary())
+        .map(|t| {
+            let [c, h, w] = t.input;
+            kernels::packed_len(1, c, h, w)
+        })
+        .max()
+        .unwrap_or(0);
+    Ok((trace.largest_activation(), words))
 }
 
 /// A packed model on the GPU.
@@ -117,8 +79,8 @@ pub struct Engine {
     pub meta: ModelMeta,
     /// The model file (or "(in memory)"), named in errors.
     pub origin: String,
-    /// The model's layers, in forward order.
-    nodes: Vec<Node>,
+    /// The model's description, walked by every plan.
+    arch: Architecture,
     weights: HashMap<String, Tensor>,
     per_sample_floats: usize,
     per_sample_words: usize,
@@ -138,8 +100,7 @@ impl Engine {
     pub fn new(gpu: &Gpu, model: &PackedModel) -> Result<Engine> {
         model.validate()?;
         let meta = model.meta.clone();
-        let spec = meta.spec();
-        let nodes = spec.graph_nodes();
+        let arch = meta.spec().arch;
         let mut floats: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
         let mut words: Vec<(String, Vec<usize>, Vec<u32>)> = Vec::new();
         let copy = |name: String| -> Result<(String, Vec<usize>, Vec<f32>)> {
@@ -147,26 +108,26 @@ impl Engine {
             let shape = model.tensors.get(&name).map(|t| t.shape.clone());
             Ok((name, shape.unwrap_or_default(), values))
         };
-        for node in &nodes {
-            match node {
-                Node::Conv { name, .. } => floats.push(copy(format!("{name}.weight"))?),
-                Node::BatchNorm2d { name, c } | Node::BatchNorm1d { name, c } => {
+        for layer in arch.layers() {
+            match layer {
+                Layer::Conv(c) if c.is_binary() => {
+                    floats.push(copy(format!("{}.alpha", c.name))?);
+                    let bits = model.interleaved_bits(&c.name, c.ci)?;
+                    words.push((format!("{}.bits", c.name), vec![bits.len()], bits));
+                }
+                Layer::Conv(c) => floats.push(copy(format!("{}.weight", c.name))?),
+                Layer::BatchNorm(bn) => {
                     // [C, 4]: the four per-channel terms side by side, as the kernels read them.
                     let fields = BATCHNORM_FIELDS
                         .iter()
-                        .map(|f| model.f32(&format!("{name}.{f}")))
+                        .map(|f| model.f32(&format!("{}.{f}", bn.name)))
                         .collect::<Result<Vec<_>>>()?;
-                    let terms = (0..*c).flat_map(|i| fields.iter().map(move |f| f[i]));
-                    floats.push((format!("{name}.bn"), vec![*c, 4], terms.collect()));
+                    let terms = (0..bn.c).flat_map(|i| fields.iter().map(move |f| f[i]));
+                    floats.push((format!("{}.bn", bn.name), vec![bn.c, 4], terms.collect()));
                 }
-                Node::Linear { name, .. } => {
-                    floats.push(copy(format!("{name}.weight"))?);
-                    floats.push(copy(format!("{name}.bias"))?);
-                }
-                Node::BinConv { name, ci, .. } => {
-                    floats.push(copy(format!("{name}.alpha"))?);
-                    let bits = model.interleaved_bits(name, *ci)?;
-                    words.push((format!("{name}.bits"), vec![bits.len()], bits));
+                Layer::Linear(l) => {
+                    floats.push(copy(format!("{}.weight", l.name))?);
+                    floats.push(copy(format!("{}.bias", l.name))?);
                 }
             }
         }
@@ -190,7 +151,8 @@ impl Engine {
             weights.insert(name.clone(), view);
         }
 
-        let (per_sample_floats, per_sample_words) = per_sample_extent(&meta);
+        let (per_sample_floats, per_sample_words) = per_sample_extent(&arch, meta.input)
+            .with_context(|| format!("{}: the model's input {:?}", model.origin, meta.input))?;
         let limit = gpu.max_binding_bytes() as usize / 4;
         let [_, h, w] = meta.input;
         let max_batch = [
@@ -214,7 +176,7 @@ impl Engine {
         Ok(Engine {
             meta,
             origin: model.origin.clone(),
-            nodes,
+            arch,
             weights,
             per_sample_floats,
             per_sample_words,
@@ -460,42 +422,45 @@ impl Builder<'_> {
         Ok(bits)
     }
 
-    /// The fused binary conv `name` on x (packed in `bits`), output in a slot not among `busy`.
+    /// The fused binary conv on x (packed in `bits`) with its epilogue: [hardtanh](BN(alpha *
+    /// dot) [+ residual]); output in a slot not among `busy`.
     #[allow(clippy::too_many_arguments)]
     fn conv(
         &mut self,
         x: &Act,
         bits: &Tensor,
-        name: &str,
-        co: usize,
-        k: usize,
-        stride: usize,
+        conv: &Conv,
+        bn: Option<&BatchNorm>,
         residual: Residual,
         hardtanh: bool,
         busy: &[usize],
     ) -> Result<Act> {
+        if !conv.is_binary() {
+            bail!(
+                "the packed engine has no full-precision conv outside the stem yet ({})",
+                conv.name
+            );
+        }
         let [n, ci, h, w] = x.dims();
         let s = ConvShape {
             n,
             ci,
             h,
             w,
-            co,
-            kh: k,
-            kw: k,
-            stride,
-            pad: k / 2,
+            co: conv.co,
+            kh: conv.k,
+            kw: conv.k,
+            stride: conv.stride,
+            pad: conv.pad,
         };
-        let out = self.act(&[n, co, s.oh(), s.ow()], busy)?;
+        let out = self.act(&[n, conv.co, s.oh(), s.ow()], busy)?;
         let e = self.engine;
-        let batchnorm = if pooled(e.meta.kind, name) {
-            None
-        } else {
-            let bn = batchnorm_after(&e.nodes, name)?;
-            Some(e.weight(&format!("{bn}.bn"))?)
+        let batchnorm = match bn {
+            Some(bn) => Some(e.weight(&format!("{}.bn", bn.name))?),
+            None => None,
         };
         let epilogue = Epilogue {
-            alpha: e.weight(&format!("{name}.alpha"))?,
+            alpha: e.weight(&format!("{}.alpha", conv.name))?,
             batchnorm,
             residual,
             hardtanh,
@@ -504,19 +469,22 @@ impl Builder<'_> {
             self.gpu,
             &s,
             bits,
-            e.weight(&format!("{name}.bits"))?,
+            e.weight(&format!("{}.bits", conv.name))?,
             &epilogue,
             &out.t,
         )
-        .with_context(|| format!("binary conv {name}"))?;
+        .with_context(|| format!("binary conv {}", conv.name))?;
         self.dispatches.push(d);
         Ok(out)
     }
 
-    /// Float stem conv `name` (3x3, pad 1) and its BatchNorm `bn`.
-    fn stem(&mut self, input: &Tensor, name: &str, bn: &str, hardtanh: bool) -> Result<Act> {
+    /// The stem: float conv and BatchNorm (in place, with the stem's hardtanh).
+    fn stem(&mut self, input: &Tensor, stem: &Stem) -> Result<Act> {
+        if let Some(pool) = stem.pool {
+            bail!("the packed engine has no {pool} yet (the stem's)");
+        }
         let e = self.engine;
-        let weight = e.weight(&format!("{name}.weight"))?;
+        let weight = e.weight(&format!("{}.weight", stem.conv.name))?;
         let [n, ci, h, w] = [
             input.shape[0],
             input.shape[1],
@@ -528,11 +496,11 @@ impl Builder<'_> {
             ci,
             h,
             w,
-            co: weight.shape[0],
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            pad: 1,
+            co: stem.conv.co,
+            kh: stem.conv.k,
+            kw: stem.conv.k,
+            stride: stem.conv.stride,
+            pad: stem.conv.pad,
         };
         let out = self.act(&[n, s.co, s.oh(), s.ow()], &[])?;
         self.dispatches.push(conv::forward_with(
@@ -546,176 +514,153 @@ impl Builder<'_> {
         self.dispatches.push(kernels::batchnorm(
             self.gpu,
             &out.t,
-            e.weight(&format!("{bn}.bn"))?,
-            hardtanh,
+            e.weight(&format!("{}.bn", stem.bn.name))?,
+            stem.hardtanh,
         )?);
         Ok(out)
     }
 
-    /// resnet20_1w1a / resnet18_1w1a block: ht(BN(bconv2(ht(BN(bconv1(x))))) + shortcut(x)).
-    fn basic_block(&mut self, x: &Act, p: &str, planes: usize, stride: usize) -> Result<Act> {
-        let cin = x.dims()[1];
-        let identity = stride == 1 && cin == planes;
+    /// A projection shortcut's conv + BN as one fused conv on x's packed bits (None for the
+    /// shortcuts without tensors).
+    fn projection(
+        &mut self,
+        x: &Act,
+        bits: &Tensor,
+        shortcut: &Shortcut,
+        busy: &[usize],
+    ) -> Result<Option<Act>> {
+        match shortcut {
+            Shortcut::Projection { conv, bn } => {
+                let p = self.conv(x, bits, conv, Some(bn), Residual::None, false, busy)?;
+                Ok(Some(p))
+            }
+            Shortcut::Identity | Shortcut::OptionA => Ok(None),
+        }
+    }
+
+    /// BlockKind::Basic: ht(BN(bconv2(ht(BN(bconv1(x))))) + shortcut(x)).
+    fn basic_block(&mut self, x: &Act, b: &Block) -> Result<Act> {
         let bits = self.pack(x)?;
-        let conv1 = format!("{p}.conv1");
         let a1 = self.conv(
             x,
             &bits,
-            &conv1,
-            planes,
-            3,
-            stride,
+            &b.conv1,
+            Some(&b.bn1),
             Residual::None,
             true,
             &[x.slot],
         )?;
-        let shortcut = if !identity && self.engine.meta.kind == ModelKind::Resnet18 {
-            let name = format!("{p}.shortcut.0");
-            let busy = [x.slot, a1.slot];
-            Some(self.conv(
-                x,
-                &bits,
-                &name,
-                planes,
-                1,
-                stride,
-                Residual::None,
-                false,
-                &busy,
-            )?)
-        } else {
-            None
-        };
-        let residual = match (&shortcut, identity) {
-            (Some(sc), _) => Residual::Identity(&sc.t),
-            (None, true) => Residual::Identity(&x.t),
-            (None, false) => Residual::OptionA(&x.t),
-        };
+        let projection = self.projection(x, &bits, &b.shortcut, &[x.slot, a1.slot])?;
+        let residual = residual(x, &b.shortcut, projection.as_ref());
         let bits = self.pack(&a1)?;
         let mut busy = vec![x.slot, a1.slot];
-        busy.extend(shortcut.as_ref().map(|s| s.slot));
-        let conv2 = format!("{p}.conv2");
-        self.conv(&a1, &bits, &conv2, planes, 3, 1, residual, true, &busy)
+        busy.extend(projection.as_ref().map(|s| s.slot));
+        self.conv(&a1, &bits, &b.conv2, Some(&b.bn2), residual, true, &busy)
     }
 
-    /// resnet20_bireal_1w1a block: out1 = ht(BN(bconv1(x)) + sc(x)); ht(BN(bconv2(out1)) + out1).
-    fn bireal_block(&mut self, x: &Act, p: &str, planes: usize, stride: usize) -> Result<Act> {
-        let identity = stride == 1 && x.dims()[1] == planes;
-        let residual = if identity {
-            Residual::Identity(&x.t)
-        } else {
-            Residual::OptionA(&x.t)
-        };
+    /// BlockKind::BiReal: out1 = ht(BN(bconv1(x)) + sc(x)); ht(BN(bconv2(out1)) + out1).
+    fn bireal_block(&mut self, x: &Act, b: &Block) -> Result<Act> {
         let bits = self.pack(x)?;
-        let conv1 = format!("{p}.conv1");
-        let out1 = self.conv(
-            x,
-            &bits,
-            &conv1,
-            planes,
-            3,
-            stride,
-            residual,
-            true,
-            &[x.slot],
-        )?;
+        let projection = self.projection(x, &bits, &b.shortcut, &[x.slot])?;
+        let residual = residual(x, &b.shortcut, projection.as_ref());
+        let mut busy = vec![x.slot];
+        busy.extend(projection.as_ref().map(|s| s.slot));
+        let out1 = self.conv(x, &bits, &b.conv1, Some(&b.bn1), residual, true, &busy)?;
         let bits = self.pack(&out1)?;
-        let conv2 = format!("{p}.conv2");
         let residual = Residual::Identity(&out1.t);
         self.conv(
             &out1,
             &bits,
-            &conv2,
-            planes,
-            3,
-            1,
+            &b.conv2,
+            Some(&b.bn2),
             residual,
             true,
             &[out1.slot],
         )
     }
 
-    /// Global average pool + BN1d, then the classifier.
-    fn resnet_head(&mut self, x: &Act, logits: &Tensor) -> Result<()> {
-        let [n, c, _, _] = x.dims();
-        let pooled = self.act(&[n, c], &[x.slot])?;
+    /// conv -> [pool] -> BN -> hardtanh.
+    fn plain(&mut self, x: &Act, conv: &Conv, pool: Option<Pool>, bn: &BatchNorm) -> Result<Act> {
+        let bits = self.pack(x)?;
+        let busy = [x.slot];
+        match pool {
+            None => self.conv(x, &bits, conv, Some(bn), Residual::None, true, &busy),
+            Some(MAX_POOL_2X2) => {
+                let y = self.conv(x, &bits, conv, None, Residual::None, false, &busy)?;
+                let [n, c, h, w] = y.dims();
+                let z = self.act(&[n, c, h / 2, w / 2], &[y.slot])?;
+                let e = self.engine;
+                self.dispatches.push(kernels::maxpool_batchnorm(
+                    self.gpu,
+                    &y.t,
+                    e.weight(&format!("{}.bn", bn.name))?,
+                    true,
+                    &z.t,
+                )?);
+                Ok(z)
+            }
+            Some(other) => bail!("the packed engine has no {other} yet (after {})", conv.name),
+        }
+    }
+
+    fn head(&mut self, x: &Act, head: &Head, logits: &Tensor) -> Result<()> {
         let e = self.engine;
-        self.dispatches.push(kernels::avgpool_batchnorm(
-            self.gpu,
-            &x.t,
-            e.weight("bn2.bn")?,
-            &pooled.t,
-        )?);
+        let (features, linear) = match head {
+            Head::PoolNormLinear {
+                pool: Pool::GlobalAverage,
+                bn,
+                linear,
+            } => {
+                let [n, c, _, _] = x.dims();
+                let pooled = self.act(&[n, c], &[x.slot])?;
+                self.dispatches.push(kernels::avgpool_batchnorm(
+                    self.gpu,
+                    &x.t,
+                    e.weight(&format!("{}.bn", bn.name))?,
+                    &pooled.t,
+                )?);
+                (pooled.t, linear)
+            }
+            Head::PoolNormLinear { pool, .. } => {
+                bail!("the packed engine has no {pool} yet (the head's)")
+            }
+            Head::FlattenLinear { linear } => {
+                let [n, c, h, w] = x.dims();
+                (x.t.reshaped(&[n, c * h * w]), linear)
+            }
+        };
         self.dispatches.push(linear::forward(
             self.gpu,
-            &pooled.t,
-            e.weight("linear.weight")?,
-            e.weight("linear.bias")?,
+            &features,
+            e.weight(&format!("{}.weight", linear.name))?,
+            e.weight(&format!("{}.bias", linear.name))?,
             logits,
         )?);
         Ok(())
     }
 
     fn build(&mut self, input: &Tensor, logits: &Tensor) -> Result<()> {
-        let kind = self.engine.meta.kind;
-        match kind {
-            ModelKind::Resnet20 | ModelKind::Resnet20Bireal | ModelKind::Resnet18 => {
-                let resnet18 = kind == ModelKind::Resnet18;
-                let mut x = self.stem(input, "conv1", "bn1", !resnet18)?;
-                let (widths, blocks): (&[usize], usize) = if resnet18 {
-                    (&[64, 128, 256, 512], 2)
-                } else {
-                    (&[16, 32, 64], 3)
-                };
-                for (stage, &planes) in widths.iter().enumerate() {
-                    for block in 0..blocks {
-                        let stride = if block == 0 && stage > 0 { 2 } else { 1 };
-                        let p = format!("layer{}.{}", stage + 1, block);
-                        x = if kind == ModelKind::Resnet20Bireal {
-                            self.bireal_block(&x, &p, planes, stride)?
-                        } else {
-                            self.basic_block(&x, &p, planes, stride)?
-                        };
-                    }
-                }
-                self.resnet_head(&x, logits)
-            }
-            ModelKind::VggSmall => {
-                let mut x = self.stem(input, "conv0", "bn0", true)?;
-                for (i, co) in [(1, 128), (2, 256), (3, 256), (4, 512), (5, 512)] {
-                    let name = format!("conv{i}");
-                    let bits = self.pack(&x)?;
-                    let busy = [x.slot];
-                    if pooled(kind, &name) {
-                        let y =
-                            self.conv(&x, &bits, &name, co, 3, 1, Residual::None, false, &busy)?;
-                        let [n, c, h, w] = y.dims();
-                        let z = self.act(&[n, c, h / 2, w / 2], &[y.slot])?;
-                        let e = self.engine;
-                        self.dispatches.push(kernels::maxpool_batchnorm(
-                            self.gpu,
-                            &y.t,
-                            e.weight(&format!("bn{i}.bn"))?,
-                            true,
-                            &z.t,
-                        )?);
-                        x = z;
-                    } else {
-                        x = self.conv(&x, &bits, &name, co, 3, 1, Residual::None, true, &busy)?;
-                    }
-                }
-                let [n, c, h, w] = x.dims();
-                let flat = x.t.reshaped(&[n, c * h * w]);
-                let e = self.engine;
-                self.dispatches.push(linear::forward(
-                    self.gpu,
-                    &flat,
-                    e.weight("fc.weight")?,
-                    e.weight("fc.bias")?,
-                    logits,
-                )?);
-                Ok(())
-            }
+        let engine = self.engine;
+        let arch = &engine.arch;
+        let mut x = self.stem(input, &arch.stem)?;
+        for unit in &arch.body {
+            x = match unit {
+                Unit::Block(b) => match b.kind {
+                    BlockKind::Basic => self.basic_block(&x, b)?,
+                    BlockKind::BiReal => self.bireal_block(&x, b)?,
+                },
+                Unit::Plain { conv, pool, bn } => self.plain(&x, conv, *pool, bn)?,
+            };
         }
+        self.head(&x, &arch.head, logits)
+    }
+}
+
+/// What a block's first residual sum adds: the projection's output, x read as option A, or x.
+fn residual<'t>(x: &'t Act, shortcut: &Shortcut, projection: Option<&'t Act>) -> Residual<'t> {
+    match (projection, shortcut) {
+        (Some(p), _) => Residual::Identity(&p.t),
+        (None, Shortcut::OptionA) => Residual::OptionA(&x.t),
+        (None, _) => Residual::Identity(&x.t),
     }
 }

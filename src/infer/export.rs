@@ -9,14 +9,10 @@
 //! classifier and alpha are copied (see infer::model on why BatchNorms are not folded).
 
 use super::model::{ModelMeta, PackedModel, PackedTensor, BATCHNORM_FIELDS};
-use crate::data::cifar::{CIFAR100_CLASSES, CIFAR10_CLASSES};
-use crate::data::idx::{FASHION_MNIST_CLASSES, MNIST_CLASSES};
-use crate::data::{self, DatasetKind, Split};
-use crate::data::{FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD};
-use crate::data::{MNIST_MEAN, MNIST_STD};
+use crate::data::{self, DatasetKind};
 use crate::gpu::{Dispatch, Gpu};
-use crate::model::spec::{ModelKind, ModelSpec, Node};
-use crate::model::Params;
+use crate::model::arch::{Conv, Layer};
+use crate::model::{ModelKind, ModelSpec, Params};
 use crate::ops::conv::ConvShape;
 use crate::rbnn::binconv::words_per_tap;
 use crate::rbnn::layer::{BinaryConv2d, BinaryConvTensors};
@@ -26,9 +22,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// The input geometry, normalisation and class names of a dataset as the data readers produce
-/// it (28x28 MNIST-family images sit in 32x32 inputs with 2 black pixels around them). Image
-/// folders are read (their class names are the sub-folder names), the other kinds are known.
+/// The input geometry, normalisation and class names of a dataset (data::facts), for the
+/// packed model's metadata. An image folder's and ImageNet's class names are read from the
+/// folder (their sub-folders).
 pub fn meta_for_dataset(
     kind: ModelKind,
     dataset: &str,
@@ -36,60 +32,14 @@ pub fn meta_for_dataset(
     source: &str,
 ) -> Result<ModelMeta> {
     let ds: DatasetKind = dataset.parse()?;
-    let names = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let (input, content, mean, std, classes) = match ds {
-        DatasetKind::Embedded | DatasetKind::FashionMnist => (
-            [1, 32, 32],
-            28,
-            vec![FASHION_MNIST_MEAN],
-            vec![FASHION_MNIST_STD],
-            names(&FASHION_MNIST_CLASSES),
-        ),
-        DatasetKind::Mnist => (
-            [1, 32, 32],
-            28,
-            vec![MNIST_MEAN],
-            vec![MNIST_STD],
-            names(&MNIST_CLASSES),
-        ),
-        DatasetKind::Cifar10 | DatasetKind::Cifar100 => (
-            [3, 32, 32],
-            32,
-            IMAGENET_MEAN.to_vec(),
-            IMAGENET_STD.to_vec(),
-            if ds == DatasetKind::Cifar10 {
-                names(&CIFAR10_CLASSES)
-            } else {
-                names(&CIFAR100_CLASSES)
-            },
-        ),
-        DatasetKind::ImageFolder { size } => {
-            let path = data_path.ok_or_else(|| {
-                anyhow!("dataset {ds} needs its folder (--data-path) for the class names")
-            })?;
-            let d = data::load(ds, Some(Path::new(path)), Split::Test)
-                .context("reading the class names of the image folder")?;
-            ([d.c, size, size], size, d.mean, d.std, d.classes)
-        }
-        DatasetKind::ImageNet { crop } => {
-            let path = data_path.ok_or_else(|| {
-                anyhow!("dataset {ds} needs its folder (--data-path) for the class names")
-            })?;
-            (
-                [3, crop, crop],
-                crop,
-                IMAGENET_MEAN.to_vec(),
-                IMAGENET_STD.to_vec(),
-                data::imagenet::class_names(Path::new(path))?,
-            )
-        }
-    };
+    let facts = ds.facts();
+    let classes = data::class_names(ds, data_path.map(Path::new))?;
     let meta = ModelMeta {
         kind,
-        input,
-        content,
-        mean,
-        std,
+        input: facts.input(),
+        content: facts.content,
+        mean: facts.mean.to_vec(),
+        std: facts.std.to_vec(),
         classes,
         dataset: ds.to_string(),
         source: source.to_string(),
@@ -100,20 +50,13 @@ pub fn meta_for_dataset(
 
 /// The packed form of the model in `params` (uploaded to the GPU), described by `meta`.
 pub fn export_params(gpu: &Gpu, params: &Params, meta: ModelMeta) -> Result<PackedModel> {
-    let mut layers = Vec::new();
-    for node in params.spec.graph_nodes() {
-        if let Node::BinConv {
-            name,
-            ci,
-            co,
-            k,
-            pad,
-            ..
-        } = node
-        {
-            layers.push(weight_side(gpu, params, &name, ci, co, k, pad)?);
-        }
-    }
+    let layers = params
+        .spec
+        .arch
+        .binary_convs()
+        .iter()
+        .map(|conv| weight_side(gpu, params, conv))
+        .collect::<Result<Vec<_>>>()?;
     let dispatches: Vec<&Dispatch> = layers
         .iter()
         .flat_map(|l| l.forward_weight_dispatches())
@@ -159,40 +102,40 @@ pub fn export_with_layers(
             .ok_or_else(|| anyhow!("model has no tensor {name}"))
     };
     let mut tensors = BTreeMap::new();
-    for node in spec.graph_nodes() {
-        match node {
-            Node::Conv {
-                name, ci, co, k, ..
-            } => {
-                let w = format!("{name}.weight");
-                tensors.insert(w.clone(), PackedTensor::f32(&[co, ci, k, k], value(&w)?));
-            }
-            Node::BinConv {
-                name, ci, co, k, ..
-            } => {
+    for layer in spec.arch.layers() {
+        match layer {
+            Layer::Conv(c) if c.is_binary() => {
+                let name = &c.name;
                 let weight = format!("{name}.weight");
                 let layer = layers
                     .iter()
                     .find(|l| l.tensors.weight.label == weight)
                     .ok_or_else(|| anyhow!("no layer computes the weight side of {name}"))?;
-                let (sign, nonzero) = sign_planes(gpu, layer, &name, ci, co, k)?;
+                let (sign, nonzero) = sign_planes(gpu, layer, &c)?;
                 tensors.insert(format!("{name}.sign"), sign);
                 if let Some(nz) = nonzero {
                     tensors.insert(format!("{name}.nonzero"), nz);
                 }
                 let a = format!("{name}.alpha");
-                tensors.insert(a.clone(), PackedTensor::f32(&[co], value(&a)?));
+                tensors.insert(a.clone(), PackedTensor::f32(&[c.co], value(&a)?));
             }
-            Node::BatchNorm2d { name, c } | Node::BatchNorm1d { name, c } => {
+            Layer::Conv(c) => {
+                let w = format!("{}.weight", c.name);
+                tensors.insert(
+                    w.clone(),
+                    PackedTensor::f32(&[c.co, c.ci, c.k, c.k], value(&w)?),
+                );
+            }
+            Layer::BatchNorm(bn) => {
                 for field in BATCHNORM_FIELDS {
-                    let t = format!("{name}.{field}");
-                    tensors.insert(t.clone(), PackedTensor::f32(&[c], value(&t)?));
+                    let t = format!("{}.{field}", bn.name);
+                    tensors.insert(t.clone(), PackedTensor::f32(&[bn.c], value(&t)?));
                 }
             }
-            Node::Linear { name, fin, fout } => {
-                let (w, b) = (format!("{name}.weight"), format!("{name}.bias"));
-                tensors.insert(w.clone(), PackedTensor::f32(&[fout, fin], value(&w)?));
-                tensors.insert(b.clone(), PackedTensor::f32(&[fout], value(&b)?));
+            Layer::Linear(l) => {
+                let (w, b) = (format!("{}.weight", l.name), format!("{}.bias", l.name));
+                tensors.insert(w.clone(), PackedTensor::f32(&[l.fout, l.fin], value(&w)?));
+                tensors.insert(b.clone(), PackedTensor::f32(&[l.fout], value(&b)?));
             }
         }
     }
@@ -203,11 +146,9 @@ pub fn export_with_layers(
 fn sign_planes(
     gpu: &Gpu,
     layer: &BinaryConv2d,
-    name: &str,
-    ci: usize,
-    co: usize,
-    k: usize,
+    conv: &Conv,
 ) -> Result<(PackedTensor, Option<PackedTensor>)> {
+    let (name, ci, co, k) = (&conv.name, conv.ci, conv.co, conv.k);
     let s = &layer.shape;
     if (s.ci, s.co, s.kh, s.kw) != (ci, co, k, k) || layer.a32 {
         bail!("the layer given for {name} is not its binary {ci}->{co} {k}x{k} conv");
@@ -238,15 +179,8 @@ fn sign_planes(
 
 /// A binary conv over the model's parameters with a one-image, one-pixel input: only its
 /// weight-side dispatches are run (they do not depend on the input).
-fn weight_side(
-    gpu: &Gpu,
-    params: &Params,
-    name: &str,
-    ci: usize,
-    co: usize,
-    k: usize,
-    pad: usize,
-) -> Result<BinaryConv2d> {
+fn weight_side(gpu: &Gpu, params: &Params, conv: &Conv) -> Result<BinaryConv2d> {
+    let (name, ci, co, k, pad) = (&conv.name, conv.ci, conv.co, conv.k, conv.pad);
     let hw = k.saturating_sub(2 * pad).max(1);
     let s = ConvShape::square(1, ci, hw, co, k, 1, pad);
     let p = |field: &str| -> Result<_> { Ok(params.get(&format!("{name}.{field}"))?.clone()) };
@@ -300,20 +234,14 @@ pub struct ExportReport {
 impl ExportReport {
     pub fn new(packed: &PackedModel, checkpoint_bytes: Option<u64>) -> ExportReport {
         let spec: ModelSpec = packed.meta.spec();
-        let binary_weights = spec
-            .graph_nodes()
-            .iter()
-            .map(|n| match n {
-                Node::BinConv { ci, co, k, .. } => ci * co * k * k,
-                _ => 0,
-            })
-            .sum();
+        let binary_convs = spec.arch.binary_convs();
+        let binary_weights = binary_convs.iter().map(|c| c.ci * c.co * c.k * c.k).sum();
         ExportReport {
             model: packed.meta.kind.name().to_string(),
             packed_bytes: packed.to_bytes().len() as u64,
             binary_bytes: packed.binary_bytes(),
             float_bytes: packed.float_bytes(),
-            binary_layers: super::model::binary_convs(&spec).len(),
+            binary_layers: binary_convs.len(),
             binary_weights,
             layers_with_zeros: packed
                 .tensors

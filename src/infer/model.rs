@@ -1,6 +1,7 @@
 //! The packed model file: a trained RBNN in deployable 1-bit form, stored as safetensors.
 //!
-//! Tensors, by the official module names of the model (docs/numerics.md section 7):
+//! Tensors, by the official module names (docs/numerics.md section 7) of the layers the model's
+//! forward uses (its description, model::arch; modules it never uses are left out):
 //! - every binary conv `{name}` [Co, Ci, k, k]:
 //!   `{name}.sign` u32 [Co, k*k, Cw] (Cw = ceil(Ci/32)): bit j of word (o, tap, c) is set where
 //!   sign(w3[o, 32c+j, tap]) = -1, w3 being the rotated, gated weight exactly as training computes
@@ -8,7 +9,7 @@
 //!   `{name}.nonzero` u32 [Co, k*k, Cw], present only when some w3 is exactly 0 (sign(0) = 0):
 //!   bit set where w3 != 0. Without it every weight of the first Ci channels is +1 or -1.
 //!   `{name}.alpha` f32 [Co].
-//! - the float stem conv `{name}.weight` f32 [Co, Ci, 3, 3] and the classifier `{name}.weight`
+//! - the float stem conv `{name}.weight` f32 [Co, Ci, k, k] and the classifier `{name}.weight`
 //!   f32 [classes, features], `{name}.bias` f32 [classes], kept as trained;
 //! - every BatchNorm `{name}` as trained: `{name}.weight` (gamma), `{name}.bias` (beta),
 //!   `{name}.running_mean`, `{name}.running_var`, f32 [C]. They are not folded into one scale
@@ -25,7 +26,8 @@
 //! per channel: input = (pixel/255 - mean) / std), "classes" (JSON list of names), "dataset",
 //! "source" (the checkpoint it came from) and "layout" (this description in one line).
 
-use crate::model::spec::{ModelKind, ModelSpec, Node};
+use crate::model::arch::Layer;
+use crate::model::{ModelKind, ModelSpec};
 use crate::rbnn::binconv::words_per_tap;
 use crate::train::checkpoint::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
@@ -116,11 +118,7 @@ impl ModelMeta {
                 h.min(w)
             );
         }
-        if self.kind == ModelKind::VggSmall && (h / 8) * (w / 8) != 16 {
-            bail!(
-                "vgg_small_1w1a flattens 512 x 4 x 4 features: its input must be 32x32 (got {h}x{w})"
-            );
-        }
+        self.spec().arch.trace(self.input)?;
         Ok(())
     }
 
@@ -296,14 +294,10 @@ pub const BATCHNORM_FIELDS: [&str; 4] = ["running_mean", "running_var", "weight"
 
 /// The binary convs of a model: (name, ci, co, k), in forward order.
 pub fn binary_convs(spec: &ModelSpec) -> Vec<(String, usize, usize, usize)> {
-    spec.graph_nodes()
+    spec.arch
+        .binary_convs()
         .into_iter()
-        .filter_map(|n| match n {
-            Node::BinConv {
-                name, ci, co, k, ..
-            } => Some((name, ci, co, k)),
-            _ => None,
-        })
+        .map(|c| (c.name, c.ci, c.co, c.k))
         .collect()
 }
 
@@ -316,37 +310,36 @@ pub fn expected_tensors(meta: &ModelMeta) -> Vec<Expected> {
         optional,
     };
     let mut out = Vec::new();
-    for node in meta.spec().graph_nodes() {
-        match node {
-            Node::Conv {
-                name, ci, co, k, ..
-            } => out.push(e(
-                format!("{name}.weight"),
-                DType::F32,
-                vec![co, ci, k, k],
-                false,
-            )),
-            Node::BinConv {
-                name, ci, co, k, ..
-            } => {
-                let bits = vec![co, k * k, words_per_tap(ci)];
+    for layer in meta.spec().arch.layers() {
+        match layer {
+            Layer::Conv(c) if c.is_binary() => {
+                let bits = vec![c.co, c.k * c.k, words_per_tap(c.ci)];
+                let name = &c.name;
                 out.push(e(format!("{name}.sign"), DType::U32, bits.clone(), false));
                 out.push(e(format!("{name}.nonzero"), DType::U32, bits, true));
-                out.push(e(format!("{name}.alpha"), DType::F32, vec![co], false));
+                out.push(e(format!("{name}.alpha"), DType::F32, vec![c.co], false));
             }
-            Node::BatchNorm2d { name, c } | Node::BatchNorm1d { name, c } => {
+            Layer::Conv(c) => out.push(e(
+                format!("{}.weight", c.name),
+                DType::F32,
+                vec![c.co, c.ci, c.k, c.k],
+                false,
+            )),
+            Layer::BatchNorm(bn) => {
                 for field in BATCHNORM_FIELDS {
-                    out.push(e(format!("{name}.{field}"), DType::F32, vec![c], false));
+                    let name = format!("{}.{field}", bn.name);
+                    out.push(e(name, DType::F32, vec![bn.c], false));
                 }
             }
-            Node::Linear { name, fin, fout } => {
+            Layer::Linear(l) => {
+                let shape = vec![l.fout, l.fin];
+                out.push(e(format!("{}.weight", l.name), DType::F32, shape, false));
                 out.push(e(
-                    format!("{name}.weight"),
+                    format!("{}.bias", l.name),
                     DType::F32,
-                    vec![fout, fin],
+                    vec![l.fout],
                     false,
                 ));
-                out.push(e(format!("{name}.bias"), DType::F32, vec![fout], false));
             }
         }
     }

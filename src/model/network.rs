@@ -6,8 +6,11 @@
 //! two ops (a residual block's input) gives each consumer its own gradient tensor, and a
 //! dispatch that sums them runs after both (see `Builder::fork`).
 
+use super::arch::{
+    BatchNorm, Block, BlockKind, Conv, Head, Linear, Pool, Shortcut, Stem, Unit, MAX_POOL_2X2,
+};
 use super::params::Params;
-use super::spec::ModelKind;
+use super::zoo::ModelKind;
 use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
 use crate::ops::{batchnorm, elementwise, linear, loss, pool, shortcut};
@@ -79,19 +82,19 @@ struct Builder<'a> {
     count: usize,
 }
 
-/// The shape of a square-kernel conv of `x` to `co` channels.
-fn conv_shape(x: &Act, co: usize, k: usize, stride: usize, pad: usize) -> ConvShape {
+/// The shape of `conv` applied to `x`.
+fn conv_shape(x: &Act, conv: &Conv) -> ConvShape {
     let (n, ci, h, w) = dims4(&x.y);
     ConvShape {
         n,
         ci,
         h,
         w,
-        co,
-        kh: k,
-        kw: k,
-        stride,
-        pad,
+        co: conv.co,
+        kh: conv.k,
+        kw: conv.k,
+        stride: conv.stride,
+        pad: conv.pad,
     }
 }
 
@@ -154,26 +157,18 @@ impl<'a> Builder<'a> {
         Ok((a, b))
     }
 
-    /// The float stem conv (weight gradient only).
-    fn conv(
-        &mut self,
-        x: &Act,
-        name: &str,
-        co: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Result<Act> {
-        let s = conv_shape(x, co, k, stride, pad);
-        let n = s.n;
+    /// The stem's float conv on the input images: its weight gradient only (the data needs
+    /// none).
+    fn stem_conv(&mut self, x: &Act, conv: &Conv) -> Result<Act> {
+        let name = &conv.name;
+        let s = conv_shape(x, conv);
         let weight = self.params.get(&format!("{name}.weight"))?.clone();
-        let out = self.act(name, &[n, co, s.oh(), s.ow()])?;
+        let out = self.act(name, &[s.n, s.co, s.oh(), s.ow()])?;
         self.forward.push(Op::Dispatch(conv::forward(
             self.gpu, &s, &x.y, &weight, &out.y,
         )?));
         if self.train() {
             let dw = self.params.grad(&format!("{name}.weight"))?.clone();
-            // The float conv is always the stem: its input is the data, which needs no gradient.
             let ops = vec![Op::ConvWeight(conv::backward_weight(
                 self.gpu, &s, &x.y, &out.dy, &dw,
             )?)];
@@ -182,18 +177,16 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
-    fn binconv(
-        &mut self,
-        x: &Act,
-        name: &str,
-        co: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Result<Act> {
-        let s = conv_shape(x, co, k, stride, pad);
-        let n = s.n;
-        let out = self.act(name, &[n, co, s.oh(), s.ow()])?;
+    fn binconv(&mut self, x: &Act, conv: &Conv) -> Result<Act> {
+        if !conv.is_binary() {
+            bail!(
+                "the training graph has no full-precision conv outside the stem yet ({})",
+                conv.name
+            );
+        }
+        let name = conv.name.as_str();
+        let s = conv_shape(x, conv);
+        let out = self.act(name, &[s.n, s.co, s.oh(), s.ow()])?;
         let p = |field: &str| -> Result<Tensor> {
             Ok(self.params.get(&format!("{name}.{field}"))?.clone())
         };
@@ -312,6 +305,15 @@ impl<'a> Builder<'a> {
         Ok(Act { y, dy })
     }
 
+    /// The pools the ops have kernels for: 2x2/s2 max and the global average.
+    fn pool(&mut self, x: &Act, pool: Pool) -> Result<Act> {
+        match pool {
+            MAX_POOL_2X2 => self.maxpool(x),
+            Pool::GlobalAverage => self.global_avg(x),
+            other => bail!("the training graph has no {other} yet"),
+        }
+    }
+
     fn maxpool(&mut self, x: &Act) -> Result<Act> {
         let out = self.act("maxpool", &pool::max2_shape(&x.y.shape))?;
         self.forward
@@ -336,9 +338,10 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
-    fn linear(&mut self, x: &Act, name: &str, fout: usize) -> Result<Act> {
+    fn linear(&mut self, x: &Act, linear: &Linear) -> Result<Act> {
+        let name = linear.name.as_str();
         let n = x.y.shape[0];
-        let out = self.act(name, &[n, fout])?;
+        let out = self.act(name, &[n, linear.fout])?;
         let w = self.params.get(&format!("{name}.weight"))?.clone();
         let b = self.params.get(&format!("{name}.bias"))?.clone();
         self.forward.push(Op::Dispatch(linear::forward(
@@ -356,65 +359,102 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
-    /// resnet20_1w1a, resnet18_1w1a block: ht(BN(bconv2(ht(BN(bconv1(x))))) + shortcut(x)).
-    fn basic_block(&mut self, x: &Act, p: &str, planes: usize, stride: usize) -> Result<Act> {
-        let (du, identity) = self.block_grad(x, planes, stride)?;
+    /// The stem: float conv -> BatchNorm -> [hardtanh] -> [pool].
+    fn stem(&mut self, x: &Act, stem: &Stem) -> Result<Act> {
+        let c = self.stem_conv(x, &stem.conv)?;
+        let mut out = self.bn(&c, &stem.bn.name, None)?;
+        if stem.hardtanh {
+            out = self.hardtanh(&out)?;
+        }
+        match stem.pool {
+            Some(pool) => self.pool(&out, pool),
+            None => Ok(out),
+        }
+    }
+
+    /// BlockKind::Basic: ht(BN(bconv2(ht(BN(bconv1(x))))) + shortcut(x)).
+    fn basic_block(&mut self, x: &Act, b: &Block) -> Result<Act> {
+        let (du, identity) = self.block_grad(x, b)?;
         let (main_in, short_in) = self.fork(x, identity.then(|| du.clone()))?;
-        let y1 = self.binconv(&main_in, &format!("{p}.conv1"), planes, 3, stride, 1)?;
-        let z1 = self.bn(&y1, &format!("{p}.bn1"), None)?;
+        let y1 = self.binconv(&main_in, &b.conv1)?;
+        let z1 = self.bn(&y1, &b.bn1.name, None)?;
         let a1 = self.hardtanh(&z1)?;
-        let y2 = self.binconv(&a1, &format!("{p}.conv2"), planes, 3, 1, 1)?;
-        let z2 = self.bn(&y2, &format!("{p}.bn2"), Some(du.clone()))?;
-        let s = self.shortcut(&short_in, p, planes, stride, identity, du.clone())?;
+        let y2 = self.binconv(&a1, &b.conv2)?;
+        let z2 = self.bn(&y2, &b.bn2.name, Some(du.clone()))?;
+        let s = self.shortcut(&short_in, b, du.clone())?;
         let u = self.add(&z2, &s, &du)?;
         self.hardtanh(&u)
     }
 
-    /// The gradient tensor of a block's residual sum, and whether its shortcut is the identity.
-    fn block_grad(&mut self, x: &Act, planes: usize, stride: usize) -> Result<(Tensor, bool)> {
-        let (n, cin, h, w) = dims4(&x.y);
-        // 3x3 conv with padding 1: out = (h - 1) / stride + 1.
-        let shape = [n, planes, (h - 1) / stride + 1, (w - 1) / stride + 1];
-        Ok((self.grad(&shape)?, stride == 1 && cin == planes))
+    /// The gradient tensor of a block's first residual sum (shaped like conv1's output), and
+    /// whether its shortcut is the identity.
+    fn block_grad(&mut self, x: &Act, b: &Block) -> Result<(Tensor, bool)> {
+        let s = conv_shape(x, &b.conv1);
+        let shape = [s.n, s.co, s.oh(), s.ow()];
+        Ok((self.grad(&shape)?, b.shortcut == Shortcut::Identity))
     }
 
-    /// resnet20_bireal_1w1a block: out = ht(BN(bconv1(x)) + sc(x)); ht(BN(bconv2(out)) + out).
-    fn bireal_block(&mut self, x: &Act, p: &str, planes: usize, stride: usize) -> Result<Act> {
-        let (du1, identity) = self.block_grad(x, planes, stride)?;
+    /// BlockKind::BiReal: out = ht(BN(bconv1(x)) + sc(x)); ht(BN(bconv2(out)) + out).
+    fn bireal_block(&mut self, x: &Act, b: &Block) -> Result<Act> {
+        let (du1, identity) = self.block_grad(x, b)?;
         let (main_in, short_in) = self.fork(x, identity.then(|| du1.clone()))?;
-        let y1 = self.binconv(&main_in, &format!("{p}.conv1"), planes, 3, stride, 1)?;
-        let z1 = self.bn(&y1, &format!("{p}.bn1"), Some(du1.clone()))?;
-        let s = self.shortcut(&short_in, p, planes, stride, identity, du1.clone())?;
+        let y1 = self.binconv(&main_in, &b.conv1)?;
+        let z1 = self.bn(&y1, &b.bn1.name, Some(du1.clone()))?;
+        let s = self.shortcut(&short_in, b, du1.clone())?;
         let u1 = self.add(&z1, &s, &du1)?;
         let out1 = self.hardtanh(&u1)?;
-        let (du2, _) = self.block_grad(&out1, planes, 1)?;
+        let du2 = self.grad(&out1.y.shape.clone())?;
         let (main2, skip2) = self.fork(&out1, Some(du2.clone()))?;
-        let y2 = self.binconv(&main2, &format!("{p}.conv2"), planes, 3, 1, 1)?;
-        let z2 = self.bn(&y2, &format!("{p}.bn2"), Some(du2.clone()))?;
+        let y2 = self.binconv(&main2, &b.conv2)?;
+        let z2 = self.bn(&y2, &b.bn2.name, Some(du2.clone()))?;
         let u2 = self.add(&z2, &skip2, &du2)?;
         self.hardtanh(&u2)
     }
 
     /// The block's shortcut, writing its output gradient `dy` back into x.dy. For the identity,
     /// the fork already made x.dy that same tensor.
-    fn shortcut(
-        &mut self,
-        x: &Act,
-        p: &str,
-        planes: usize,
-        stride: usize,
-        identity: bool,
-        dy: Tensor,
-    ) -> Result<Act> {
-        if identity {
-            return Ok(Act { y: x.y.clone(), dy });
-        }
-        match self.params.spec.kind {
-            ModelKind::Resnet18 => {
-                let c = self.binconv(x, &format!("{p}.shortcut.0"), planes, 1, stride, 0)?;
-                self.bn(&c, &format!("{p}.shortcut.1"), Some(dy))
+    fn shortcut(&mut self, x: &Act, b: &Block, dy: Tensor) -> Result<Act> {
+        match &b.shortcut {
+            Shortcut::Identity => Ok(Act { y: x.y.clone(), dy }),
+            Shortcut::OptionA => self.shortcut_a(x, b.conv1.co, dy),
+            Shortcut::Projection { conv, bn } => {
+                let c = self.binconv(x, conv)?;
+                self.bn(&c, &bn.name, Some(dy))
             }
-            _ => self.shortcut_a(x, planes, dy),
+        }
+    }
+
+    /// conv -> [pool] -> BN -> hardtanh.
+    fn plain(&mut self, x: &Act, conv: &Conv, pool: Option<Pool>, bn: &BatchNorm) -> Result<Act> {
+        let mut y = self.binconv(x, conv)?;
+        if let Some(pool) = pool {
+            y = self.pool(&y, pool)?;
+        }
+        let z = self.bn(&y, &bn.name, None)?;
+        self.hardtanh(&z)
+    }
+
+    fn head(&mut self, x: &Act, head: &Head) -> Result<Act> {
+        match head {
+            Head::PoolNormLinear { pool, bn, linear } => {
+                let pooled = self.pool(x, *pool)?;
+                let normed = self.bn(&pooled, &bn.name, None)?;
+                self.linear(&normed, linear)
+            }
+            Head::FlattenLinear { linear } => {
+                let (n, c, h, w) = dims4(&x.y);
+                let flat_shape = [n, c * h * w];
+                let flat = Act {
+                    y: x.y.reshaped(&flat_shape),
+                    // In evaluation the gradient is a placeholder of one element.
+                    dy: if self.train() {
+                        x.dy.reshaped(&flat_shape)
+                    } else {
+                        x.dy.clone()
+                    },
+                };
+                self.linear(&flat, linear)
+            }
         }
     }
 }
@@ -442,6 +482,7 @@ impl Network {
                 spec.in_channels
             );
         }
+        spec.arch.trace(image)?;
         let mut b = Builder {
             gpu,
             params,
@@ -460,59 +501,19 @@ impl Network {
             y: input.clone(),
             dy: input.clone(),
         };
-        let logits = match spec.kind {
-            ModelKind::Resnet20 | ModelKind::Resnet20Bireal | ModelKind::Resnet18 => {
-                let resnet18 = spec.kind == ModelKind::Resnet18;
-                let stem = if resnet18 { 64 } else { 16 };
-                let c1 = b.conv(&x, "conv1", stem, 3, 1, 1)?;
-                let b1 = b.bn(&c1, "bn1", None)?;
-                let mut out = if resnet18 { b1 } else { b.hardtanh(&b1)? };
-                let (widths, blocks): (&[usize], usize) = if resnet18 {
-                    (&[64, 128, 256, 512], 2)
-                } else {
-                    (&[16, 32, 64], 3)
-                };
-                for (stage, &planes) in widths.iter().enumerate() {
-                    for block in 0..blocks {
-                        let stride = if block == 0 && stage > 0 { 2 } else { 1 };
-                        let p = format!("layer{}.{}", stage + 1, block);
-                        out = if spec.kind == ModelKind::Resnet20Bireal {
-                            b.bireal_block(&out, &p, planes, stride)?
-                        } else {
-                            b.basic_block(&out, &p, planes, stride)?
-                        };
-                    }
-                }
-                let pooled = b.global_avg(&out)?;
-                let normed = b.bn(&pooled, "bn2", None)?;
-                b.linear(&normed, "linear", spec.classes)?
-            }
-            ModelKind::VggSmall => {
-                let c0 = b.conv(&x, "conv0", 128, 3, 1, 1)?;
-                let b0 = b.bn(&c0, "bn0", None)?;
-                let mut out = b.hardtanh(&b0)?;
-                for (i, co) in [(1, 128), (2, 256), (3, 256), (4, 512), (5, 512)] {
-                    let mut y = b.binconv(&out, &format!("conv{i}"), co, 3, 1, 1)?;
-                    if i % 2 == 1 {
-                        y = b.maxpool(&y)?;
-                    }
-                    let z = b.bn(&y, &format!("bn{i}"), None)?;
-                    out = b.hardtanh(&z)?;
-                }
-                let (n, c, h, w) = dims4(&out.y);
-                let flat_shape = [n, c * h * w];
-                let flat = Act {
-                    y: out.y.reshaped(&flat_shape),
-                    // In evaluation the gradient is a placeholder of one element.
-                    dy: if b.train() {
-                        out.dy.reshaped(&flat_shape)
-                    } else {
-                        out.dy.clone()
-                    },
-                };
-                b.linear(&flat, "fc", spec.classes)?
-            }
-        };
+        // The model's description, walked in forward order.
+        let arch = &spec.arch;
+        let mut out = b.stem(&x, &arch.stem)?;
+        for unit in &arch.body {
+            out = match unit {
+                Unit::Block(block) => match block.kind {
+                    BlockKind::Basic => b.basic_block(&out, block)?,
+                    BlockKind::BiReal => b.bireal_block(&out, block)?,
+                },
+                Unit::Plain { conv, pool, bn } => b.plain(&out, conv, *pool, bn)?,
+            };
+        }
+        let logits = b.head(&out, &arch.head)?;
         let per_sample = gpu.tensor("loss per sample", &[loss::per_sample_len(batch)]);
         let loss_acc = gpu.tensor("loss totals", &[loss::ACC_LEN]);
         let loss_ops = match mode {

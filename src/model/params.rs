@@ -156,10 +156,6 @@ impl Params {
 
     /// Names of the BatchNorm layers (for num_batches_tracked).
     pub fn batchnorm_names(&self) -> Vec<String> {
-        self.spec
-            .tensors
-            .iter()
-            .filter_map(|t| t.name.strip_suffix(".running_mean").map(str::to_string))
-            .collect()
+        self.spec.arch.batchnorm_names()
     }
 }

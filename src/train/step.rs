@@ -50,11 +50,10 @@ impl Default for StepOptions {
     }
 }
 
-fn classifier_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::VggSmall => "fc.weight",
-        _ => "linear.weight",
-    }
+/// The classifier weight's name (the same for any class count), whose rows give the classes.
+fn classifier_weight(kind: ModelKind, opts: &StepOptions) -> String {
+    let arch = kind.describe(opts.classes, 1);
+    format!("{}.weight", arch.head.classifier().name)
 }
 
 /// Loads `weights` into freshly allocated parameters of `kind`, checking every name and shape.
@@ -67,7 +66,7 @@ pub fn load_params(
     opts: &StepOptions,
 ) -> Result<Params> {
     let classes = weights
-        .get(classifier_name(kind))
+        .get(&classifier_weight(kind, opts))
         .map(|t| t.shape[0])
         .unwrap_or(opts.classes);
     let spec = ModelSpec::new(kind, classes, in_channels);
@@ -129,7 +128,7 @@ pub fn run_step(
     let (state, _) = read_safetensors(weights)?;
     check_finite(&state, weights)?;
     let classes = state
-        .get(classifier_name(kind))
+        .get(&classifier_weight(kind, opts))
         .map(|t| t.shape[0])
         .unwrap_or(opts.classes);
     let batch_data = read_batch(batch, classes)?;
