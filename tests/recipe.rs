@@ -128,7 +128,7 @@ fn train_without_a_recipe_is_the_official_recipe_and_flags_override_fast() {
 fn bad_recipe_flags_are_refused_before_training() {
     for (args, needle) in [
         (&["--no-decay-on", "theta,gamma"][..], "gamma"),
-        (&["--theta-lr-scale", "-1"][..], "--theta-lr-scale"),
+        (&["--theta-lr-scale=-1"][..], "--theta-lr-scale"),
         (&["--adam-beta2", "1"][..], "--adam-beta2"),
         (&["--recipe", "slow"][..], "slow"),
     ] {

@@ -10,7 +10,6 @@
 use crate::data::{self, BatchPlan, Batcher, Dataset, DatasetKind, Source, Split};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::model::network::{Mode, Network, StepScalars};
-use crate::model::spec::Node;
 use crate::model::{ModelKind, ModelSpec, Params};
 use crate::ops::{loss, sgd};
 use crate::rbnn::rotation::{LayerDiagnostics, RotationUpdate};
@@ -132,13 +131,9 @@ pub fn restore(
 fn initial_values(params: &Params, cfg: &Config, rng: &mut Rng) -> Vec<(String, Vec<f32>)> {
     let mut values = params.spec.initialise(rng);
     let gammas: Vec<String> = params
-        .spec
-        .graph_nodes()
-        .into_iter()
-        .filter_map(|node| match node {
-            Node::BatchNorm2d { name, .. } => Some(format!("{name}.weight")),
-            _ => None,
-        })
+        .batchnorm_names()
+        .iter()
+        .map(|bn| format!("{bn}.weight"))
         .collect();
     for (name, v) in values.iter_mut() {
         if name.ends_with(".rotate") {
