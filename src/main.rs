@@ -206,14 +206,14 @@ struct TrainArgs {
     #[arg(long)]
     data_path: Option<String>,
     /// The defaults of the flags below: official (the paper's recipe, docs/numerics.md section 9)
-    /// or fast (the short-budget recipe of section 9.1: Adam, lr 2e-3, batch 32, 3 epochs, ...).
+    /// or fast (the short-budget recipe of section 9.1: Adam, lr 5e-3, batch 32, theta from 0.1, ...).
     /// Explicit flags override the recipe's values; the checkpoint records what was used.
     #[arg(long, value_enum, default_value_t = Recipe::Official)]
     recipe: Recipe,
     /// [default: 10 for official (the paper trains 400-1000, which wants a GPU); fast: 3]
     #[arg(long)]
     epochs: Option<usize>,
-    /// [default: official 0.1; fast 2e-3]
+    /// [default: official 0.1; fast 5e-3]
     #[arg(long)]
     lr: Option<f64>,
     /// [default: official 256; fast 32]
@@ -244,7 +244,7 @@ struct TrainArgs {
     #[arg(long)]
     adam_eps: Option<f64>,
     /// Initial rotation gate theta of every binary conv, in radians [default: official pi/2;
-    /// fast pi/4].
+    /// fast 0.1].
     #[arg(long)]
     theta_init: Option<f64>,
     /// Learning rate of theta as a multiple of --lr [default: 1].
