@@ -73,6 +73,21 @@ impl TestArena {
         (whole, host)
     }
 
+    /// The groups of `SCALES` over this layout, their per-element scales, random parameters (std
+    /// 0.5) and random gradients (std 1).
+    fn grouped(&self, gpu: &Gpu, rng: &mut Rng) -> Grouped {
+        let (params, w) = self.random(gpu, "params", rng, 0.5);
+        let (grads, g) = self.random(gpu, "grads", rng, 1.0);
+        Grouped {
+            groups: ParamGroups::new(gpu, &self.group, &SCALES).unwrap(),
+            scales: per_element(&self.group, &SCALES),
+            params,
+            w,
+            grads,
+            g,
+        }
+    }
+
     /// Elements that belong to no view (the gaps).
     fn gaps(&self, gpu: &Gpu) -> Vec<bool> {
         let (whole, views) = gpu.arena("layout", &self.shapes).unwrap();
@@ -83,6 +98,16 @@ impl TestArena {
         }
         gap
     }
+}
+
+/// What a grouped optimizer step test starts from (`TestArena::grouped`).
+struct Grouped {
+    groups: ParamGroups,
+    scales: Vec<GroupScale>,
+    params: Tensor,
+    w: Vec<f32>,
+    grads: Tensor,
+    g: Vec<f32>,
 }
 
 fn record(gpu: &Gpu, d: &rbnn::gpu::Dispatch, immediates: &[u8]) {
@@ -100,10 +125,14 @@ fn three_adam_steps_with_groups_match_cpu() {
     let gpu = gpu_or_skip!();
     let mut rng = Rng::new(71);
     let arena = TestArena::new(gpu);
-    let groups = ParamGroups::new(gpu, &arena.group, &SCALES).unwrap();
-    let scales = per_element(&arena.group, &SCALES);
-    let (params, w) = arena.random(gpu, "params", &mut rng, 0.5);
-    let (grads, _) = arena.random(gpu, "grads", &mut rng, 1.0);
+    let Grouped {
+        groups,
+        scales,
+        params,
+        w,
+        grads,
+        ..
+    } = arena.grouped(gpu, &mut rng);
     let (exp_avg, _) = gpu.arena("exp_avg", &arena.shapes).unwrap();
     let (exp_avg_sq, _) = gpu.arena("exp_avg_sq", &arena.shapes).unwrap();
     let len = params.len();
@@ -203,10 +232,14 @@ fn grouped_sgd_steps_match_cpu() {
     let gpu = gpu_or_skip!();
     let mut rng = Rng::new(79);
     let arena = TestArena::new(gpu);
-    let groups = ParamGroups::new(gpu, &arena.group, &SCALES).unwrap();
-    let scales = per_element(&arena.group, &SCALES);
-    let (params, w) = arena.random(gpu, "params", &mut rng, 0.5);
-    let (grads, g) = arena.random(gpu, "grads", &mut rng, 1.0);
+    let Grouped {
+        groups,
+        scales,
+        params,
+        w,
+        grads,
+        g,
+    } = arena.grouped(gpu, &mut rng);
     let (bufs, _) = gpu.arena("momentum", &arena.shapes).unwrap();
     let len = params.len();
     let steps = [
