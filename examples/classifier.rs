@@ -378,7 +378,7 @@ fn run() -> Result<()> {
     println!("{note}");
     println!(
         "recipe fast: {} lr {} ({} per step, cosine), batch {}, theta from {:.3} rad, weight \
-         decay {} (none on {}), {} epoch{}\n",
+         decay {} (none on {}), {}, {} epoch{}\n",
         cfg.optimizer.name(),
         cfg.lr,
         if cfg.lr_update == rbnn::train::config::LrUpdate::Step {
@@ -394,6 +394,11 @@ fn run() -> Result<()> {
             .map(|g| g.name())
             .collect::<Vec<_>>()
             .join(", "),
+        if cfg.augment {
+            "random crops and flips"
+        } else {
+            "no augmentation"
+        },
         cfg.epochs,
         if cfg.epochs == 1 { "" } else { "s" }
     );

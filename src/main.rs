@@ -206,8 +206,9 @@ struct TrainArgs {
     #[arg(long)]
     data_path: Option<String>,
     /// The defaults of the flags below: official (the paper's recipe, docs/numerics.md section 9)
-    /// or fast (the short-budget recipe of section 9.1: Adam, lr 5e-3, batch 32, theta from 0.1, ...).
-    /// Explicit flags override the recipe's values; the checkpoint records what was used.
+    /// or fast (the short-budget recipe of section 9.1: Adam, lr 5e-3, batch 16, theta from 0.1,
+    /// no augmentation, ...). Explicit flags override the recipe's values; the checkpoint records
+    /// what was used.
     #[arg(long, value_enum, default_value_t = Recipe::Official)]
     recipe: Recipe,
     /// [default: 10 for official (the paper trains 400-1000, which wants a GPU); fast: 3]
@@ -216,7 +217,7 @@ struct TrainArgs {
     /// [default: official 0.1; fast 5e-3]
     #[arg(long)]
     lr: Option<f64>,
-    /// [default: official 256; fast 32]
+    /// [default: official 256; fast 16]
     #[arg(short = 'b', long)]
     batch_size: Option<usize>,
     #[arg(long, default_value_t = 128)]
@@ -257,7 +258,8 @@ struct TrainArgs {
     /// models, 1 for the others].
     #[arg(long)]
     bn_gamma_init: Option<f64>,
-    /// Random crops and flips of the training images: true or false [default: true].
+    /// Random crops and flips of the training images: true or false [default: official true;
+    /// fast false].
     #[arg(long, action = clap::ArgAction::Set)]
     augment: Option<bool>,
     /// Tmin of ApproxSign's t/k schedule [default: 1e-2].

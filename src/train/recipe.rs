@@ -4,8 +4,10 @@
 //! - `official` (the default): the paper's recipe as the official code runs it, docs/numerics.md
 //!   section 9: SGD, momentum 0.9, weight decay 1e-4 on everything, lr 0.1, batch 256, theta
 //!   starting at pi/2. Right for its 400-1000 epochs; it learns slowly in a few.
-//! - `fast`: the short-budget recipe of docs/numerics.md section 9.1, measured in the README's
-//!   A/B table: a few epochs at small batches, for a first run on a CPU or a quick experiment.
+//! - `fast`: the short-budget recipe of docs/numerics.md section 9.1, chosen by the measurements
+//!   of the README's A/B table, for a first run on a CPU or a quick experiment of one or a few
+//!   epochs: Adam at lr 5e-3 with the cosine decay applied every step, batch 16, theta starting
+//!   at 0.1 (`FAST_THETA_INIT`), no weight decay (never on theta and alpha), no augmentation.
 
 use crate::train::config::{Config, LrUpdate};
 use crate::train::optimizer::{OptimizerKind, ParamGroup};
@@ -44,12 +46,13 @@ impl Recipe {
                 recipe: Recipe::Fast,
                 optimizer: OptimizerKind::Adam,
                 epochs: 3,
-                batch_size: 32,
+                batch_size: 16,
                 lr: 5e-3,
                 lr_update: LrUpdate::Step,
                 weight_decay: 0.0,
                 theta_init: FAST_THETA_INIT,
                 no_decay_on: vec![ParamGroup::Theta, ParamGroup::Alpha],
+                augment: false,
                 ..Config::default()
             },
         }
