@@ -63,12 +63,16 @@ const SIDE: usize = 28;
 
 /// Wall clock the whole example may take on a software adapter: the 3 minutes it promises,
 /// less a margin for a machine busier at the end than when the rate was measured.
-const SOFTWARE_BUDGET_SECONDS: f64 = 160.0;
+const SOFTWARE_BUDGET_SECONDS: f64 = 155.0;
 /// Test images the trainer scores after each epoch on a software adapter (a progress line; the
 /// result is scored on every test image at the end).
 const MONITOR_TEST_IMAGES: usize = 200;
 /// Training steps timed to measure the rate (after one untimed step that compiles the kernels).
-const PROBE_STEPS: usize = 3;
+const PROBE_STEPS: usize = 5;
+/// The trainer's rate as a share of the probe's: it also prepares every batch on the CPU and
+/// reads the loss back (on lavapipe with 2 busy cores, 2026-12-03, the probe said 18 img/s and
+/// the trainer ran at 13-14).
+const TRAINER_SHARE_OF_PROBE_RATE: f64 = 0.8;
 /// Batch of the evaluations (float path and packed engine).
 const EVAL_BATCH: usize = 200;
 /// Seconds of fixed cost after training, measured on lavapipe with 2 cores: the rotation update
@@ -110,8 +114,9 @@ fn base_config(full_set: bool) -> (Config, &'static str) {
     (cfg, name)
 }
 
-/// Training images per second at the recipe's batch size, from `PROBE_STEPS` steps of a
-/// throwaway network (the kernels it compiles are cached for the real run).
+/// Training images per second the trainer will reach at the recipe's batch size, from
+/// `PROBE_STEPS` steps of a throwaway network (the kernels it compiles are cached for the real
+/// run).
 fn training_rate(gpu: &Gpu, cfg: &Config, image: [usize; 3], classes: usize) -> Result<f64> {
     let spec = ModelSpec::new(ModelKind::Resnet20, classes, image[0]);
     let values = spec.initialise(&mut Rng::new(0));
@@ -141,7 +146,8 @@ fn training_rate(gpu: &Gpu, cfg: &Config, image: [usize; 3], classes: usize) -> 
         step();
     }
     gpu.wait()?;
-    Ok((PROBE_STEPS * cfg.batch_size) as f64 / started.elapsed().as_secs_f64())
+    let probed = (PROBE_STEPS * cfg.batch_size) as f64 / started.elapsed().as_secs_f64();
+    Ok(TRAINER_SHARE_OF_PROBE_RATE * probed)
 }
 
 /// The software adapter's run: the images that fit in the time left. Returns the config and a
