@@ -3,9 +3,8 @@
 //! is saved as JSON in every checkpoint's metadata so a resumed run (and a reader of the
 //! checkpoint) knows exactly how it was trained.
 
+pub use crate::train::choices::{OptimizerKind, ParamGroup, Recipe};
 pub use crate::train::lr::{LrType, LrUpdate};
-pub use crate::train::optimizer::{OptimizerKind, ParamGroup};
-pub use crate::train::recipe::Recipe;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::f64::consts::FRAC_PI_2;

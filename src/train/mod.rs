@@ -4,6 +4,7 @@
 //! unasked), the per-epoch metrics log and the plot of the training curves drawn from it.
 
 pub mod checkpoint;
+pub mod choices;
 pub mod config;
 pub mod lr;
 pub mod metrics;

@@ -14,9 +14,9 @@ use crate::ops::adam::{self, AdamStep};
 use crate::ops::param_groups::{GroupScale, ParamGroups};
 use crate::ops::sgd::{self, SgdStep};
 use crate::train::checkpoint::{self, HostTensor, StateDict, MOMENTUM_PREFIX};
+pub use crate::train::choices::{OptimizerKind, ParamGroup};
 use crate::train::config::Config;
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Prefix of Adam's first moments: `adam.exp_avg.<param name>`.
@@ -28,16 +28,6 @@ pub const ADAM_STEP: &str = "adam.step";
 /// Every checkpoint tensor of an optimizer starts with one of these.
 const STATE_PREFIXES: [&str; 2] = [MOMENTUM_PREFIX, "adam."];
 
-/// `--optimizer`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// SGD with momentum (the official recipe).
-    Sgd,
-    /// Adam (torch.optim.Adam: L2 weight decay on the gradient).
-    Adam,
-}
-
 impl OptimizerKind {
     pub fn name(self) -> &'static str {
         match self {
@@ -45,23 +35,6 @@ impl OptimizerKind {
             OptimizerKind::Adam => "adam",
         }
     }
-}
-
-/// The parameter groups whose learning rate and weight decay can be set apart (`--no-decay-on`,
-/// `--theta-lr-scale`, `--alpha-lr-scale`).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum ParamGroup {
-    /// Everything else: conv and linear weights, the linear bias.
-    Weights,
-    /// The rotation gates of the binary convs (`<conv>.rotate`).
-    Theta,
-    /// The scales of the binary convs (`<conv>.alpha`).
-    Alpha,
-    /// BatchNorm's gamma and beta.
-    Bn,
 }
 
 impl ParamGroup {

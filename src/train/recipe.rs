@@ -9,26 +9,15 @@
 //!   epochs: Adam at lr 5e-3 with the cosine decay applied every step, batch 16, theta starting
 //!   at 0.1 (`FAST_THETA_INIT`), no weight decay (never on theta and alpha), no augmentation.
 
+pub use crate::train::choices::Recipe;
+use crate::train::choices::{OptimizerKind, ParamGroup};
 use crate::train::config::{Config, LrUpdate};
-use crate::train::optimizer::{OptimizerKind, ParamGroup};
-use serde::{Deserialize, Serialize};
 
 /// The fast recipe's initial theta: the rotation starts at |sin 0.1| = 10% of its full
 /// strength, so the latent weights get 90% of their gradient from the first step; 0 would
 /// switch the rotation off for good (theta's gradient carries sign(sin theta), docs/numerics.md
 /// section 2).
 pub const FAST_THETA_INIT: f64 = 0.1;
-
-/// `--recipe`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Recipe {
-    /// The official recipe (docs/numerics.md section 9).
-    #[default]
-    Official,
-    /// The short-budget recipe (docs/numerics.md section 9.1).
-    Fast,
-}
 
 impl Recipe {
     pub fn name(self) -> &'static str {
