@@ -6,8 +6,14 @@
 // The forward carries (count, mean, M2) summaries combined with Chan's formula, which stays
 // accurate when |mean| >> std (sum and sum-of-squares in f32 would cancel).
 // 1D elementwise kernels: common/grid.wgsl.
+// Software adapters run the *_walk kernels instead of stats_partials, normalize, grad_partials and
+// grad_input (common/channel_walk.wgsl): workgroup (q, c) over chunk q of channel c, one partial
+// per lane (p.chunks then counts the partials per channel: chunks * WALK_LANES), which the same
+// *_finish kernels combine. normalize_walk and grad_input_walk compute what normalize and
+// grad_input compute, with the same expressions.
 // #include "common/grid.wgsl"
 // #include "common/channel_chunks.wgsl"
+// #include "common/channel_walk.wgsl"
 // #include "common/workgroup_sum.wgsl"
 // #include "common/batchnorm_running.wgsl"
 
@@ -78,12 +84,7 @@ fn stats_partials(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id
     for (var k = 0u; k < PER_LANE; k++) {
         let j = chunk_element(wg.x, k, l);
         if j < m {
-            // Welford's update: one pass, no cancellation.
-            let v = x[channel_element(c, j, p.c, p.hw)];
-            s.x += 1.0;
-            let d = v - s.y;
-            s.y += d / s.x;
-            s.z += d * (v - s.y);
+            s = welford(s, x[channel_element(c, j, p.c, p.hw)]);
         }
     }
     stat[l] = s;
@@ -194,4 +195,96 @@ fn grad_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let xhat = (x[i] - mean_in[c]) * r;
     let inv_m = 1.0 / f32(p.n * p.hw);
     out[i] = gamma[c] * r * (dy[i] - (dbeta_in[c] + xhat * dgamma_in[c]) * inv_m);
+}
+
+// Welford's update of the (count, mean, M2) summary s with the value v: one pass, no
+// cancellation.
+fn welford(s: vec3<f32>, v: f32) -> vec3<f32> {
+    let count = s.x + 1.0;
+    let d = v - s.y;
+    let mean = s.y + d / count;
+    return vec3<f32>(count, mean, s.z + d * (v - mean));
+}
+
+// Software adapters' stats_partials: lane l of workgroup (q, c) -> partial q*WALK_LANES + l of
+// channel c.
+@compute @workgroup_size(64)
+fn stats_partials_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.y;
+    let m = p.n * p.hw;
+    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    var s = vec3<f32>(0.0);
+    for (var k = 0u; k < WALK_STEPS; k++) {
+        if w.j >= m {
+            break;
+        }
+        s = welford(s, x[w.e]);
+        walk_next(&w, p.c, p.hw);
+    }
+    let o = (c * p.chunks + wg.x * WALK_LANES + l) * 3u;
+    partials_out[o] = s.x;
+    partials_out[o + 1u] = s.y;
+    partials_out[o + 2u] = s.z;
+}
+
+// Software adapters' normalize, over the chunks of channel c.
+@compute @workgroup_size(64)
+fn normalize_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.y;
+    let mean = mean_in[c];
+    let rstd = rstd_in[c];
+    let g = gamma[c];
+    let b = beta[c];
+    let m = p.n * p.hw;
+    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    for (var k = 0u; k < WALK_STEPS; k++) {
+        if w.j >= m {
+            break;
+        }
+        out[w.e] = batchnorm_apply(x[w.e], mean, rstd, g, b);
+        walk_next(&w, p.c, p.hw);
+    }
+}
+
+// Software adapters' grad_partials: lane l of workgroup (q, c) -> partial q*WALK_LANES + l.
+@compute @workgroup_size(64)
+fn grad_partials_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.y;
+    let m = p.n * p.hw;
+    let mu = mean_in[c];
+    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    var s = vec2<f32>(0.0);
+    for (var k = 0u; k < WALK_STEPS; k++) {
+        if w.j >= m {
+            break;
+        }
+        let g = dy[w.e];
+        s += vec2<f32>(g, g * (x[w.e] - mu));
+        walk_next(&w, p.c, p.hw);
+    }
+    let o = (c * p.chunks + wg.x * WALK_LANES + l) * 2u;
+    partials_out[o] = s.x;
+    partials_out[o + 1u] = s.y;
+}
+
+// Software adapters' grad_input, over the chunks of channel c.
+@compute @workgroup_size(64)
+fn grad_input_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.y;
+    let r = rstd_in[c];
+    let mu = mean_in[c];
+    let gr = gamma[c] * r;
+    let db = dbeta_in[c];
+    let dg = dgamma_in[c];
+    let inv_m = 1.0 / f32(p.n * p.hw);
+    let m = p.n * p.hw;
+    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    for (var k = 0u; k < WALK_STEPS; k++) {
+        if w.j >= m {
+            break;
+        }
+        let xhat = (x[w.e] - mu) * r;
+        out[w.e] = gr * (dy[w.e] - (db + xhat * dg) * inv_m);
+        walk_next(&w, p.c, p.hw);
+    }
 }

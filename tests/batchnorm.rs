@@ -1,10 +1,11 @@
 //! BatchNorm kernels against the f64 CPU reference, the CPU backward against finite differences,
-//! the running-statistics update (and its switch), and bit-for-bit determinism.
+//! the running-statistics update (and its switch), and bit-for-bit determinism, for both kernel
+//! variants (the GPU's and the software adapters' `*_walk` kernels) whatever the adapter.
 mod common;
 mod numeric;
 
 use numeric::{assert_close64, f64s, numeric_grad, project, run};
-use rbnn::gpu::{Gpu, Tensor};
+use rbnn::gpu::{Gpu, KernelVariant, Tensor};
 use rbnn::ops::batchnorm::{self as bn, cpu, BatchNorm, BnDims};
 use rbnn::rng::Rng;
 
@@ -37,7 +38,8 @@ impl Layer {
             mean: gpu.tensor("mean", &[c]),
             rstd: gpu.tensor("rstd", &[c]),
             // Oversized on purpose: a shared workspace may be larger than one layer needs.
-            partials: gpu.tensor("partials", &[d.partials_len() + 5]),
+            // (The software variant's workspace is the larger one.)
+            partials: gpu.tensor("partials", &[d.partials_len(KernelVariant::Software) + 5]),
             host,
         }
     }
@@ -72,21 +74,27 @@ fn input(d: BnDims, rng: &mut Rng) -> Vec<f32> {
     x
 }
 
+/// Both variants, whatever the adapter, so that each stays tested on lavapipe.
+const VARIANTS: [KernelVariant; 2] = [KernelVariant::Gpu, KernelVariant::Software];
+
 // Batch 1; odd spatial; BatchNorm1d; 2 chunks with a ragged last one; 258 chunks (more partials
-// than the 256 lanes of the final stage).
+// than the 256 lanes of the final stage); planes smaller than and not multiples of the 64 lanes
+// of the software variant's walk (which then wraps over several samples per step).
 const SHAPES: &[&[usize]] = &[
     &[1, 3, 5, 7],
     &[4, 13, 9, 11],
     &[7, 19],
     &[3, 5, 37, 41],
     &[1, 2, 1030, 1025],
+    &[9, 6, 3, 5],
+    &[5, 3, 10, 13],
 ];
 
 #[test]
 fn forward_train_matches_cpu_and_updates_running_stats() {
     let gpu = gpu_or_skip!();
     let mut rng = Rng::new(11);
-    for shape in SHAPES {
+    for (shape, variant) in SHAPES.iter().flat_map(|s| VARIANTS.map(|v| (s, v))) {
         let d = BnDims::of(shape).unwrap();
         let layer = Layer::new(gpu, d, &mut rng);
         let xv = input(d, &mut rng);
@@ -94,7 +102,7 @@ fn forward_train_matches_cpu_and_updates_running_stats() {
         let y = gpu.tensor("y", shape);
         run(
             gpu,
-            &bn::forward_train(gpu, &layer.bn(), &x, &y, true).unwrap(),
+            &bn::forward_train(gpu, variant, &layer.bn(), &x, &y, true).unwrap(),
         );
 
         let [g, b, rm, rv] = layer.host64();
@@ -106,7 +114,7 @@ fn forward_train_matches_cpu_and_updates_running_stats() {
         };
         let want = cpu::forward_train(&f64s(&xv), d, &p, bn::MOMENTUM as f64, bn::EPS as f64);
         let read = |t: &Tensor| f64s(&gpu.read_f32(t).unwrap());
-        let tag = format!("{shape:?}");
+        let tag = format!("{shape:?} {variant:?}");
         // f32 statistics over up to 1M elements: mean within 2e-6 of the offset-sized values,
         // rstd and y within 1e-4 relative.
         assert_close64(&format!("y {tag}"), &read(&y), &want.y, 1e-4, 1e-4);
@@ -146,27 +154,33 @@ fn forward_train_can_leave_running_stats_alone() {
     let gpu = gpu_or_skip!();
     let mut rng = Rng::new(12);
     let shape = [4, 13, 9, 11];
-    let d = BnDims::of(&shape).unwrap();
-    let layer = Layer::new(gpu, d, &mut rng);
-    let xv = input(d, &mut rng);
-    let x = gpu.upload_f32("x", &shape, &xv);
-    let (y_flag, y_imm) = (gpu.tensor("y", &shape), gpu.tensor("y", &shape));
+    for variant in VARIANTS {
+        leaves_running_stats_alone(gpu, variant, &shape, &mut rng);
+    }
+}
+
+fn leaves_running_stats_alone(gpu: &Gpu, variant: KernelVariant, shape: &[usize], rng: &mut Rng) {
+    let d = BnDims::of(shape).unwrap();
+    let layer = Layer::new(gpu, d, rng);
+    let xv = input(d, rng);
+    let x = gpu.upload_f32("x", shape, &xv);
+    let (y_flag, y_imm) = (gpu.tensor("y", shape), gpu.tensor("y", shape));
 
     // By the flag.
     run(
         gpu,
-        &bn::forward_train(gpu, &layer.bn(), &x, &y_flag, false).unwrap(),
+        &bn::forward_train(gpu, variant, &layer.bn(), &x, &y_flag, false).unwrap(),
     );
     assert_eq!(gpu.read_f32(&layer.running_mean).unwrap(), layer.host[2]);
     assert_eq!(gpu.read_f32(&layer.running_var).unwrap(), layer.host[3]);
 
     // By recording the stats dispatch of an updating forward with other immediates.
-    let ds = bn::forward_train(gpu, &layer.bn(), &x, &y_imm, true).unwrap();
+    let ds = bn::forward_train(gpu, variant, &layer.bn(), &x, &y_imm, true).unwrap();
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
         ds[0].record(&mut pass);
-        ds[1].record_with(&mut pass, &bn::immediates(d, false));
+        ds[1].record_with(&mut pass, &bn::immediates(d, variant, false));
         ds[2].record(&mut pass);
     }
     gpu.queue.submit([encoder.finish()]);
@@ -206,6 +220,7 @@ fn forward_eval_matches_cpu() {
 /// Runs forward_train then backward on the GPU; returns (y, mean, rstd, dx, dgamma, dbeta).
 fn forward_backward(
     gpu: &Gpu,
+    variant: KernelVariant,
     layer: &Layer,
     shape: &[usize],
     xv: &[f32],
@@ -218,8 +233,8 @@ fn forward_backward(
     let dx = gpu.tensor("dx", shape);
     let dgamma = gpu.tensor("dgamma", &[c]);
     let dbeta = gpu.tensor("dbeta", &[c]);
-    let mut ds = bn::forward_train(gpu, &layer.bn(), &x, &y, false).unwrap();
-    ds.extend(bn::backward(gpu, &layer.bn(), &x, &dy, &dx, &dgamma, &dbeta).unwrap());
+    let mut ds = bn::forward_train(gpu, variant, &layer.bn(), &x, &y, false).unwrap();
+    ds.extend(bn::backward(gpu, variant, &layer.bn(), &x, &dy, &dx, &dgamma, &dbeta).unwrap());
     run(gpu, &ds);
     [&y, &layer.mean, &layer.rstd, &dx, &dgamma, &dbeta].map(|t| gpu.read_f32(t).unwrap())
 }
@@ -228,12 +243,13 @@ fn forward_backward(
 fn backward_matches_cpu() {
     let gpu = gpu_or_skip!();
     let mut rng = Rng::new(14);
-    for shape in SHAPES {
+    for (shape, variant) in SHAPES.iter().flat_map(|s| VARIANTS.map(|v| (s, v))) {
         let d = BnDims::of(shape).unwrap();
         let layer = Layer::new(gpu, d, &mut rng);
         let xv = input(d, &mut rng);
         let dyv = rng.normal_vec(d.total(), 1.0);
-        let [_, mean, rstd, dx, dgamma, dbeta] = forward_backward(gpu, &layer, shape, &xv, &dyv);
+        let [_, mean, rstd, dx, dgamma, dbeta] =
+            forward_backward(gpu, variant, &layer, shape, &xv, &dyv);
         // The CPU backward from the GPU's saved statistics checks the backward kernels alone.
         let (want_dx, want_dgamma, want_dbeta) = cpu::backward(
             &f64s(&xv),
@@ -243,7 +259,7 @@ fn backward_matches_cpu() {
             &f64s(&mean),
             &f64s(&rstd),
         );
-        let tag = format!("{shape:?}");
+        let tag = format!("{shape:?} {variant:?}");
         // dgamma and dbeta are sums of M = N*HW terms of size ~1 (|sum| ~ sqrt(M)): f32 error
         // grows like sqrt(M) * 6e-8 per level of the trees.
         let sum_tol = 1e-5 * (d.count() as f64).sqrt();
@@ -319,14 +335,19 @@ fn reductions_are_deterministic() {
     let layer = Layer::new(gpu, d, &mut rng);
     let xv = input(d, &mut rng);
     let dyv = rng.normal_vec(d.total(), 1.0);
-    let first = forward_backward(gpu, &layer, &shape, &xv, &dyv);
-    let second = forward_backward(gpu, &layer, &shape, &xv, &dyv);
-    for (i, (a, b)) in first.iter().zip(&second).enumerate() {
-        let (a, b): (Vec<u32>, Vec<u32>) = (
-            a.iter().map(|v| v.to_bits()).collect(),
-            b.iter().map(|v| v.to_bits()).collect(),
-        );
-        assert_eq!(a, b, "output {i} of forward+backward differs between runs");
+    for variant in VARIANTS {
+        let first = forward_backward(gpu, variant, &layer, &shape, &xv, &dyv);
+        let second = forward_backward(gpu, variant, &layer, &shape, &xv, &dyv);
+        for (i, (a, b)) in first.iter().zip(&second).enumerate() {
+            let (a, b): (Vec<u32>, Vec<u32>) = (
+                a.iter().map(|v| v.to_bits()).collect(),
+                b.iter().map(|v| v.to_bits()).collect(),
+            );
+            assert_eq!(
+                a, b,
+                "output {i} of forward+backward differs between runs ({variant:?})"
+            );
+        }
     }
 }
 
@@ -338,7 +359,7 @@ fn training_rejects_one_value_per_channel() {
     let layer = Layer::new(gpu, d, &mut rng);
     let x = gpu.tensor("x", &[1, 5]);
     let y = gpu.tensor("y", &[1, 5]);
-    let err = bn::forward_train(gpu, &layer.bn(), &x, &y, true)
+    let err = bn::forward_train(gpu, KernelVariant::Software, &layer.bn(), &x, &y, true)
         .err()
         .expect("BatchNorm1d training with batch 1 must fail");
     assert!(

@@ -1,15 +1,20 @@
 //! shaders/standardize.wgsl against the f64 reference: weight and activation standardisation,
-//! sign(a2) with exact zeros, and the activation backward (ApproxSign with ta = max(t,1), a32).
+//! sign(a2) with exact zeros, and the activation backward (ApproxSign with ta = max(t,1), a32),
+//! the elementwise passes in both kernel variants (the GPU's and the software adapters').
 mod common;
 mod rbnn_common;
 
 use common::assert_close;
+use rbnn::gpu::KernelVariant;
 use rbnn::rbnn::rotate::{WeightDims, WeightScratch};
 use rbnn::rbnn::schedule::{self, cpu::activation_approx, cpu::approx_sign_grad};
 use rbnn::rbnn::standardize::cpu::{standardize_rows, standardize_rows_backward};
 use rbnn::rbnn::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
 use rbnn::rng::Rng;
 use rbnn_common::*;
+
+/// Both variants, whatever the adapter, so that each stays tested on lavapipe.
+const VARIANTS: [KernelVariant; 2] = [KernelVariant::Gpu, KernelVariant::Software];
 
 #[test]
 fn weight_standardisation_and_channel_terms() {
@@ -63,7 +68,9 @@ fn weight_standardisation_and_channel_terms() {
 fn activation_standardisation_and_sign_with_exact_zeros() {
     let gpu = gpu_or_skip!();
     let mut rng = Rng::new(12);
-    for (rows, len) in [(1usize, 700usize), (3, 90)] {
+    // Rows of more than one software chunk (4096) too.
+    let cases = [(1usize, 700usize), (3, 90), (2, 9000)];
+    for ((rows, len), variant) in cases.iter().flat_map(|c| VARIANTS.map(|v| (*c, v))) {
         let d = RowDims { rows, len };
         let mut x = normal(&mut rng, rows * len, 1.5);
         // Sample 0 repeats 1, -1, 0, 0 (len is even, so as many 1 as -1): its sum is exact and
@@ -77,6 +84,7 @@ fn activation_standardisation_and_sign_with_exact_zeros() {
         let stats = standardize::activation_stats(gpu, d, &xt, &astats).unwrap();
         let a2 = standardize::activation_output(
             gpu,
+            variant,
             d,
             &xt,
             &astats,
@@ -96,16 +104,23 @@ fn activation_standardisation_and_sign_with_exact_zeros() {
         assert_close("astats", &got_stats, &common::f32s(&want_stats), 1e-5, 1e-6);
         assert_eq!(got_stats[0], 0.0, "sample 0 has mean exactly 0");
         assert_close(
-            "a2",
+            &format!("a2 {variant:?}"),
             &gpu.read_f32(&out).unwrap(),
             &common::f32s(&want.out),
             1e-5,
             1e-5,
         );
 
-        let sign =
-            standardize::activation_output(gpu, d, &xt, &astats, &out, ActivationOutput::Sign)
-                .unwrap();
+        let sign = standardize::activation_output(
+            gpu,
+            variant,
+            d,
+            &xt,
+            &astats,
+            &out,
+            ActivationOutput::Sign,
+        )
+        .unwrap();
         gpu.run(&[&sign]).unwrap();
         let got = gpu.read_f32(&out).unwrap();
         // The signs of x - mean in f32, as the kernel computes them (no margin needed).
@@ -123,11 +138,13 @@ fn activation_backward_matches_reference() {
     let mut rng = Rng::new(13);
     // t < 1 gives ta = 1 (cut-off sqrt 2: about 16% of standardised values get no gradient); t > 1
     // narrows the window; a32 passes the gradient straight to the standardisation.
-    for (rows, len, grad, t) in [
+    let cases = [
         (2usize, 300usize, ActivationGrad::ApproxSign, 0.3f64),
         (1, 77, ActivationGrad::ApproxSign, 2.5),
         (3, 50, ActivationGrad::A32, 0.3),
-    ] {
+        (2, 5000, ActivationGrad::ApproxSign, 1.5),
+    ];
+    for ((rows, len, grad, t), variant) in cases.iter().flat_map(|c| VARIANTS.map(|v| (*c, v))) {
         let d = RowDims { rows, len };
         let x = normal(&mut rng, rows * len, 2.0);
         let g = normal(&mut rng, rows * len, 1.0);
@@ -137,7 +154,8 @@ fn activation_backward_matches_reference() {
         let sums = gpu.tensor("sums", &[rows, 2]);
         let stats = standardize::activation_stats(gpu, d, &xt, &astats).unwrap();
         let [b0, b1] =
-            standardize::activation_backward(gpu, d, grad, &xt, &astats, &dx, &sums).unwrap();
+            standardize::activation_backward(gpu, variant, d, grad, &xt, &astats, &dx, &sums)
+                .unwrap();
         let imm = standardize::activation_backward_immediates(d, grad, t as f32);
         record_and_wait(gpu, |pass| {
             stats.record(pass);
@@ -156,7 +174,7 @@ fn activation_backward_matches_reference() {
         };
         let want = standardize_rows_backward(&st.out, &st.std, &g2, len);
         assert_close(
-            &format!("dx {grad:?} t={t}"),
+            &format!("dx {grad:?} t={t} {variant:?}"),
             &gpu.read_f32(&dx).unwrap(),
             &common::f32s(&want),
             1e-4,

@@ -11,7 +11,7 @@ use super::arch::{
 };
 use super::params::Params;
 use super::zoo::ModelKind;
-use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
+use crate::gpu::{Dispatch, Gpu, Imm, KernelVariant, Tensor};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
 use crate::ops::{batchnorm, elementwise, linear, loss, pool, shortcut};
 use crate::rbnn::layer::{BinaryConv2d, BinaryConvTensors};
@@ -74,6 +74,8 @@ struct Builder<'a> {
     params: &'a Params,
     mode: Mode,
     a32: bool,
+    /// The formulation of the BatchNorm and channel-dot kernels (`Gpu::kernel_variant`).
+    variant: KernelVariant,
     forward: Vec<Op>,
     /// Backward segments in forward order; executed last to first.
     backward: Vec<Vec<Op>>,
@@ -234,7 +236,7 @@ impl<'a> Builder<'a> {
         };
         let mean = self.tensor("bn.mean", &[d.c])?;
         let rstd = self.tensor("bn.rstd", &[d.c])?;
-        let partials = self.tensor("bn.partials", &[d.partials_len()])?;
+        let partials = self.tensor("bn.partials", &[d.partials_len(self.variant)])?;
         let gamma = self.params.get(&format!("{name}.weight"))?.clone();
         let beta = self.params.get(&format!("{name}.bias"))?.clone();
         let running_mean = self.params.get(&format!("{name}.running_mean"))?.clone();
@@ -249,15 +251,24 @@ impl<'a> Builder<'a> {
             partials: &partials,
         };
         if self.train() {
-            for d in batchnorm::forward_train(self.gpu, &bn, &x.y, &out.y, true)? {
+            for d in batchnorm::forward_train(self.gpu, self.variant, &bn, &x.y, &out.y, true)? {
                 self.forward.push(Op::Dispatch(d));
             }
             let dgamma = self.params.grad(&format!("{name}.weight"))?;
             let dbeta = self.params.grad(&format!("{name}.bias"))?;
-            let ops = batchnorm::backward(self.gpu, &bn, &x.y, &out.dy, &x.dy, dgamma, dbeta)?
-                .into_iter()
-                .map(Op::Dispatch)
-                .collect();
+            let ops = batchnorm::backward(
+                self.gpu,
+                self.variant,
+                &bn,
+                &x.y,
+                &out.dy,
+                &x.dy,
+                dgamma,
+                dbeta,
+            )?
+            .into_iter()
+            .map(Op::Dispatch)
+            .collect();
             self.push_backward(ops);
         } else {
             self.forward.push(Op::Dispatch(batchnorm::forward_eval(
@@ -488,6 +499,7 @@ impl Network {
             params,
             mode,
             a32,
+            variant: gpu.kernel_variant()?,
             forward: Vec::new(),
             backward: Vec::new(),
             binconvs: Vec::new(),

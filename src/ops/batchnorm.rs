@@ -10,9 +10,13 @@
 //! Per-channel reductions (up to N*HW = 262,144 elements at batch 256 with as few as 16 channels)
 //! run in two deterministic fixed-order stages parallel within each channel: `*_partials` with
 //! one workgroup per (chunk of CHUNK elements, channel), then `*_finish` with one per channel.
+//! Software adapters (`KernelVariant::Software`) run the `*_walk` first stages, elementwise
+//! passes and partials of one per lane (shaders/common/channel_walk.wgsl); the finish kernels
+//! are shared. Both variants compute y and dx with the same expressions; their statistics differ
+//! only in the order of the sums.
 
 use super::shape::{expect_at_least, expect_len, expect_u32};
-use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
+use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, KernelVariant, Tensor};
 use anyhow::{bail, Context, Result};
 
 /// PyTorch's default epsilon.
@@ -26,6 +30,8 @@ pub const CHUNK: usize = 4096;
 const MAX_COUNT: usize = 1 << 24;
 /// f32 values per (channel, chunk) in the workspace: the forward's (count, mean, M2).
 const PARTIAL_WORDS: usize = 3;
+/// Partials per chunk of the software variant: one per lane (WALK_LANES in the shader).
+const WALK_LANES: usize = 64;
 
 /// The sizes a BatchNorm sees: x is [n, c, hw] (BatchNorm1d: hw = 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,9 +61,37 @@ impl BnDims {
     pub fn chunks(&self) -> usize {
         self.count().div_ceil(CHUNK).max(1)
     }
-    /// Elements the `partials` workspace needs (the backward uses fewer).
-    pub fn partials_len(&self) -> usize {
-        self.c * self.chunks() * PARTIAL_WORDS
+    /// First-stage partials per channel in `variant`.
+    pub fn partials_per_channel(&self, variant: KernelVariant) -> usize {
+        match variant {
+            KernelVariant::Gpu => self.chunks(),
+            KernelVariant::Software => self.chunks() * WALK_LANES,
+        }
+    }
+    /// Elements the `partials` workspace needs in `variant` (the backward uses fewer).
+    pub fn partials_len(&self, variant: KernelVariant) -> usize {
+        self.c * self.partials_per_channel(variant) * PARTIAL_WORDS
+    }
+}
+
+/// The entry points of one variant: (stats_partials, normalize, grad_partials, grad_input).
+fn entries(variant: KernelVariant) -> [&'static str; 4] {
+    match variant {
+        KernelVariant::Gpu => ["stats_partials", "normalize", "grad_partials", "grad_input"],
+        KernelVariant::Software => [
+            "stats_partials_walk",
+            "normalize_walk",
+            "grad_partials_walk",
+            "grad_input_walk",
+        ],
+    }
+}
+
+/// The grid of the elementwise passes (normalize, grad_input) in `variant`.
+fn elementwise_grid(d: BnDims, variant: KernelVariant, chunk_grid: [u32; 3]) -> [u32; 3] {
+    match variant {
+        KernelVariant::Gpu => grid_1d(d.total(), 256),
+        KernelVariant::Software => chunk_grid,
     }
 }
 
@@ -78,15 +112,16 @@ pub struct BatchNorm<'a> {
     pub partials: &'a Tensor,
 }
 
-/// The immediates every BatchNorm dispatch takes. `update_running` matters only to the second
-/// dispatch of `forward_train` (stats_finish): record it with `immediates(dims, false)` to run a
-/// training forward that leaves the running statistics alone.
-pub fn immediates(dims: BnDims, update_running: bool) -> Vec<u8> {
+/// The immediates every BatchNorm dispatch takes in `variant`. `update_running` matters only to
+/// the second dispatch of `forward_train` (stats_finish): record it with
+/// `immediates(dims, variant, false)` to run a training forward that leaves the running
+/// statistics alone.
+pub fn immediates(dims: BnDims, variant: KernelVariant, update_running: bool) -> Vec<u8> {
     Imm::new()
         .u(dims.n as u32)
         .u(dims.c as u32)
         .u(dims.hw as u32)
-        .u(dims.chunks() as u32)
+        .u(dims.partials_per_channel(variant) as u32)
         .u(dims.total() as u32)
         .f(EPS)
         .f(MOMENTUM)
@@ -112,10 +147,6 @@ fn check(bn: &BatchNorm, x: &Tensor, out: &Tensor) -> Result<BnDims> {
     Ok(d)
 }
 
-fn elementwise_grid(d: BnDims) -> [u32; 3] {
-    grid_1d(d.total(), 256)
-}
-
 fn channel_grids(gpu: &Gpu, d: BnDims) -> Result<([u32; 3], [u32; 3])> {
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
     if d.chunks() > max || d.c > max {
@@ -128,12 +159,13 @@ fn channel_grids(gpu: &Gpu, d: BnDims) -> Result<([u32; 3], [u32; 3])> {
     Ok(([d.chunks() as u32, d.c as u32, 1], [d.c as u32, 1, 1]))
 }
 
-/// Training forward, three dispatches: [stats_partials, stats_finish, normalize].
-/// Overwrites `y`, `bn.mean`, `bn.rstd` and `bn.partials`; with `update_running`, updates
-/// `bn.running_mean` and `bn.running_var` in place (see `immediates` to change that per record).
-/// `y` must not share a buffer with the tensors it is computed from.
+/// Training forward, three dispatches: [stats_partials, stats_finish, normalize] (the `*_walk`
+/// ones in `variant` Software). Overwrites `y`, `bn.mean`, `bn.rstd` and `bn.partials`; with
+/// `update_running`, updates `bn.running_mean` and `bn.running_var` in place (see `immediates`
+/// to change that per record). `y` must not share a buffer with the tensors it is computed from.
 pub fn forward_train(
     gpu: &Gpu,
+    variant: KernelVariant,
     bn: &BatchNorm,
     x: &Tensor,
     y: &Tensor,
@@ -156,12 +188,13 @@ pub fn forward_train(
             d.count()
         );
     }
-    expect_at_least(bn.partials, d.partials_len(), "BatchNorm partials")?;
+    expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
     let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
-    let imm = immediates(d, update_running);
+    let imm = immediates(d, variant, update_running);
+    let [stats_partials, normalize, _, _] = entries(variant);
     Ok(vec![
         gpu.dispatch(
-            &gpu.kernel("batchnorm", "stats_partials", &[])?,
+            &gpu.kernel("batchnorm", stats_partials, &[])?,
             &[x, bn.partials],
             &imm,
             chunk_grid,
@@ -179,10 +212,10 @@ pub fn forward_train(
             channel_grid,
         )?,
         gpu.dispatch(
-            &gpu.kernel("batchnorm", "normalize", &[])?,
+            &gpu.kernel("batchnorm", normalize, &[])?,
             &[x, bn.gamma, bn.beta, bn.mean, bn.rstd, y],
             &imm,
-            elementwise_grid(d),
+            elementwise_grid(d, variant, chunk_grid),
         )?,
     ])
 }
@@ -193,16 +226,19 @@ pub fn forward_eval(gpu: &Gpu, bn: &BatchNorm, x: &Tensor, y: &Tensor) -> Result
     gpu.dispatch(
         &gpu.kernel("batchnorm", "normalize_running", &[])?,
         &[x, bn.gamma, bn.beta, bn.running_mean, bn.running_var, y],
-        &immediates(d, false),
-        elementwise_grid(d),
+        &immediates(d, KernelVariant::Gpu, false),
+        grid_1d(d.total(), 256),
     )
 }
 
 /// Backward of the training forward (batch statistics), three dispatches:
-/// [grad_partials, grad_finish, grad_input]. Reads x, dy, gamma and the saved mean and rstd.
-/// Overwrites `dx`, `dgamma`, `dbeta` (each [C]) and `bn.partials`.
+/// [grad_partials, grad_finish, grad_input] (the `*_walk` ones in `variant` Software). Reads x,
+/// dy, gamma and the saved mean and rstd. Overwrites `dx`, `dgamma`, `dbeta` (each [C]) and
+/// `bn.partials`.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
+    variant: KernelVariant,
     bn: &BatchNorm,
     x: &Tensor,
     dy: &Tensor,
@@ -214,12 +250,13 @@ pub fn backward(
     expect_len(dy, d.total(), "BatchNorm dy")?;
     expect_len(dgamma, d.c, "BatchNorm dgamma")?;
     expect_len(dbeta, d.c, "BatchNorm dbeta")?;
-    expect_at_least(bn.partials, d.partials_len(), "BatchNorm partials")?;
+    expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
     let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
-    let imm = immediates(d, false);
+    let imm = immediates(d, variant, false);
+    let [_, _, grad_partials, grad_input] = entries(variant);
     Ok(vec![
         gpu.dispatch(
-            &gpu.kernel("batchnorm", "grad_partials", &[])?,
+            &gpu.kernel("batchnorm", grad_partials, &[])?,
             &[x, dy, bn.mean, bn.partials],
             &imm,
             chunk_grid,
@@ -231,10 +268,10 @@ pub fn backward(
             channel_grid,
         )?,
         gpu.dispatch(
-            &gpu.kernel("batchnorm", "grad_input", &[])?,
+            &gpu.kernel("batchnorm", grad_input, &[])?,
             &[x, dy, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx],
             &imm,
-            elementwise_grid(d),
+            elementwise_grid(d, variant, chunk_grid),
         )?,
     ])
 }

@@ -1,12 +1,16 @@
 //! Per-channel dot products (shaders/channel_dot.wgsl): out[c] = sum over N and HW of a * b,
 //! divided by div[c] (0 where div[c] is 0), with deterministic two-stage reductions. The binary conv layer uses it for dalpha = sum dy * y / alpha.
+//! Software adapters (`KernelVariant::Software`) run the first stage as `partials_walk`, one
+//! partial per lane (shaders/common/channel_walk.wgsl).
 
 use super::shape::{expect_at_least, expect_len};
-use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
+use crate::gpu::{Dispatch, Gpu, Imm, KernelVariant, Tensor};
 use anyhow::{bail, Result};
 
 /// Elements of a channel reduced by one first-stage workgroup (equals CHUNK in the shader).
 pub const CHUNK: usize = 4096;
+/// Partials per chunk of the software variant: one per lane (WALK_LANES in the shader).
+const WALK_LANES: usize = 64;
 
 /// The dispatches and the partial-sum scratch they own.
 pub struct ChannelDot {
@@ -22,9 +26,10 @@ impl ChannelDot {
     }
 }
 
-/// a, b: [N, C, H, W] (or [N, C]); div and out: [C]. Overwrites `out`.
+/// a, b: [N, C, H, W] (or [N, C]); div and out: [C], in `variant`. Overwrites `out`.
 pub fn channel_dot(
     gpu: &Gpu,
+    variant: KernelVariant,
     a: &Tensor,
     b: &Tensor,
     div: &Tensor,
@@ -50,15 +55,19 @@ pub fn channel_dot(
             a.shape
         );
     }
-    let partials = gpu.try_tensor("channel_dot partials", &[c * chunks])?;
+    let (entry, per_channel) = match variant {
+        KernelVariant::Gpu => ("partials", chunks),
+        KernelVariant::Software => ("partials_walk", chunks * WALK_LANES),
+    };
+    let partials = gpu.try_tensor("channel_dot partials", &[c * per_channel])?;
     let imm = Imm::new()
         .u(n as u32)
         .u(c as u32)
         .u(hw as u32)
-        .u(chunks as u32);
+        .u(per_channel as u32);
     let dispatches = vec![
         gpu.dispatch(
-            &gpu.kernel("channel_dot", "partials", &[])?,
+            &gpu.kernel("channel_dot", entry, &[])?,
             &[a, b, &partials],
             imm.bytes(),
             [chunks as u32, c as u32, 1],

@@ -1,9 +1,11 @@
 //! Per-row standardisation (shaders/standardize.wgsl): the weight per output channel and the
 //! activations per sample, (x - mean) / std with the unbiased std, two-pass statistics, and the
 //! full backward through mean and std.
+//! The elementwise passes over the activations have a second formulation for software adapters
+//! (`KernelVariant::Software`: the shader's `*_walk` entry points, same expressions, same bits).
 
 use super::rotate::{WeightDims, WeightScratch};
-use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
+use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, KernelVariant, Tensor};
 use crate::ops::shape::expect_len;
 use anyhow::{bail, Result};
 use std::f64::consts::SQRT_2;
@@ -99,6 +101,7 @@ pub fn activation_stats(gpu: &Gpu, d: RowDims, x: &Tensor, astats: &Tensor) -> R
 /// out = a2 or sign(a2) elementwise, from x and astats.
 pub fn activation_output(
     gpu: &Gpu,
+    variant: KernelVariant,
     d: RowDims,
     x: &Tensor,
     astats: &Tensor,
@@ -112,13 +115,42 @@ pub fn activation_output(
         ActivationOutput::Standardized => 0,
         ActivationOutput::Sign => 1,
     };
-    let k = gpu.kernel("standardize", "activation_output", &[])?;
+    let (entry, grid) = elementwise(gpu, variant, d, "activation_output")?;
     gpu.dispatch(
-        &k,
+        &gpu.kernel("standardize", &entry, &[])?,
         &[x, astats, out],
         immediates(d.rows, d.len, mode, 0.0, 0.0).bytes(),
-        grid_1d(d.rows * d.len, 256),
+        grid,
     )
+}
+
+/// Elements of a row one workgroup of a `*_walk` kernel covers (WALK_LANES * WALK_STEPS in
+/// shaders/common/channel_walk.wgsl).
+const WALK_CHUNK: usize = 4096;
+
+/// The entry point and grid of the elementwise pass `entry` in `variant`: one invocation per
+/// element, or workgroup (chunk, row) of its `_walk` twin.
+fn elementwise(
+    gpu: &Gpu,
+    variant: KernelVariant,
+    d: RowDims,
+    entry: &str,
+) -> Result<(String, [u32; 3])> {
+    Ok(match variant {
+        KernelVariant::Gpu => (entry.to_string(), grid_1d(d.rows * d.len, 256)),
+        KernelVariant::Software => {
+            let chunks = d.len.div_ceil(WALK_CHUNK);
+            let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+            if chunks > max || d.rows > max {
+                bail!(
+                    "{entry}: {chunks} chunks x {} rows exceed the adapter's {max} workgroups \
+                     per dimension",
+                    d.rows
+                );
+            }
+            (format!("{entry}_walk"), [chunks as u32, d.rows as u32, 1])
+        }
+    })
 }
 
 /// Immediates of both `activation_backward` dispatches for the ApproxSign of epoch t
@@ -135,8 +167,10 @@ pub fn activation_backward_immediates(d: RowDims, grad: ActivationGrad, t: f32) 
 /// dx holds dL/d(ba) on entry (the conv data gradient) and dL/dx on exit: ApproxSign (unless
 /// a32), then back through the per-sample standardisation. Two dispatches: per-sample sums into
 /// `sums` [N, 2], then the elementwise update.
+#[allow(clippy::too_many_arguments)]
 pub fn activation_backward(
     gpu: &Gpu,
+    variant: KernelVariant,
     d: RowDims,
     grad: ActivationGrad,
     x: &Tensor,
@@ -151,7 +185,8 @@ pub fn activation_backward(
     expect_len(sums, d.rows * 2, "activation sums")?;
     let imm = activation_backward_immediates(d, grad, 1.0);
     let k_sums = gpu.kernel("standardize", "activation_backward_sums", &[])?;
-    let k_apply = gpu.kernel("standardize", "activation_backward_apply", &[])?;
+    let (apply, apply_grid) = elementwise(gpu, variant, d, "activation_backward_apply")?;
+    let k_apply = gpu.kernel("standardize", &apply, &[])?;
     Ok([
         gpu.dispatch(
             &k_sums,
@@ -159,12 +194,7 @@ pub fn activation_backward(
             imm.bytes(),
             [d.rows as u32, 1, 1],
         )?,
-        gpu.dispatch(
-            &k_apply,
-            &[x, astats, dx, sums],
-            imm.bytes(),
-            grid_1d(d.rows * d.len, 256),
-        )?,
+        gpu.dispatch(&k_apply, &[x, astats, dx, sums], imm.bytes(), apply_grid)?,
     ])
 }
 

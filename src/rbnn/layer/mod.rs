@@ -222,6 +222,7 @@ impl BinaryConv2d {
             len: s.ci * s.h * s.w,
         };
         let scratch = WeightScratch::new(gpu, &name, dims)?;
+        let variant = gpu.kernel_variant()?;
         let astats = gpu.try_tensor(&format!("{name}.astats"), &[s.n, 2])?;
         let act = if a32 || grads.is_some() {
             Some(gpu.try_tensor(&format!("{name}.act"), &[s.n, s.ci, s.h, s.w])?)
@@ -238,6 +239,7 @@ impl BinaryConv2d {
             Some(a2) if a32 => {
                 let standardize = standardize::activation_output(
                     gpu,
+                    variant,
                     rows,
                     &t.x,
                     &astats,
@@ -293,11 +295,13 @@ impl BinaryConv2d {
         };
         let dbw = gpu.try_tensor(&format!("{name}.dbw"), &[s.co, s.ci, s.kh, s.kw])?;
         let asums = gpu.try_tensor(&format!("{name}.asums"), &[s.n, 2])?;
+        let variant = gpu.kernel_variant()?;
         let activation_sign = if self.a32 {
             None
         } else {
             Some(standardize::activation_output(
                 gpu,
+                variant,
                 rows,
                 &t.x,
                 &self.astats,
@@ -324,9 +328,10 @@ impl BinaryConv2d {
         };
         let weight = rotate::weight_backward(gpu, self.dims, &dbw, &self.scratch, &grads)?;
         // dalpha_o = sum dy * (conv output before scaling) = sum dy * y / alpha_o.
-        let alpha = channel_dot(gpu, g.dy, &t.y, &t.alpha, g.alpha)?;
+        let alpha = channel_dot(gpu, variant, g.dy, &t.y, &t.alpha, g.alpha)?;
         let activation = standardize::activation_backward(
             gpu,
+            variant,
             rows,
             activation_grad(self.a32),
             &t.x,
