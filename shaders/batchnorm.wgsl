@@ -11,9 +11,18 @@
 // per lane (p.chunks then counts the partials per channel: chunks * WALK_LANES), which the same
 // *_finish kernels combine. normalize_walk and grad_input_walk compute what normalize and
 // grad_input compute, with the same expressions.
+// They also fuse the hardtanh that follows a BatchNorm in the binary blocks (and the residual
+// add before it), saving the elementwise passes:
+//   normalize_hardtanh_walk          out = hardtanh(BN(x) [+ res])
+//   grad_partials_hardtanh_walk      the partials of g = hardtanh'(BN(x) [+ res]) * dy; with
+//                                   res, g is also written to grad_out (the residual branch's
+//                                   gradient, which grad_input_walk then reads as dy)
+//   grad_input_hardtanh_walk         grad_input of g (no res), g recomputed from x and dy
+// The `*_add_*` entry points take res; the others have none.
 // #include "common/grid.wgsl"
 // #include "common/channel_chunks.wgsl"
 // #include "common/channel_walk.wgsl"
+// #include "common/hardtanh.wgsl"
 // #include "common/workgroup_sum.wgsl"
 // #include "common/batchnorm_running.wgsl"
 
@@ -48,6 +57,8 @@ var<immediate> p: Params;
 @group(0) @binding(16) var<storage, read_write> out: array<f32>;
 @group(0) @binding(17) var<storage, read_write> dgamma_out: array<f32>;
 @group(0) @binding(18) var<storage, read_write> dbeta_out: array<f32>;
+@group(0) @binding(19) var<storage, read> res: array<f32>;
+@group(0) @binding(20) var<storage, read_write> grad_out: array<f32>;
 
 var<workgroup> stat: array<vec3<f32>, 256>;
 
@@ -285,6 +296,121 @@ fn grad_input_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_i
         }
         let xhat = (x[w.e] - mu) * r;
         out[w.e] = gr * (dy[w.e] - (db + xhat * dg) * inv_m);
+        walk_next(&w, p.c, p.hw);
+    }
+}
+
+// Software adapters: out = hardtanh(BN(x)).
+@compute @workgroup_size(64)
+fn normalize_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.y;
+    let mean = mean_in[c];
+    let rstd = rstd_in[c];
+    let g = gamma[c];
+    let b = beta[c];
+    let m = p.n * p.hw;
+    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    for (var k = 0u; k < WALK_STEPS; k++) {
+        if w.j >= m {
+            break;
+        }
+        out[w.e] = hardtanh(batchnorm_apply(x[w.e], mean, rstd, g, b));
+        walk_next(&w, p.c, p.hw);
+    }
+}
+
+// Software adapters: out = hardtanh(BN(x) + res).
+@compute @workgroup_size(64)
+fn normalize_add_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.y;
+    let mean = mean_in[c];
+    let rstd = rstd_in[c];
+    let g = gamma[c];
+    let b = beta[c];
+    let m = p.n * p.hw;
+    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    for (var k = 0u; k < WALK_STEPS; k++) {
+        if w.j >= m {
+            break;
+        }
+        out[w.e] = hardtanh(batchnorm_apply(x[w.e], mean, rstd, g, b) + res[w.e]);
+        walk_next(&w, p.c, p.hw);
+    }
+}
+
+// Software adapters: grad_partials of g = hardtanh'(BN(x)) * dy.
+@compute @workgroup_size(64)
+fn grad_partials_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.y;
+    let m = p.n * p.hw;
+    let mu = mean_in[c];
+    let rstd = rstd_in[c];
+    let ga = gamma[c];
+    let b = beta[c];
+    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    var s = vec2<f32>(0.0);
+    for (var k = 0u; k < WALK_STEPS; k++) {
+        if w.j >= m {
+            break;
+        }
+        let v = x[w.e];
+        let g = hardtanh_grad(batchnorm_apply(v, mu, rstd, ga, b), dy[w.e]);
+        s += vec2<f32>(g, g * (v - mu));
+        walk_next(&w, p.c, p.hw);
+    }
+    let o = (c * p.chunks + wg.x * WALK_LANES + l) * 2u;
+    partials_out[o] = s.x;
+    partials_out[o + 1u] = s.y;
+}
+
+// Software adapters: grad_partials of g = hardtanh'(BN(x) + res) * dy, and grad_out = g.
+@compute @workgroup_size(64)
+fn grad_partials_add_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.y;
+    let m = p.n * p.hw;
+    let mu = mean_in[c];
+    let rstd = rstd_in[c];
+    let ga = gamma[c];
+    let b = beta[c];
+    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    var s = vec2<f32>(0.0);
+    for (var k = 0u; k < WALK_STEPS; k++) {
+        if w.j >= m {
+            break;
+        }
+        let v = x[w.e];
+        let g = hardtanh_grad(batchnorm_apply(v, mu, rstd, ga, b) + res[w.e], dy[w.e]);
+        grad_out[w.e] = g;
+        s += vec2<f32>(g, g * (v - mu));
+        walk_next(&w, p.c, p.hw);
+    }
+    let o = (c * p.chunks + wg.x * WALK_LANES + l) * 2u;
+    partials_out[o] = s.x;
+    partials_out[o + 1u] = s.y;
+}
+
+// Software adapters: grad_input of g = hardtanh'(BN(x)) * dy.
+@compute @workgroup_size(64)
+fn grad_input_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let c = wg.y;
+    let r = rstd_in[c];
+    let mu = mean_in[c];
+    let ga = gamma[c];
+    let b = beta[c];
+    let gr = ga * r;
+    let db = dbeta_in[c];
+    let dg = dgamma_in[c];
+    let inv_m = 1.0 / f32(p.n * p.hw);
+    let m = p.n * p.hw;
+    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    for (var k = 0u; k < WALK_STEPS; k++) {
+        if w.j >= m {
+            break;
+        }
+        let v = x[w.e];
+        let g = hardtanh_grad(batchnorm_apply(v, mu, r, ga, b), dy[w.e]);
+        let xhat = (v - mu) * r;
+        out[w.e] = gr * (g - (db + xhat * dg) * inv_m);
         walk_next(&w, p.c, p.hw);
     }
 }

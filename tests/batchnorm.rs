@@ -369,3 +369,190 @@ fn training_rejects_one_value_per_channel() {
     // Evaluation with batch 1 is fine.
     assert!(bn::forward_eval(gpu, &layer.bn(), &x, &y).is_ok());
 }
+
+/// Runs the software adapters' fused BatchNorm -> [+ residual] -> hardtanh forward and backward;
+/// returns (y, mean, rstd, dx, dgamma, dbeta, residual gradient or empty).
+fn fused_forward_backward(
+    gpu: &Gpu,
+    layer: &Layer,
+    shape: &[usize],
+    xv: &[f32],
+    residual: Option<&[f32]>,
+    dyv: &[f32],
+) -> [Vec<f32>; 7] {
+    let c = shape[1];
+    let x = gpu.upload_f32("x", shape, xv);
+    let dy = gpu.upload_f32("dy", shape, dyv);
+    let res = residual.map(|r| gpu.upload_f32("residual", shape, r));
+    let res_grad = gpu.tensor("residual grad", shape);
+    let y = gpu.tensor("y", shape);
+    let dx = gpu.tensor("dx", shape);
+    let dgamma = gpu.tensor("dgamma", &[c]);
+    let dbeta = gpu.tensor("dbeta", &[c]);
+    let mut ds = bn::forward_train_hardtanh(gpu, &layer.bn(), &x, res.as_ref(), &y, true).unwrap();
+    let res_pair = res.as_ref().map(|r| (r, &res_grad));
+    ds.extend(
+        bn::backward_hardtanh(gpu, &layer.bn(), &x, res_pair, &dy, &dx, &dgamma, &dbeta).unwrap(),
+    );
+    run(gpu, &ds);
+    let read = |t: &Tensor| gpu.read_f32(t).unwrap();
+    [
+        read(&y),
+        read(&layer.mean),
+        read(&layer.rstd),
+        read(&dx),
+        read(&dgamma),
+        read(&dbeta),
+        if residual.is_some() {
+            read(&res_grad)
+        } else {
+            Vec::new()
+        },
+    ]
+}
+
+#[test]
+fn fused_hardtanh_matches_cpu() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(18);
+    for (shape, with_residual) in SHAPES.iter().flat_map(|s| [(s, false), (s, true)]) {
+        let d = BnDims::of(shape).unwrap();
+        let layer = Layer::new(gpu, d, &mut rng);
+        let xv = input(d, &mut rng);
+        let residual = with_residual.then(|| rng.normal_vec(d.total(), 0.5));
+        let dyv = rng.normal_vec(d.total(), 1.0);
+        let [y, mean, rstd, dx, dgamma, dbeta, res_grad] =
+            fused_forward_backward(gpu, &layer, shape, &xv, residual.as_deref(), &dyv);
+        let [g, b, rm, rv] = layer.host64();
+        let p = cpu::Params {
+            gamma: &g,
+            beta: &b,
+            running_mean: &rm,
+            running_var: &rv,
+        };
+        let res64 = residual.as_deref().map(f64s);
+        let want = cpu::forward_train_hardtanh(
+            &f64s(&xv),
+            d,
+            &p,
+            res64.as_deref(),
+            bn::MOMENTUM as f64,
+            bn::EPS as f64,
+        );
+        let tag = format!("{shape:?} residual {with_residual}");
+        // As forward_train_matches_cpu: y within 1e-4, the statistics as there.
+        assert_close64(&format!("y {tag}"), &f64s(&y), &want.y, 1e-4, 1e-4);
+        assert_close64(&format!("mean {tag}"), &f64s(&mean), &want.mean, 1e-6, 2e-6);
+        assert_close64(&format!("rstd {tag}"), &f64s(&rstd), &want.rstd, 1e-4, 0.0);
+        // The backward from the GPU's saved statistics, as backward_matches_cpu.
+        let (want_dx, want_dgamma, want_dbeta, want_g) = cpu::backward_hardtanh(
+            &f64s(&xv),
+            &f64s(&dyv),
+            d,
+            &g,
+            &b,
+            &f64s(&mean),
+            &f64s(&rstd),
+            res64.as_deref(),
+        );
+        let sum_tol = 1e-5 * (d.count() as f64).sqrt();
+        assert_close64(
+            &format!("dbeta {tag}"),
+            &f64s(&dbeta),
+            &want_dbeta,
+            1e-5,
+            sum_tol,
+        );
+        assert_close64(
+            &format!("dgamma {tag}"),
+            &f64s(&dgamma),
+            &want_dgamma,
+            1e-5,
+            sum_tol,
+        );
+        assert_close64(&format!("dx {tag}"), &f64s(&dx), &want_dx, 1e-4, 1e-5);
+        if with_residual {
+            // dy or 0, element by element (no value sits within f32 rounding of the bounds).
+            assert_close64(
+                &format!("residual grad {tag}"),
+                &f64s(&res_grad),
+                &want_g,
+                0.0,
+                0.0,
+            );
+        }
+        // The clamp is active on part of the elements, else this would test little.
+        let clamped = want.y.iter().filter(|v| v.abs() == 1.0).count();
+        assert!(
+            clamped > 0 && clamped < want.y.len() || want.y.len() < 40,
+            "{tag}: {clamped} of {} clamped",
+            want.y.len()
+        );
+    }
+}
+
+#[test]
+fn cpu_fused_hardtanh_backward_matches_finite_differences() {
+    let mut rng = Rng::new(19);
+    for (shape, with_residual) in [(&[2usize, 3, 2, 3][..], false), (&[3, 2, 5, 1], true)] {
+        let d = BnDims::of(shape).unwrap();
+        let x: Vec<f64> = (0..d.total()).map(|_| rng.normal() + 0.5).collect();
+        let res: Vec<f64> = (0..d.total()).map(|_| 0.5 * rng.normal()).collect();
+        let residual = with_residual.then_some(&res[..]);
+        let r: Vec<f64> = (0..d.total()).map(|_| rng.normal()).collect();
+        let gamma: Vec<f64> = (0..d.c).map(|_| rng.range(0.5, 1.5)).collect();
+        let beta: Vec<f64> = (0..d.c).map(|_| 0.3 * rng.normal()).collect();
+        let ones = vec![1.0; d.c];
+        let forward = |x: &[f64], gamma: &[f64], beta: &[f64], residual: Option<&[f64]>| {
+            let p = cpu::Params {
+                gamma,
+                beta,
+                running_mean: &ones,
+                running_var: &ones,
+            };
+            cpu::forward_train_hardtanh(x, d, &p, residual, 0.1, 1e-5)
+        };
+        let fwd = forward(&x, &gamma, &beta, residual);
+        let (dx, dgamma, dbeta, g) =
+            cpu::backward_hardtanh(&x, &r, d, &gamma, &beta, &fwd.mean, &fwd.rstd, residual);
+        let tag = format!("{shape:?} residual {with_residual}");
+        // Finite differences are meaningless across the clamp's kinks: keep every
+        // pre-clamp value well away from them, and some clamped and some not.
+        let inner = fwd.y.iter().filter(|v| v.abs() < 1.0).count();
+        assert!(inner > 0 && inner < fwd.y.len(), "{tag}: {inner} inside");
+        let h = 1e-6;
+        let loss = |x: &[f64], gamma: &[f64], beta: &[f64], residual: Option<&[f64]>| {
+            project(&forward(x, gamma, beta, residual).y, &r)
+        };
+        let p = cpu::Params {
+            gamma: &gamma,
+            beta: &beta,
+            running_mean: &ones,
+            running_var: &ones,
+        };
+        let z = cpu::forward_train(&x, d, &p, 0.1, 1e-5).y;
+        for (e, z) in z.iter().enumerate() {
+            let u = z + residual.map_or(0.0, |r| r[e]);
+            assert!(
+                (u.abs() - 1.0).abs() > 1e-4,
+                "{tag}: pre-clamp value {e} = {u}"
+            );
+        }
+        let num_dx = numeric_grad(|v| loss(v, &gamma, &beta, residual), &x, h);
+        assert_close64(&format!("fd dx {tag}"), &dx, &num_dx, 1e-6, 1e-7);
+        let num_dgamma = numeric_grad(|v| loss(&x, v, &beta, residual), &gamma, h);
+        assert_close64(
+            &format!("fd dgamma {tag}"),
+            &dgamma,
+            &num_dgamma,
+            1e-6,
+            1e-7,
+        );
+        let num_dbeta = numeric_grad(|v| loss(&x, &gamma, v, residual), &beta, h);
+        assert_close64(&format!("fd dbeta {tag}"), &dbeta, &num_dbeta, 1e-6, 1e-7);
+        if with_residual {
+            let num_dres = numeric_grad(|v| loss(&x, &gamma, &beta, Some(v)), &res, h);
+            assert_close64(&format!("fd dresidual {tag}"), &g, &num_dres, 1e-6, 1e-7);
+        }
+    }
+}

@@ -84,6 +84,31 @@ struct Builder<'a> {
     count: usize,
 }
 
+/// A BatchNorm layer's tensors (see `batchnorm::BatchNorm`), owned by the builder.
+struct BnTensors {
+    gamma: Tensor,
+    beta: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    partials: Tensor,
+}
+
+impl BnTensors {
+    fn bn(&self) -> batchnorm::BatchNorm<'_> {
+        batchnorm::BatchNorm {
+            gamma: &self.gamma,
+            beta: &self.beta,
+            running_mean: &self.running_mean,
+            running_var: &self.running_var,
+            mean: &self.mean,
+            rstd: &self.rstd,
+            partials: &self.partials,
+        }
+    }
+}
+
 /// The shape of `conv` applied to `x`.
 fn conv_shape(x: &Act, conv: &Conv) -> ConvShape {
     let (n, ci, h, w) = dims4(&x.y);
@@ -223,9 +248,23 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
+    /// A BatchNorm layer's parameters (views into the arenas) and its own saved statistics and
+    /// workspace, for input `x`.
+    fn bn_tensors(&mut self, x: &Act, name: &str) -> Result<BnTensors> {
+        let d = batchnorm::BnDims::of(&x.y.shape)?;
+        Ok(BnTensors {
+            mean: self.tensor("bn.mean", &[d.c])?,
+            rstd: self.tensor("bn.rstd", &[d.c])?,
+            partials: self.tensor("bn.partials", &[d.partials_len(self.variant)])?,
+            gamma: self.params.get(&format!("{name}.weight"))?.clone(),
+            beta: self.params.get(&format!("{name}.bias"))?.clone(),
+            running_mean: self.params.get(&format!("{name}.running_mean"))?.clone(),
+            running_var: self.params.get(&format!("{name}.running_var"))?.clone(),
+        })
+    }
+
     /// BatchNorm2d or 1d (by the rank of x). `dy` reuses a gradient tensor for the output.
     fn bn(&mut self, x: &Act, name: &str, dy: Option<Tensor>) -> Result<Act> {
-        let d = batchnorm::BnDims::of(&x.y.shape)?;
         let shape = x.y.shape.clone();
         let out = Act {
             y: self.tensor(name, &shape)?,
@@ -234,22 +273,8 @@ impl<'a> Builder<'a> {
                 None => self.grad(&shape)?,
             },
         };
-        let mean = self.tensor("bn.mean", &[d.c])?;
-        let rstd = self.tensor("bn.rstd", &[d.c])?;
-        let partials = self.tensor("bn.partials", &[d.partials_len(self.variant)])?;
-        let gamma = self.params.get(&format!("{name}.weight"))?.clone();
-        let beta = self.params.get(&format!("{name}.bias"))?.clone();
-        let running_mean = self.params.get(&format!("{name}.running_mean"))?.clone();
-        let running_var = self.params.get(&format!("{name}.running_var"))?.clone();
-        let bn = batchnorm::BatchNorm {
-            gamma: &gamma,
-            beta: &beta,
-            running_mean: &running_mean,
-            running_var: &running_var,
-            mean: &mean,
-            rstd: &rstd,
-            partials: &partials,
-        };
+        let t = self.bn_tensors(x, name)?;
+        let bn = t.bn();
         if self.train() {
             for d in batchnorm::forward_train(self.gpu, self.variant, &bn, &x.y, &out.y, true)? {
                 self.forward.push(Op::Dispatch(d));
@@ -275,6 +300,71 @@ impl<'a> Builder<'a> {
                 self.gpu, &bn, &x.y, &out.y,
             )?));
         }
+        Ok(out)
+    }
+
+    /// Whether BatchNorm -> [+ residual] -> hardtanh runs fused (software adapters, training).
+    fn fuse_bn_hardtanh(&self) -> bool {
+        self.train() && self.variant == KernelVariant::Software
+    }
+
+    /// hardtanh(BN(x)): fused where `fuse_bn_hardtanh`, else the two ops.
+    fn bn_hardtanh(&mut self, x: &Act, name: &str) -> Result<Act> {
+        if self.fuse_bn_hardtanh() {
+            self.fused_bn_hardtanh(x, name, None)
+        } else {
+            let z = self.bn(x, name, None)?;
+            self.hardtanh(&z)
+        }
+    }
+
+    /// hardtanh(BN(x) + residual), where `residual`'s gradient tensor is `du`: fused where
+    /// `fuse_bn_hardtanh` (then `residual` must already be built: the fused kernel reads it),
+    /// else BN, add and hardtanh. `residual` is built by `make_residual` after the BN in the
+    /// unfused order and before the fused op.
+    fn bn_add_hardtanh(
+        &mut self,
+        x: &Act,
+        name: &str,
+        du: &Tensor,
+        make_residual: impl FnOnce(&mut Self) -> Result<Act>,
+    ) -> Result<Act> {
+        if self.fuse_bn_hardtanh() {
+            let residual = make_residual(self)?;
+            self.fused_bn_hardtanh(x, name, Some((&residual, du)))
+        } else {
+            let z = self.bn(x, name, Some(du.clone()))?;
+            let residual = make_residual(self)?;
+            let u = self.add(&z, &residual, du)?;
+            self.hardtanh(&u)
+        }
+    }
+
+    /// batchnorm::forward_train_hardtanh and its backward; with a residual, the backward also
+    /// writes the residual's gradient `du`.
+    fn fused_bn_hardtanh(
+        &mut self,
+        x: &Act,
+        name: &str,
+        residual: Option<(&Act, &Tensor)>,
+    ) -> Result<Act> {
+        let out = self.act("hardtanh", &x.y.shape.clone())?;
+        let t = self.bn_tensors(x, name)?;
+        let bn = t.bn();
+        let res = residual.map(|(r, _)| &r.y);
+        for d in batchnorm::forward_train_hardtanh(self.gpu, &bn, &x.y, res, &out.y, true)? {
+            self.forward.push(Op::Dispatch(d));
+        }
+        let dgamma = self.params.grad(&format!("{name}.weight"))?;
+        let dbeta = self.params.grad(&format!("{name}.bias"))?;
+        let res_grad = residual.map(|(r, du)| (&r.y, du));
+        let ops = batchnorm::backward_hardtanh(
+            self.gpu, &bn, &x.y, res_grad, &out.dy, &x.dy, dgamma, dbeta,
+        )?
+        .into_iter()
+        .map(Op::Dispatch)
+        .collect();
+        self.push_backward(ops);
         Ok(out)
     }
 
@@ -373,10 +463,11 @@ impl<'a> Builder<'a> {
     /// The stem: float conv -> BatchNorm -> [hardtanh] -> [pool].
     fn stem(&mut self, x: &Act, stem: &Stem) -> Result<Act> {
         let c = self.stem_conv(x, &stem.conv)?;
-        let mut out = self.bn(&c, &stem.bn.name, None)?;
-        if stem.hardtanh {
-            out = self.hardtanh(&out)?;
-        }
+        let out = if stem.hardtanh {
+            self.bn_hardtanh(&c, &stem.bn.name)?
+        } else {
+            self.bn(&c, &stem.bn.name, None)?
+        };
         match stem.pool {
             Some(pool) => self.pool(&out, pool),
             None => Ok(out),
@@ -388,13 +479,11 @@ impl<'a> Builder<'a> {
         let (du, identity) = self.block_grad(x, b)?;
         let (main_in, short_in) = self.fork(x, identity.then(|| du.clone()))?;
         let y1 = self.binconv(&main_in, &b.conv1)?;
-        let z1 = self.bn(&y1, &b.bn1.name, None)?;
-        let a1 = self.hardtanh(&z1)?;
+        let a1 = self.bn_hardtanh(&y1, &b.bn1.name)?;
         let y2 = self.binconv(&a1, &b.conv2)?;
-        let z2 = self.bn(&y2, &b.bn2.name, Some(du.clone()))?;
-        let s = self.shortcut(&short_in, b, du.clone())?;
-        let u = self.add(&z2, &s, &du)?;
-        self.hardtanh(&u)
+        self.bn_add_hardtanh(&y2, &b.bn2.name, &du.clone(), |me| {
+            me.shortcut(&short_in, b, du)
+        })
     }
 
     /// The gradient tensor of a block's first residual sum (shaped like conv1's output), and
@@ -410,16 +499,13 @@ impl<'a> Builder<'a> {
         let (du1, identity) = self.block_grad(x, b)?;
         let (main_in, short_in) = self.fork(x, identity.then(|| du1.clone()))?;
         let y1 = self.binconv(&main_in, &b.conv1)?;
-        let z1 = self.bn(&y1, &b.bn1.name, Some(du1.clone()))?;
-        let s = self.shortcut(&short_in, b, du1.clone())?;
-        let u1 = self.add(&z1, &s, &du1)?;
-        let out1 = self.hardtanh(&u1)?;
+        let out1 = self.bn_add_hardtanh(&y1, &b.bn1.name, &du1.clone(), |me| {
+            me.shortcut(&short_in, b, du1)
+        })?;
         let du2 = self.grad(&out1.y.shape.clone())?;
         let (main2, skip2) = self.fork(&out1, Some(du2.clone()))?;
         let y2 = self.binconv(&main2, &b.conv2)?;
-        let z2 = self.bn(&y2, &b.bn2.name, Some(du2.clone()))?;
-        let u2 = self.add(&z2, &skip2, &du2)?;
-        self.hardtanh(&u2)
+        self.bn_add_hardtanh(&y2, &b.bn2.name, &du2, |_| Ok(skip2))
     }
 
     /// The block's shortcut, writing its output gradient `dy` back into x.dy. For the identity,
@@ -441,8 +527,7 @@ impl<'a> Builder<'a> {
         if let Some(pool) = pool {
             y = self.pool(&y, pool)?;
         }
-        let z = self.bn(&y, &bn.name, None)?;
-        self.hardtanh(&z)
+        self.bn_hardtanh(&y, &bn.name)
     }
 
     fn head(&mut self, x: &Act, head: &Head) -> Result<Act> {

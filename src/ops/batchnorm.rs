@@ -171,6 +171,59 @@ pub fn forward_train(
     y: &Tensor,
     update_running: bool,
 ) -> Result<Vec<Dispatch>> {
+    let (mut out, d, chunk_grid, imm) = statistics(gpu, variant, bn, x, y, update_running)?;
+    out.push(gpu.dispatch(
+        &gpu.kernel("batchnorm", entries(variant)[1], &[])?,
+        &[x, bn.gamma, bn.beta, bn.mean, bn.rstd, y],
+        &imm,
+        elementwise_grid(d, variant, chunk_grid),
+    )?);
+    Ok(out)
+}
+
+/// Software adapters' BatchNorm -> [+ residual] -> hardtanh in three dispatches (the variant
+/// Software kernels): [stats_partials_walk, stats_finish, normalize_hardtanh_walk or
+/// normalize_add_hardtanh_walk]; y = hardtanh(BN(x) [+ residual]), nothing else written but
+/// what `forward_train` writes.
+pub fn forward_train_hardtanh(
+    gpu: &Gpu,
+    bn: &BatchNorm,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    y: &Tensor,
+    update_running: bool,
+) -> Result<Vec<Dispatch>> {
+    let variant = KernelVariant::Software;
+    let (mut out, d, chunk_grid, imm) = statistics(gpu, variant, bn, x, y, update_running)?;
+    // Buffers in binding order: res (19) after out (16).
+    let mut buffers = vec![x, bn.gamma, bn.beta, bn.mean, bn.rstd, y];
+    let entry = match residual {
+        Some(r) => {
+            expect_len(r, d.total(), "BatchNorm residual")?;
+            buffers.push(r);
+            "normalize_add_hardtanh_walk"
+        }
+        None => "normalize_hardtanh_walk",
+    };
+    out.push(gpu.dispatch(
+        &gpu.kernel("batchnorm", entry, &[])?,
+        &buffers,
+        &imm,
+        chunk_grid,
+    )?);
+    Ok(out)
+}
+
+/// The checks of a training forward and its first two dispatches (the batch statistics), with
+/// the dims, the chunk grid and the immediates the last one needs.
+fn statistics(
+    gpu: &Gpu,
+    variant: KernelVariant,
+    bn: &BatchNorm,
+    x: &Tensor,
+    y: &Tensor,
+    update_running: bool,
+) -> Result<(Vec<Dispatch>, BnDims, [u32; 3], Vec<u8>)> {
     let d = check(bn, x, y)?;
     if d.count() < 2 {
         bail!(
@@ -191,10 +244,9 @@ pub fn forward_train(
     expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
     let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
     let imm = immediates(d, variant, update_running);
-    let [stats_partials, normalize, _, _] = entries(variant);
-    Ok(vec![
+    let dispatches = vec![
         gpu.dispatch(
-            &gpu.kernel("batchnorm", stats_partials, &[])?,
+            &gpu.kernel("batchnorm", entries(variant)[0], &[])?,
             &[x, bn.partials],
             &imm,
             chunk_grid,
@@ -211,13 +263,8 @@ pub fn forward_train(
             &imm,
             channel_grid,
         )?,
-        gpu.dispatch(
-            &gpu.kernel("batchnorm", normalize, &[])?,
-            &[x, bn.gamma, bn.beta, bn.mean, bn.rstd, y],
-            &imm,
-            elementwise_grid(d, variant, chunk_grid),
-        )?,
-    ])
+    ];
+    Ok((dispatches, d, chunk_grid, imm))
 }
 
 /// Inference forward with the running statistics. Overwrites `y`.
@@ -274,6 +321,86 @@ pub fn backward(
             elementwise_grid(d, variant, chunk_grid),
         )?,
     ])
+}
+
+/// The backward of `forward_train_hardtanh` from dy = dL/dy, three dispatches:
+/// [grad_partials_hardtanh_walk, grad_finish, grad_input_hardtanh_walk], or with a residual
+/// (its tensor and its gradient) [grad_partials_add_hardtanh_walk, grad_finish, grad_input_walk],
+/// which also writes the residual's gradient, dL/d(BN(x) + residual). Overwrites `dx`, `dgamma`,
+/// `dbeta`, `bn.partials` (and the residual's gradient).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_hardtanh(
+    gpu: &Gpu,
+    bn: &BatchNorm,
+    x: &Tensor,
+    residual: Option<(&Tensor, &Tensor)>,
+    dy: &Tensor,
+    dx: &Tensor,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let variant = KernelVariant::Software;
+    let d = check(bn, x, dx)?;
+    expect_len(dy, d.total(), "BatchNorm dy")?;
+    expect_len(dgamma, d.c, "BatchNorm dgamma")?;
+    expect_len(dbeta, d.c, "BatchNorm dbeta")?;
+    expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
+    let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
+    let imm = immediates(d, variant, false);
+    let kernel = |entry: &str| gpu.kernel("batchnorm", entry, &[]);
+    let params = [bn.gamma, bn.beta, bn.mean, bn.rstd];
+    let (partials, input) = match residual {
+        Some((r, r_grad)) => {
+            expect_len(r, d.total(), "BatchNorm residual")?;
+            expect_len(r_grad, d.total(), "BatchNorm residual gradient")?;
+            let mut partials = vec![x, dy];
+            partials.extend(params);
+            partials.extend([bn.partials, r, r_grad]);
+            let input = gpu.dispatch(
+                &kernel("grad_input_walk")?,
+                &[x, r_grad, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx],
+                &imm,
+                chunk_grid,
+            )?;
+            (
+                gpu.dispatch(
+                    &kernel("grad_partials_add_hardtanh_walk")?,
+                    &partials,
+                    &imm,
+                    chunk_grid,
+                )?,
+                input,
+            )
+        }
+        None => {
+            let mut partials = vec![x, dy];
+            partials.extend(params);
+            let mut input = partials.clone();
+            partials.push(bn.partials);
+            input.extend([dgamma, dbeta, dx]);
+            (
+                gpu.dispatch(
+                    &kernel("grad_partials_hardtanh_walk")?,
+                    &partials,
+                    &imm,
+                    chunk_grid,
+                )?,
+                gpu.dispatch(
+                    &kernel("grad_input_hardtanh_walk")?,
+                    &input,
+                    &imm,
+                    chunk_grid,
+                )?,
+            )
+        }
+    };
+    let finish = gpu.dispatch(
+        &kernel("grad_finish")?,
+        &[bn.rstd, bn.partials, dgamma, dbeta],
+        &imm,
+        channel_grid,
+    )?;
+    Ok(vec![partials, finish, input])
 }
 
 /// Plain-Rust references in f64.
@@ -365,5 +492,52 @@ pub mod cpu {
             }
         }
         (dx, dgamma, dbeta)
+    }
+
+    /// hardtanh(BN(x) [+ residual]) with the batch statistics (what `forward_train_hardtanh`
+    /// computes); the other outputs are `forward_train`'s.
+    pub fn forward_train_hardtanh(
+        x: &[f64],
+        d: BnDims,
+        p: &Params,
+        residual: Option<&[f64]>,
+        momentum: f64,
+        eps: f64,
+    ) -> TrainOutput {
+        let mut out = forward_train(x, d, p, momentum, eps);
+        for (i, y) in out.y.iter_mut().enumerate() {
+            *y = (*y + residual.map_or(0.0, |r| r[i])).clamp(-1.0, 1.0);
+        }
+        out
+    }
+
+    /// The backward of `forward_train_hardtanh` from dy, given its saved mean and rstd:
+    /// (dx, dgamma, dbeta, g) with g = hardtanh'(BN(x) [+ residual]) * dy, which is also the
+    /// residual's gradient (hardtanh' is 1 strictly inside (-1, 1), else 0).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_hardtanh(
+        x: &[f64],
+        dy: &[f64],
+        d: BnDims,
+        gamma: &[f64],
+        beta: &[f64],
+        mean: &[f64],
+        rstd: &[f64],
+        residual: Option<&[f64]>,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut g = vec![0.0; x.len()];
+        for n in 0..d.n {
+            for c in 0..d.c {
+                for i in 0..d.hw {
+                    let e = at(d, n, c, i);
+                    let u = (x[e] - mean[c]) * rstd[c] * gamma[c]
+                        + beta[c]
+                        + residual.map_or(0.0, |r| r[e]);
+                    g[e] = if u > -1.0 && u < 1.0 { dy[e] } else { 0.0 };
+                }
+            }
+        }
+        let (dx, dgamma, dbeta) = backward(x, &g, d, gamma, mean, rstd);
+        (dx, dgamma, dbeta, g)
     }
 }
