@@ -19,33 +19,11 @@
 //                       sums_s = (sum grad, sum grad * a2).
 //   activation_backward_apply  x, astats, sums, grad -> grad
 //                       dx = (g - sum(g)/m - a2 * sum(g*a2)/(m-1)) / std, in place.
-//   activation_output_walk, activation_backward_apply_walk: what activation_output and
-//                       activation_backward_apply compute, with the same expressions, for
-//                       software adapters (common/channel_walk.wgsl, a row being channel s of
-//                       a [1, rows, len] tensor): workgroup (q, s) over chunk q of row s, its
-//                       statistics loaded once.
+// Software adapters run standardize_walk.wgsl's twins of activation_output and
+// activation_backward_apply.
 // #include "common/grid.wgsl"
-// #include "common/channel_walk.wgsl"
 // #include "common/workgroup_sum.wgsl"
-
-struct Params {
-    rows: u32,
-    len: u32,
-    mode: u32,
-    c1: f32,
-    t2: f32,
-}
-var<immediate> p: Params;
-
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read> alpha: array<f32>;
-@group(0) @binding(2) var<storage, read> rotate: array<f32>;
-@group(0) @binding(3) var<storage, read_write> stats_out: array<f32>;
-@group(0) @binding(4) var<storage, read> stats_in: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(7) var<storage, read_write> sums_out: array<f32>;
-@group(0) @binding(8) var<storage, read> sums_in: array<f32>;
+// #include "common/standardize_io.wgsl"
 
 const WG: u32 = 256u;
 
@@ -149,44 +127,4 @@ fn activation_backward_apply(@builtin(global_invocation_id) gid: vec3<u32>, @bui
     let gm = sums_in[2u * s] / f32(p.len);
     let ga = sums_in[2u * s + 1u] / f32(p.len - 1u);
     grad[i] = (grad[i] - gm - a2 * ga) / sd;
-}
-
-// Software adapters' activation_output: workgroup (q, s) over chunk q of row s.
-@compute @workgroup_size(64)
-fn activation_output_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-    let s = wg.y;
-    let mean = stats_in[2u * s];
-    let sd = stats_in[2u * s + 1u];
-    var w = walk_start(wg.x, l, s, p.rows, p.len);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= p.len {
-            break;
-        }
-        let d = src[w.e] - mean;
-        if p.mode == 0u {
-            dst[w.e] = d / sd;
-        } else {
-            dst[w.e] = sign(d);
-        }
-        walk_next(&w, p.rows, p.len);
-    }
-}
-
-// Software adapters' activation_backward_apply: workgroup (q, s) over chunk q of row s.
-@compute @workgroup_size(64)
-fn activation_backward_apply_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-    let s = wg.y;
-    let mean = stats_in[2u * s];
-    let sd = stats_in[2u * s + 1u];
-    let gm = sums_in[2u * s] / f32(p.len);
-    let ga = sums_in[2u * s + 1u] / f32(p.len - 1u);
-    var w = walk_start(wg.x, l, s, p.rows, p.len);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= p.len {
-            break;
-        }
-        let a2 = (src[w.e] - mean) / sd;
-        grad[w.e] = (grad[w.e] - gm - a2 * ga) / sd;
-        walk_next(&w, p.rows, p.len);
-    }
 }

@@ -1,6 +1,6 @@
 // defines: WALK_LANES, WALK_STEPS, ChannelWalk, walk_start, walk_next: the per-channel kernels
-// that software adapters run (batchnorm.wgsl *_walk, channel_dot.wgsl partials_walk; host:
-// gpu::KernelVariant::Software).
+// that software adapters run (batchnorm_walk.wgsl, channel_dot_walk.wgsl, standardize_walk.wgsl;
+// host: gpu::KernelVariant::Software).
 //
 // On lavapipe a workgroup runs as SIMD lanes: every load whose address differs between lanes is
 // a loop over the lanes, an integer division is one per lane, and every workgroupBarrier

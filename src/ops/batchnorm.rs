@@ -74,16 +74,27 @@ impl BnDims {
     }
 }
 
-/// The entry points of one variant: (stats_partials, normalize, grad_partials, grad_input).
-fn entries(variant: KernelVariant) -> [&'static str; 4] {
+/// The shader of the software adapters' kernels (the finish kernels are SHADER's).
+const WALK_SHADER: &str = "batchnorm_walk";
+const SHADER: &str = "batchnorm";
+
+/// The shader and entry points of one variant: (stats_partials, normalize, grad_partials,
+/// grad_input).
+fn entries(variant: KernelVariant) -> (&'static str, [&'static str; 4]) {
     match variant {
-        KernelVariant::Gpu => ["stats_partials", "normalize", "grad_partials", "grad_input"],
-        KernelVariant::Software => [
-            "stats_partials_walk",
-            "normalize_walk",
-            "grad_partials_walk",
-            "grad_input_walk",
-        ],
+        KernelVariant::Gpu => (
+            SHADER,
+            ["stats_partials", "normalize", "grad_partials", "grad_input"],
+        ),
+        KernelVariant::Software => (
+            WALK_SHADER,
+            [
+                "stats_partials_walk",
+                "normalize_walk",
+                "grad_partials_walk",
+                "grad_input_walk",
+            ],
+        ),
     }
 }
 
@@ -148,6 +159,9 @@ fn check(bn: &BatchNorm, x: &Tensor, out: &Tensor) -> Result<BnDims> {
 }
 
 fn channel_grids(gpu: &Gpu, d: BnDims) -> Result<([u32; 3], [u32; 3])> {
+    if d.total() == 0 {
+        bail!("BatchNorm of {d:?}: no elements");
+    }
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
     if d.chunks() > max || d.c > max {
         bail!(
@@ -172,8 +186,9 @@ pub fn forward_train(
     update_running: bool,
 ) -> Result<Vec<Dispatch>> {
     let (mut out, d, chunk_grid, imm) = statistics(gpu, variant, bn, x, y, update_running)?;
+    let (shader, [_, normalize, _, _]) = entries(variant);
     out.push(gpu.dispatch(
-        &gpu.kernel("batchnorm", entries(variant)[1], &[])?,
+        &gpu.kernel(shader, normalize, &[])?,
         &[x, bn.gamma, bn.beta, bn.mean, bn.rstd, y],
         &imm,
         elementwise_grid(d, variant, chunk_grid),
@@ -206,7 +221,7 @@ pub fn forward_train_hardtanh(
         None => "normalize_hardtanh_walk",
     };
     out.push(gpu.dispatch(
-        &gpu.kernel("batchnorm", entry, &[])?,
+        &gpu.kernel(WALK_SHADER, entry, &[])?,
         &buffers,
         &imm,
         chunk_grid,
@@ -244,15 +259,16 @@ fn statistics(
     expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
     let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
     let imm = immediates(d, variant, update_running);
+    let (shader, [stats_partials, ..]) = entries(variant);
     let dispatches = vec![
         gpu.dispatch(
-            &gpu.kernel("batchnorm", entries(variant)[0], &[])?,
+            &gpu.kernel(shader, stats_partials, &[])?,
             &[x, bn.partials],
             &imm,
             chunk_grid,
         )?,
         gpu.dispatch(
-            &gpu.kernel("batchnorm", "stats_finish", &[])?,
+            &gpu.kernel(SHADER, "stats_finish", &[])?,
             &[
                 bn.partials,
                 bn.mean,
@@ -271,7 +287,7 @@ fn statistics(
 pub fn forward_eval(gpu: &Gpu, bn: &BatchNorm, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
     let d = check(bn, x, y)?;
     gpu.dispatch(
-        &gpu.kernel("batchnorm", "normalize_running", &[])?,
+        &gpu.kernel(SHADER, "normalize_running", &[])?,
         &[x, bn.gamma, bn.beta, bn.running_mean, bn.running_var, y],
         &immediates(d, KernelVariant::Gpu, false),
         grid_1d(d.total(), 256),
@@ -300,22 +316,22 @@ pub fn backward(
     expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
     let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
     let imm = immediates(d, variant, false);
-    let [_, _, grad_partials, grad_input] = entries(variant);
+    let (shader, [_, _, grad_partials, grad_input]) = entries(variant);
     Ok(vec![
         gpu.dispatch(
-            &gpu.kernel("batchnorm", grad_partials, &[])?,
+            &gpu.kernel(shader, grad_partials, &[])?,
             &[x, dy, bn.mean, bn.partials],
             &imm,
             chunk_grid,
         )?,
         gpu.dispatch(
-            &gpu.kernel("batchnorm", "grad_finish", &[])?,
+            &gpu.kernel(SHADER, "grad_finish", &[])?,
             &[bn.rstd, bn.partials, dgamma, dbeta],
             &imm,
             channel_grid,
         )?,
         gpu.dispatch(
-            &gpu.kernel("batchnorm", grad_input, &[])?,
+            &gpu.kernel(shader, grad_input, &[])?,
             &[x, dy, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx],
             &imm,
             elementwise_grid(d, variant, chunk_grid),
@@ -347,7 +363,7 @@ pub fn backward_hardtanh(
     expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
     let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
     let imm = immediates(d, variant, false);
-    let kernel = |entry: &str| gpu.kernel("batchnorm", entry, &[]);
+    let kernel = |entry: &str| gpu.kernel(WALK_SHADER, entry, &[]);
     let params = [bn.gamma, bn.beta, bn.mean, bn.rstd];
     let (partials, input) = match residual {
         Some((r, r_grad)) => {
@@ -395,7 +411,7 @@ pub fn backward_hardtanh(
         }
     };
     let finish = gpu.dispatch(
-        &kernel("grad_finish")?,
+        &gpu.kernel(SHADER, "grad_finish", &[])?,
         &[bn.rstd, bn.partials, dgamma, dbeta],
         &imm,
         channel_grid,

@@ -3,7 +3,7 @@
 //! Software adapters (`KernelVariant::Software`) run the first stage as `partials_walk`, one
 //! partial per lane (shaders/common/channel_walk.wgsl).
 
-use super::shape::{expect_at_least, expect_len};
+use super::shape::{expect_at_least, expect_len, expect_u32};
 use crate::gpu::{Dispatch, Gpu, Imm, KernelVariant, Tensor};
 use anyhow::{bail, Result};
 
@@ -55,9 +55,13 @@ pub fn channel_dot(
             a.shape
         );
     }
-    let (entry, per_channel) = match variant {
-        KernelVariant::Gpu => ("partials", chunks),
-        KernelVariant::Software => ("partials_walk", chunks * WALK_LANES),
+    if a.is_empty() {
+        bail!("channel_dot: {} {:?} has no elements", a.label, a.shape);
+    }
+    expect_u32(a.len(), "channel_dot elements")?;
+    let (shader, entry, per_channel) = match variant {
+        KernelVariant::Gpu => ("channel_dot", "partials", chunks),
+        KernelVariant::Software => ("channel_dot_walk", "partials_walk", chunks * WALK_LANES),
     };
     let partials = gpu.try_tensor("channel_dot partials", &[c * per_channel])?;
     let imm = Imm::new()
@@ -67,7 +71,7 @@ pub fn channel_dot(
         .u(per_channel as u32);
     let dispatches = vec![
         gpu.dispatch(
-            &gpu.kernel("channel_dot", entry, &[])?,
+            &gpu.kernel(shader, entry, &[])?,
             &[a, b, &partials],
             imm.bytes(),
             [chunks as u32, c as u32, 1],

@@ -6,7 +6,7 @@
 
 use super::rotate::{WeightDims, WeightScratch};
 use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, KernelVariant, Tensor};
-use crate::ops::shape::expect_len;
+use crate::ops::shape::{expect_len, expect_u32};
 use anyhow::{bail, Result};
 use std::f64::consts::SQRT_2;
 
@@ -115,9 +115,9 @@ pub fn activation_output(
         ActivationOutput::Standardized => 0,
         ActivationOutput::Sign => 1,
     };
-    let (entry, grid) = elementwise(gpu, variant, d, "activation_output")?;
+    let (shader, entry, grid) = elementwise(gpu, variant, d, "activation_output")?;
     gpu.dispatch(
-        &gpu.kernel("standardize", &entry, &[])?,
+        &gpu.kernel(shader, &entry, &[])?,
         &[x, astats, out],
         immediates(d.rows, d.len, mode, 0.0, 0.0).bytes(),
         grid,
@@ -128,17 +128,29 @@ pub fn activation_output(
 /// shaders/common/channel_walk.wgsl).
 const WALK_CHUNK: usize = 4096;
 
-/// The entry point and grid of the elementwise pass `entry` in `variant`: one invocation per
-/// element, or workgroup (chunk, row) of its `_walk` twin.
+/// The shader, entry point and grid of the elementwise pass `entry` in `variant`: one invocation
+/// per element, or workgroup (chunk, row) of its `_walk` twin in standardize_walk.wgsl.
 fn elementwise(
     gpu: &Gpu,
     variant: KernelVariant,
     d: RowDims,
     entry: &str,
-) -> Result<(String, [u32; 3])> {
+) -> Result<(&'static str, String, [u32; 3])> {
     Ok(match variant {
-        KernelVariant::Gpu => (entry.to_string(), grid_1d(d.rows * d.len, 256)),
+        KernelVariant::Gpu => (
+            "standardize",
+            entry.to_string(),
+            grid_1d(d.rows * d.len, 256),
+        ),
         KernelVariant::Software => {
+            if d.rows == 0 || d.len == 0 {
+                bail!(
+                    "{entry}: {} rows of {} elements: nothing to walk",
+                    d.rows,
+                    d.len
+                );
+            }
+            expect_u32(d.rows * d.len, "standardised elements")?;
             let chunks = d.len.div_ceil(WALK_CHUNK);
             let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
             if chunks > max || d.rows > max {
@@ -148,7 +160,11 @@ fn elementwise(
                     d.rows
                 );
             }
-            (format!("{entry}_walk"), [chunks as u32, d.rows as u32, 1])
+            (
+                "standardize_walk",
+                format!("{entry}_walk"),
+                [chunks as u32, d.rows as u32, 1],
+            )
         }
     })
 }
@@ -185,8 +201,9 @@ pub fn activation_backward(
     expect_len(sums, d.rows * 2, "activation sums")?;
     let imm = activation_backward_immediates(d, grad, 1.0);
     let k_sums = gpu.kernel("standardize", "activation_backward_sums", &[])?;
-    let (apply, apply_grid) = elementwise(gpu, variant, d, "activation_backward_apply")?;
-    let k_apply = gpu.kernel("standardize", &apply, &[])?;
+    let (apply_shader, apply, apply_grid) =
+        elementwise(gpu, variant, d, "activation_backward_apply")?;
+    let k_apply = gpu.kernel(apply_shader, &apply, &[])?;
     Ok([
         gpu.dispatch(
             &k_sums,
