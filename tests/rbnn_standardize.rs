@@ -144,7 +144,14 @@ fn activation_backward_matches_reference() {
         (3, 50, ActivationGrad::A32, 0.3),
         (2, 5000, ActivationGrad::ApproxSign, 1.5),
     ];
-    for ((rows, len, grad, t), variant) in cases.iter().flat_map(|c| VARIANTS.map(|v| (*c, v))) {
+    // The GPU variant, the software variant of activation_backward, and the software adapters'
+    // activation_backward_walk (which also writes the signs).
+    let paths = [
+        Some(KernelVariant::Gpu),
+        Some(KernelVariant::Software),
+        None,
+    ];
+    for ((rows, len, grad, t), path) in cases.iter().flat_map(|c| paths.map(|v| (*c, v))) {
         let d = RowDims { rows, len };
         let x = normal(&mut rng, rows * len, 2.0);
         let g = normal(&mut rng, rows * len, 1.0);
@@ -152,16 +159,53 @@ fn activation_backward_matches_reference() {
         let dx = gpu.upload_f32("dx", &[rows, len], &common::f32s(&g));
         let astats = gpu.tensor("astats", &[rows, 2]);
         let sums = gpu.tensor("sums", &[rows, 2]);
+        let signs = gpu.upload_f32("signs", &[rows, len], &vec![7.0; rows * len]);
         let stats = standardize::activation_stats(gpu, d, &xt, &astats).unwrap();
-        let [b0, b1] =
-            standardize::activation_backward(gpu, variant, d, grad, &xt, &astats, &dx, &sums)
-                .unwrap();
+        let backward: Vec<_> = match path {
+            Some(variant) => {
+                standardize::activation_backward(gpu, variant, d, grad, &xt, &astats, &dx, &sums)
+                    .unwrap()
+                    .into()
+            }
+            None => {
+                let partials = gpu.tensor("partials", &[standardize::walk_partials_len(d)]);
+                standardize::activation_backward_walk(
+                    gpu, d, grad, &xt, &astats, &dx, &signs, &partials, &sums,
+                )
+                .unwrap()
+                .into()
+            }
+        };
         let imm = standardize::activation_backward_immediates(d, grad, t as f32);
         record_and_wait(gpu, |pass| {
             stats.record(pass);
-            b0.record_with(pass, imm.bytes());
-            b1.record_with(pass, imm.bytes());
+            for b in &backward {
+                b.record_with(pass, imm.bytes());
+            }
         });
+        let variant = path.map_or("walk".to_string(), |v| format!("{v:?}"));
+        if path.is_none() {
+            // The signs activation_output(Sign) writes (same expression), or untouched with a32.
+            let got = gpu.read_f32(&signs).unwrap();
+            let want = match grad {
+                ActivationGrad::ApproxSign => {
+                    let sign = standardize::activation_output(
+                        gpu,
+                        KernelVariant::Gpu,
+                        d,
+                        &xt,
+                        &astats,
+                        &signs,
+                        ActivationOutput::Sign,
+                    )
+                    .unwrap();
+                    gpu.run(&[&sign]).unwrap();
+                    gpu.read_f32(&signs).unwrap()
+                }
+                ActivationGrad::A32 => vec![7.0; rows * len],
+            };
+            assert_eq!(got, want, "signs {grad:?} {rows}x{len}");
+        }
         let st = standardize_rows(&x, len);
         let (ta, ka) = activation_approx(t);
         let g2: Vec<f64> = match grad {

@@ -216,6 +216,66 @@ pub fn activation_backward(
 }
 
 /// The standardisations in f64 (docs/numerics.md section 1).
+/// Elements of the per-lane partials of `activation_backward_walk` for rows `d`.
+pub fn walk_partials_len(d: RowDims) -> usize {
+    d.rows * d.len.div_ceil(WALK_CHUNK) * WALK_LANES * 2
+}
+
+/// Partials per chunk of the walk kernels (WALK_LANES in shaders/common/channel_walk.wgsl).
+const WALK_LANES: usize = 64;
+
+/// Software adapters' activation backward (`KernelVariant::Software`), three dispatches:
+/// [activation_backward_sums_walk, activation_backward_sums_finish_walk,
+/// activation_backward_apply_walk]. Computes what `activation_backward` computes (and leaves the
+/// same sums in `sums`), through the per-lane `partials` (`walk_partials_len`); with
+/// `ActivationGrad::ApproxSign` the first pass also writes sign(x - mean) to `sign_out`, what
+/// `activation_output(.., ActivationOutput::Sign)` writes, so that it replaces that pass. Record
+/// the first two before anything reads `sign_out`, all three with
+/// `activation_backward_immediates`.
+#[allow(clippy::too_many_arguments)]
+pub fn activation_backward_walk(
+    gpu: &Gpu,
+    d: RowDims,
+    grad: ActivationGrad,
+    x: &Tensor,
+    astats: &Tensor,
+    dx: &Tensor,
+    sign_out: &Tensor,
+    partials: &Tensor,
+    sums: &Tensor,
+) -> Result<[Dispatch; 3]> {
+    check_rows("activation standardisation backward", d, gpu)?;
+    expect_len(x, d.rows * d.len, "input")?;
+    expect_len(astats, d.rows * 2, "activation stats")?;
+    expect_len(dx, d.rows * d.len, "input gradient")?;
+    expect_len(sign_out, d.rows * d.len, "activation signs")?;
+    expect_len(partials, walk_partials_len(d), "activation partial sums")?;
+    expect_len(sums, d.rows * 2, "activation sums")?;
+    let imm = activation_backward_immediates(d, grad, 1.0);
+    let (shader, _, grid) = elementwise(gpu, KernelVariant::Software, d, "activation_backward")?;
+    let kernel = |entry: &str| gpu.kernel(shader, entry, &[]);
+    Ok([
+        gpu.dispatch(
+            &kernel("activation_backward_sums_walk")?,
+            &[x, astats, sign_out, dx, partials],
+            imm.bytes(),
+            grid,
+        )?,
+        gpu.dispatch(
+            &kernel("activation_backward_sums_finish_walk")?,
+            &[sums, partials],
+            imm.bytes(),
+            [d.rows.div_ceil(64) as u32, 1, 1],
+        )?,
+        gpu.dispatch(
+            &kernel("activation_backward_apply_walk")?,
+            &[x, astats, dx, sums],
+            imm.bytes(),
+            grid,
+        )?,
+    ])
+}
+
 pub mod cpu {
     /// Rows standardised to zero mean and unit unbiased std, with the saved statistics.
     pub struct Standardized {
