@@ -13,6 +13,10 @@
 //                                   gradient, which grad_input_walk then reads as dy)
 //   grad_input_hardtanh_walk         grad_input of g (no res), g recomputed from x and dy
 // The `*_add_*` entry points take res; the others have none.
+// grad_input_walk and grad_input_hardtanh_walk also write, per lane, the partial sums of dx * x
+// over their elements to dot_out[c * p.chunks + q * WALK_LANES + l]: the partials of
+// ops::channel_dot(dx, x) in the layout and order of channel_dot_walk.wgsl, which give the
+// alpha gradient of a binary conv whose output x is (network.rs), without a pass of their own.
 // Compiled without runtime checks (gpu::kernel UNCHECKED_SHADERS): every index is in range
 // because the host (ops::batchnorm) checks every length against [N, C, HW] and N, C, HW >= 1,
 // and the walk touches only elements j < N*HW of channel c < C.
@@ -94,14 +98,19 @@ fn grad_input_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_i
     let inv_m = 1.0 / f32(p.n * p.hw);
     let m = p.n * p.hw;
     var w = walk_start(wg.x, l, c, p.c, p.hw);
+    var dot = 0.0;
     for (var k = 0u; k < WALK_STEPS; k++) {
         if w.j >= m {
             break;
         }
-        let xhat = (x[w.e] - mu) * r;
-        out[w.e] = gr * (dy[w.e] - (db + xhat * dg) * inv_m);
+        let v = x[w.e];
+        let xhat = (v - mu) * r;
+        let dx = gr * (dy[w.e] - (db + xhat * dg) * inv_m);
+        out[w.e] = dx;
+        dot += dx * v;
         walk_next(&w, p.c, p.hw);
     }
+    dot_out[c * p.chunks + wg.x * WALK_LANES + l] = dot;
 }
 
 // Software adapters: out = hardtanh(BN(x)).
@@ -207,6 +216,7 @@ fn grad_input_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(wo
     let inv_m = 1.0 / f32(p.n * p.hw);
     let m = p.n * p.hw;
     var w = walk_start(wg.x, l, c, p.c, p.hw);
+    var dot = 0.0;
     for (var k = 0u; k < WALK_STEPS; k++) {
         if w.j >= m {
             break;
@@ -214,7 +224,10 @@ fn grad_input_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(wo
         let v = x[w.e];
         let g = hardtanh_grad(batchnorm_apply(v, mu, r, ga, b), dy[w.e]);
         let xhat = (v - mu) * r;
-        out[w.e] = gr * (g - (db + xhat * dg) * inv_m);
+        let dx = gr * (g - (db + xhat * dg) * inv_m);
+        out[w.e] = dx;
+        dot += dx * v;
         walk_next(&w, p.c, p.hw);
     }
+    dot_out[c * p.chunks + wg.x * WALK_LANES + l] = dot;
 }

@@ -7,6 +7,7 @@ mod numeric;
 use numeric::{assert_close64, f64s, numeric_grad, project, run};
 use rbnn::gpu::{Gpu, KernelVariant, Tensor};
 use rbnn::ops::batchnorm::{self as bn, cpu, BatchNorm, BnDims};
+use rbnn::ops::channel_dot::{self, channel_dot_finish};
 use rbnn::rng::Rng;
 
 /// A layer's tensors on the GPU and their host values.
@@ -18,6 +19,7 @@ struct Layer {
     mean: Tensor,
     rstd: Tensor,
     partials: Tensor,
+    dot_partials: Tensor,
     host: [Vec<f32>; 4],
 }
 
@@ -40,6 +42,7 @@ impl Layer {
             // Oversized on purpose: a shared workspace may be larger than one layer needs.
             // (The software variant's workspace is the larger one.)
             partials: gpu.tensor("partials", &[d.partials_len(KernelVariant::Software) + 5]),
+            dot_partials: gpu.tensor("dot partials", &[d.dot_partials_len()]),
             host,
         }
     }
@@ -52,6 +55,7 @@ impl Layer {
             mean: &self.mean,
             rstd: &self.rstd,
             partials: &self.partials,
+            dot_partials: Some(&self.dot_partials),
         }
     }
     fn host64(&self) -> [Vec<f64>; 4] {
@@ -278,7 +282,34 @@ fn backward_matches_cpu() {
             sum_tol,
         );
         assert_close64(&format!("dx {tag}"), &f64s(&dx), &want_dx, 1e-4, 1e-5);
+        if variant == KernelVariant::Software {
+            check_dot_partials(gpu, &layer, shape, &xv, &dx, &tag);
+        }
     }
+}
+
+/// The software variant's dot partials give channel_dot(dx, x) through channel_dot_finish
+/// (the alpha gradient of a binary conv before the BatchNorm), against the f64 reference on
+/// the GPU's dx.
+fn check_dot_partials(
+    gpu: &Gpu,
+    layer: &Layer,
+    shape: &[usize],
+    xv: &[f32],
+    dx: &[f32],
+    tag: &str,
+) {
+    let d = BnDims::of(shape).unwrap();
+    let div = gpu.upload_f32("div", &[d.c], &vec![1.0; d.c]);
+    let out = gpu.tensor("dot", &[d.c]);
+    let finish = channel_dot_finish(gpu, shape, &layer.dot_partials, &div, &out).unwrap();
+    run(gpu, &finish.dispatches);
+    let ones = vec![1.0; d.c];
+    let want = channel_dot::cpu::channel_dot(&f64s(dx), &f64s(xv), d.n, d.c, d.hw, &ones);
+    // f32 sums of M terms of size up to ~|x| (offsets up to 4), as dgamma's.
+    let tol = 5e-5 * (d.count() as f64).sqrt();
+    let got = f64s(&gpu.read_f32(&out).unwrap());
+    assert_close64(&format!("dot partials {tag}"), &got, &want, 1e-5, tol);
 }
 
 #[test]
@@ -471,6 +502,7 @@ fn fused_hardtanh_matches_cpu() {
             sum_tol,
         );
         assert_close64(&format!("dx {tag}"), &f64s(&dx), &want_dx, 1e-4, 1e-5);
+        check_dot_partials(gpu, &layer, shape, &xv, &dx, &tag);
         if with_residual {
             // dy or 0, element by element (no value sits within f32 rounding of the bounds).
             assert_close64(

@@ -35,6 +35,7 @@ var<immediate> p: Params;
 @group(0) @binding(18) var<storage, read_write> dbeta_out: array<f32>;
 @group(0) @binding(19) var<storage, read> res: array<f32>;
 @group(0) @binding(20) var<storage, read_write> grad_out: array<f32>;
+@group(0) @binding(21) var<storage, read_write> dot_out: array<f32>;
 
 // Welford's update of the (count, mean, M2) summary s with the value v: one pass, no
 // cancellation.

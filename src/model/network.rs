@@ -86,6 +86,8 @@ struct Builder<'a> {
 
 /// A BatchNorm layer's tensors (see `batchnorm::BatchNorm`), owned by the builder.
 struct BnTensors {
+    /// The software variant's (`batchnorm::BatchNorm::dot_partials`).
+    dot_partials: Option<Tensor>,
     gamma: Tensor,
     beta: Tensor,
     running_mean: Tensor,
@@ -105,6 +107,7 @@ impl BnTensors {
             mean: &self.mean,
             rstd: &self.rstd,
             partials: &self.partials,
+            dot_partials: self.dot_partials.as_ref(),
         }
     }
 }
@@ -250,9 +253,28 @@ impl<'a> Builder<'a> {
 
     /// A BatchNorm layer's parameters (views into the arenas) and its own saved statistics and
     /// workspace, for input `x`.
+    /// In training with the software variant, the BatchNorm's backward also writes the partials
+    /// of sum dx * x per channel; when x is a binary conv's output, that conv takes its alpha
+    /// gradient from them (`BinaryConv2d::take_alpha_partials`).
     fn bn_tensors(&mut self, x: &Act, name: &str) -> Result<BnTensors> {
         let d = batchnorm::BnDims::of(&x.y.shape)?;
+        let dot_partials = if self.train() && self.variant == KernelVariant::Software {
+            let t = self.tensor("bn.dot_partials", &[d.dot_partials_len()])?;
+            let producer = self
+                .binconvs
+                .iter()
+                .position(|l| l.tensors.y.label == x.y.label);
+            if let Some(i) = producer {
+                self.binconvs[i]
+                    .take_alpha_partials(self.gpu, &t)
+                    .with_context(|| format!("the alpha gradient of {}", self.binconv_names[i]))?;
+            }
+            Some(t)
+        } else {
+            None
+        };
         Ok(BnTensors {
+            dot_partials,
             mean: self.tensor("bn.mean", &[d.c])?,
             rstd: self.tensor("bn.rstd", &[d.c])?,
             partials: self.tensor("bn.partials", &[d.partials_len(self.variant)])?,

@@ -68,6 +68,10 @@ impl BnDims {
             KernelVariant::Software => self.chunks() * WALK_LANES,
         }
     }
+    /// Elements of `BatchNorm::dot_partials`: one per lane of every chunk of every channel.
+    pub fn dot_partials_len(&self) -> usize {
+        self.c * self.partials_per_channel(KernelVariant::Software)
+    }
     /// Elements the `partials` workspace needs in `variant` (the backward uses fewer).
     pub fn partials_len(&self, variant: KernelVariant) -> usize {
         self.c * self.partials_per_channel(variant) * PARTIAL_WORDS
@@ -121,6 +125,10 @@ pub struct BatchNorm<'a> {
     /// Workspace of at least `BnDims::partials_len()` elements; layers may share one, since
     /// dispatches of a pass run in order.
     pub partials: &'a Tensor,
+    /// The software variant's backward (`KernelVariant::Software`; `BnDims::dot_partials_len`
+    /// elements, required there): the partials of `ops::channel_dot(dx, x)` it writes, in the
+    /// layout of the software variant's channel dot (`channel_dot::channel_dot_finish`).
+    pub dot_partials: Option<&'a Tensor>,
 }
 
 /// The immediates every BatchNorm dispatch takes in `variant`. `update_running` matters only to
@@ -317,6 +325,10 @@ pub fn backward(
     let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
     let imm = immediates(d, variant, false);
     let (shader, [_, _, grad_partials, grad_input]) = entries(variant);
+    let mut input = vec![x, dy, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx];
+    if variant == KernelVariant::Software {
+        input.push(dot_partials(bn, d)?);
+    }
     Ok(vec![
         gpu.dispatch(
             &gpu.kernel(shader, grad_partials, &[])?,
@@ -332,7 +344,7 @@ pub fn backward(
         )?,
         gpu.dispatch(
             &gpu.kernel(shader, grad_input, &[])?,
-            &[x, dy, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx],
+            &input,
             &imm,
             elementwise_grid(d, variant, chunk_grid),
         )?,
@@ -365,6 +377,7 @@ pub fn backward_hardtanh(
     let imm = immediates(d, variant, false);
     let kernel = |entry: &str| gpu.kernel(WALK_SHADER, entry, &[]);
     let params = [bn.gamma, bn.beta, bn.mean, bn.rstd];
+    let dot = dot_partials(bn, d)?;
     let (partials, input) = match residual {
         Some((r, r_grad)) => {
             expect_len(r, d.total(), "BatchNorm residual")?;
@@ -374,7 +387,9 @@ pub fn backward_hardtanh(
             partials.extend([bn.partials, r, r_grad]);
             let input = gpu.dispatch(
                 &kernel("grad_input_walk")?,
-                &[x, r_grad, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx],
+                &[
+                    x, r_grad, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx, dot,
+                ],
                 &imm,
                 chunk_grid,
             )?;
@@ -393,7 +408,7 @@ pub fn backward_hardtanh(
             partials.extend(params);
             let mut input = partials.clone();
             partials.push(bn.partials);
-            input.extend([dgamma, dbeta, dx]);
+            input.extend([dgamma, dbeta, dx, dot]);
             (
                 gpu.dispatch(
                     &kernel("grad_partials_hardtanh_walk")?,
@@ -417,6 +432,15 @@ pub fn backward_hardtanh(
         channel_grid,
     )?;
     Ok(vec![partials, finish, input])
+}
+
+/// The software variant's `BatchNorm::dot_partials`, checked.
+fn dot_partials<'a>(bn: &BatchNorm<'a>, d: BnDims) -> Result<&'a Tensor> {
+    let Some(t) = bn.dot_partials else {
+        bail!("the software variant's BatchNorm backward needs dot_partials (BnDims::dot_partials_len)");
+    };
+    expect_at_least(t, d.dot_partials_len(), "BatchNorm dot partials")?;
+    Ok(t)
 }
 
 /// Plain-Rust references in f64.

@@ -5,7 +5,7 @@
 
 use super::shape::{expect_at_least, expect_len, expect_u32};
 use crate::gpu::{Dispatch, Gpu, Imm, KernelVariant, Tensor};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 /// Elements of a channel reduced by one first-stage workgroup (equals CHUNK in the shader).
 pub const CHUNK: usize = 4096;
@@ -35,15 +35,7 @@ pub fn channel_dot(
     div: &Tensor,
     out: &Tensor,
 ) -> Result<ChannelDot> {
-    let (n, c, hw) = match *a.shape.as_slice() {
-        [n, c] => (n, c, 1),
-        [n, c, h, w] => (n, c, h * w),
-        _ => bail!(
-            "channel_dot: {} {:?} must be [N, C, H, W] or [N, C]",
-            a.label,
-            a.shape
-        ),
-    };
+    let (n, c, hw) = dims(&a.shape).with_context(|| format!("tensor {}", a.label))?;
     expect_len(b, a.len(), "channel_dot b")?;
     expect_at_least(div, c, "channel_dot divisor")?;
     expect_len(out, c, "channel_dot output")?;
@@ -87,6 +79,51 @@ pub fn channel_dot(
         partials,
         dispatches,
     })
+}
+
+/// The software variant's second stage alone, over per-lane `partials` another kernel wrote in
+/// the layout of `channel_dot_walk.wgsl` (the BatchNorm backward after a binary conv,
+/// `batchnorm::BatchNorm::dot_partials`): out[c] = sum of channel c's partials / div[c], for
+/// a, b of `shape` ([N, C, H, W] or [N, C]). Overwrites `out`.
+pub fn channel_dot_finish(
+    gpu: &Gpu,
+    shape: &[usize],
+    partials: &Tensor,
+    div: &Tensor,
+    out: &Tensor,
+) -> Result<ChannelDot> {
+    let (n, c, hw) = dims(shape)?;
+    expect_at_least(div, c, "channel_dot divisor")?;
+    expect_len(out, c, "channel_dot output")?;
+    let per_channel = (n * hw).div_ceil(CHUNK).max(1) * WALK_LANES;
+    expect_at_least(partials, c * per_channel, "channel_dot partials")?;
+    if c > gpu.limits.max_compute_workgroups_per_dimension as usize {
+        bail!("channel_dot over {shape:?}: {c} channels exceed the adapter's workgroups");
+    }
+    let imm = Imm::new()
+        .u(n as u32)
+        .u(c as u32)
+        .u(hw as u32)
+        .u(per_channel as u32);
+    let dispatches = vec![gpu.dispatch(
+        &gpu.kernel("channel_dot", "finish", &[])?,
+        &[partials, div, out],
+        imm.bytes(),
+        [c as u32, 1, 1],
+    )?];
+    Ok(ChannelDot {
+        partials: partials.clone(),
+        dispatches,
+    })
+}
+
+/// (N, C, HW) of [N, C, H, W] or [N, C].
+fn dims(shape: &[usize]) -> Result<(usize, usize, usize)> {
+    match *shape {
+        [n, c] => Ok((n, c, 1)),
+        [n, c, h, w] => Ok((n, c, h * w)),
+        _ => bail!("channel_dot: {shape:?} must be [N, C, H, W] or [N, C]"),
+    }
 }
 
 /// Plain-Rust reference in f64.

@@ -27,7 +27,7 @@ pub use super::rotate::rotation_dims;
 use super::rotate::{self, ParamGrads, WeightDims, WeightScratch};
 use super::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
 use crate::gpu::{Dispatch, Gpu, Imm, KernelVariant, Tensor};
-use crate::ops::channel_dot::{channel_dot, ChannelDot};
+use crate::ops::channel_dot::{channel_dot, channel_dot_finish, ChannelDot};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
 use crate::ops::conv_coop;
 use crate::ops::shape::expect_len;
@@ -379,6 +379,19 @@ impl BinaryConv2d {
             alpha,
             activation,
         })
+    }
+
+    /// Takes the alpha gradient's per-channel dot products from `partials`, which a kernel that
+    /// runs earlier in the backward writes (the software variant's BatchNorm backward on this
+    /// layer's output, `batchnorm::BatchNorm::dot_partials`: the partials of sum dy * y), instead
+    /// of the layer's own pass over dy and y: `ops::channel_dot::channel_dot_finish`.
+    pub fn take_alpha_partials(&mut self, gpu: &Gpu, partials: &Tensor) -> Result<()> {
+        let t = &self.tensors;
+        let (Some(b), Some(alpha_grad)) = (&mut self.backward, &t.alpha_grad) else {
+            bail!("only a training layer has an alpha gradient");
+        };
+        b.alpha = channel_dot_finish(gpu, &t.y.shape, partials, &t.alpha, alpha_grad)?;
+        Ok(())
     }
 
     /// The weight side of the forward (w2, rw, w3, packed or scaled sign(w3)): depends on the
