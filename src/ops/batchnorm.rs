@@ -193,7 +193,12 @@ pub fn forward_train(
     y: &Tensor,
     update_running: bool,
 ) -> Result<Vec<Dispatch>> {
-    let (mut out, d, chunk_grid, imm) = statistics(gpu, variant, bn, x, y, update_running)?;
+    let Statistics {
+        dispatches: mut out,
+        d,
+        chunk_grid,
+        imm,
+    } = statistics(gpu, variant, bn, x, y, update_running)?;
     let (shader, [_, normalize, _, _]) = entries(variant);
     out.push(gpu.dispatch(
         &gpu.kernel(shader, normalize, &[])?,
@@ -217,7 +222,12 @@ pub fn forward_train_hardtanh(
     update_running: bool,
 ) -> Result<Vec<Dispatch>> {
     let variant = KernelVariant::Software;
-    let (mut out, d, chunk_grid, imm) = statistics(gpu, variant, bn, x, y, update_running)?;
+    let Statistics {
+        dispatches: mut out,
+        d,
+        chunk_grid,
+        imm,
+    } = statistics(gpu, variant, bn, x, y, update_running)?;
     // Buffers in binding order: res (19) after out (16).
     let mut buffers = vec![x, bn.gamma, bn.beta, bn.mean, bn.rstd, y];
     let entry = match residual {
@@ -246,7 +256,7 @@ fn statistics(
     x: &Tensor,
     y: &Tensor,
     update_running: bool,
-) -> Result<(Vec<Dispatch>, BnDims, [u32; 3], Vec<u8>)> {
+) -> Result<Statistics> {
     let d = check(bn, x, y)?;
     if d.count() < 2 {
         bail!(
@@ -288,7 +298,20 @@ fn statistics(
             channel_grid,
         )?,
     ];
-    Ok((dispatches, d, chunk_grid, imm))
+    Ok(Statistics {
+        dispatches,
+        d,
+        chunk_grid,
+        imm,
+    })
+}
+
+/// `statistics`' dispatches and what the last dispatch of a forward needs.
+struct Statistics {
+    dispatches: Vec<Dispatch>,
+    d: BnDims,
+    chunk_grid: [u32; 3],
+    imm: Vec<u8>,
 }
 
 /// Inference forward with the running statistics. Overwrites `y`.
