@@ -25,109 +25,74 @@
 // #include "common/hardtanh.wgsl"
 // #include "common/batchnorm_io.wgsl"
 
-// Software adapters' stats_partials: lane l of workgroup (q, c) -> partial q*WALK_LANES + l of
-// channel c.
+// Channel c's saved batch statistics and affine parameters, loaded once per workgroup.
+struct Affine {
+    mean: f32,
+    rstd: f32,
+    gamma: f32,
+    beta: f32,
+}
+
+fn affine(c: u32) -> Affine {
+    return Affine(mean_in[c], rstd_in[c], gamma[c], beta[c]);
+}
+
+// BN(v) in channel a's training-mode affine map (normalize's expression).
+fn bn(a: Affine, v: f32) -> f32 {
+    return batchnorm_apply(v, a.mean, a.rstd, a.gamma, a.beta);
+}
+
+// The index of lane l's partial of workgroup (q, c): c * p.chunks + q * WALK_LANES + l.
+fn lane_partial(wg: vec3<u32>, l: u32) -> u32 {
+    return wg.y * p.chunks + wg.x * WALK_LANES + l;
+}
+
+// The lane's walk over chunk wg.x of channel wg.y.
+fn lane_walk(wg: vec3<u32>, l: u32) -> ChannelWalk {
+    return walk_start(wg.x, l, wg.y, p.c, p.hw);
+}
+
+fn write_grad_partial(i: u32, s: vec2<f32>) {
+    partials_out[2u * i] = s.x;
+    partials_out[2u * i + 1u] = s.y;
+}
+
+// Software adapters' stats_partials.
 @compute @workgroup_size(64)
 fn stats_partials_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-    let c = wg.y;
-    let m = p.n * p.hw;
-    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    var w = lane_walk(wg, l);
+    let steps = walk_steps(w, p.n * p.hw);
     var s = vec3<f32>(0.0);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= m {
-            break;
-        }
+    for (var k = 0u; k < steps; k++) {
         s = welford(s, x[w.e]);
         walk_next(&w, p.c, p.hw);
     }
-    let o = (c * p.chunks + wg.x * WALK_LANES + l) * 3u;
+    let o = lane_partial(wg, l) * 3u;
     partials_out[o] = s.x;
     partials_out[o + 1u] = s.y;
     partials_out[o + 2u] = s.z;
 }
 
-// Software adapters' normalize, over the chunks of channel c.
+// Software adapters' normalize.
 @compute @workgroup_size(64)
 fn normalize_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-    let c = wg.y;
-    let mean = mean_in[c];
-    let rstd = rstd_in[c];
-    let g = gamma[c];
-    let b = beta[c];
-    let m = p.n * p.hw;
-    var w = walk_start(wg.x, l, c, p.c, p.hw);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= m {
-            break;
-        }
-        out[w.e] = batchnorm_apply(x[w.e], mean, rstd, g, b);
+    let a = affine(wg.y);
+    var w = lane_walk(wg, l);
+    let steps = walk_steps(w, p.n * p.hw);
+    for (var k = 0u; k < steps; k++) {
+        out[w.e] = bn(a, x[w.e]);
         walk_next(&w, p.c, p.hw);
     }
-}
-
-// Software adapters' grad_partials: lane l of workgroup (q, c) -> partial q*WALK_LANES + l.
-@compute @workgroup_size(64)
-fn grad_partials_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-    let c = wg.y;
-    let m = p.n * p.hw;
-    let mu = mean_in[c];
-    var w = walk_start(wg.x, l, c, p.c, p.hw);
-    var s = vec2<f32>(0.0);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= m {
-            break;
-        }
-        let g = dy[w.e];
-        s += vec2<f32>(g, g * (x[w.e] - mu));
-        walk_next(&w, p.c, p.hw);
-    }
-    let o = (c * p.chunks + wg.x * WALK_LANES + l) * 2u;
-    partials_out[o] = s.x;
-    partials_out[o + 1u] = s.y;
-}
-
-// Software adapters' grad_input, over the chunks of channel c.
-@compute @workgroup_size(64)
-fn grad_input_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-    let c = wg.y;
-    let r = rstd_in[c];
-    let mu = mean_in[c];
-    let gr = gamma[c] * r;
-    let db = dbeta_in[c];
-    let dg = dgamma_in[c];
-    let inv_m = 1.0 / f32(p.n * p.hw);
-    let m = p.n * p.hw;
-    var w = walk_start(wg.x, l, c, p.c, p.hw);
-    var dot = 0.0;
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= m {
-            break;
-        }
-        let v = x[w.e];
-        let xhat = (v - mu) * r;
-        let dx = gr * (dy[w.e] - (db + xhat * dg) * inv_m);
-        out[w.e] = dx;
-        dot += dx * v;
-        walk_next(&w, p.c, p.hw);
-    }
-    dot_out[c * p.chunks + wg.x * WALK_LANES + l] = dot;
 }
 
 // Software adapters: out = hardtanh(BN(x)).
 @compute @workgroup_size(64)
 fn normalize_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-    let c = wg.y;
-    let mean = mean_in[c];
-    let rstd = rstd_in[c];
-    let g = gamma[c];
-    let b = beta[c];
-    let m = p.n * p.hw;
-    var w = walk_start(wg.x, l, c, p.c, p.hw);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= m {
-            break;
-        }
-        out[w.e] = hardtanh(batchnorm_apply(x[w.e], mean, rstd, g, b));
+    let a = affine(wg.y);
+    var w = lane_walk(wg, l);
+    let steps = walk_steps(w, p.n * p.hw);
+    for (var k = 0u; k < steps; k++) {
+        out[w.e] = hardtanh(bn(a, x[w.e]));
         walk_next(&w, p.c, p.hw);
     }
 }
@@ -135,99 +100,118 @@ fn normalize_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(wor
 // Software adapters: out = hardtanh(BN(x) + res).
 @compute @workgroup_size(64)
 fn normalize_add_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-    let c = wg.y;
-    let mean = mean_in[c];
-    let rstd = rstd_in[c];
-    let g = gamma[c];
-    let b = beta[c];
-    let m = p.n * p.hw;
-    var w = walk_start(wg.x, l, c, p.c, p.hw);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= m {
-            break;
-        }
-        out[w.e] = hardtanh(batchnorm_apply(x[w.e], mean, rstd, g, b) + res[w.e]);
+    let a = affine(wg.y);
+    var w = lane_walk(wg, l);
+    let steps = walk_steps(w, p.n * p.hw);
+    for (var k = 0u; k < steps; k++) {
+        out[w.e] = hardtanh(bn(a, x[w.e]) + res[w.e]);
         walk_next(&w, p.c, p.hw);
     }
+}
+
+// Software adapters' grad_partials.
+@compute @workgroup_size(64)
+fn grad_partials_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let mu = mean_in[wg.y];
+    var w = lane_walk(wg, l);
+    let steps = walk_steps(w, p.n * p.hw);
+    var s = vec2<f32>(0.0);
+    for (var k = 0u; k < steps; k++) {
+        let g = dy[w.e];
+        s += vec2<f32>(g, g * (x[w.e] - mu));
+        walk_next(&w, p.c, p.hw);
+    }
+    write_grad_partial(lane_partial(wg, l), s);
 }
 
 // Software adapters: grad_partials of g = hardtanh'(BN(x)) * dy.
 @compute @workgroup_size(64)
 fn grad_partials_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-    let c = wg.y;
-    let m = p.n * p.hw;
-    let mu = mean_in[c];
-    let rstd = rstd_in[c];
-    let ga = gamma[c];
-    let b = beta[c];
-    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    let a = affine(wg.y);
+    var w = lane_walk(wg, l);
+    let steps = walk_steps(w, p.n * p.hw);
     var s = vec2<f32>(0.0);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= m {
-            break;
-        }
+    for (var k = 0u; k < steps; k++) {
         let v = x[w.e];
-        let g = hardtanh_grad(batchnorm_apply(v, mu, rstd, ga, b), dy[w.e]);
-        s += vec2<f32>(g, g * (v - mu));
+        let g = hardtanh_grad(bn(a, v), dy[w.e]);
+        s += vec2<f32>(g, g * (v - a.mean));
         walk_next(&w, p.c, p.hw);
     }
-    let o = (c * p.chunks + wg.x * WALK_LANES + l) * 2u;
-    partials_out[o] = s.x;
-    partials_out[o + 1u] = s.y;
+    write_grad_partial(lane_partial(wg, l), s);
 }
 
 // Software adapters: grad_partials of g = hardtanh'(BN(x) + res) * dy, and grad_out = g.
 @compute @workgroup_size(64)
 fn grad_partials_add_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-    let c = wg.y;
-    let m = p.n * p.hw;
-    let mu = mean_in[c];
-    let rstd = rstd_in[c];
-    let ga = gamma[c];
-    let b = beta[c];
-    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    let a = affine(wg.y);
+    var w = lane_walk(wg, l);
+    let steps = walk_steps(w, p.n * p.hw);
     var s = vec2<f32>(0.0);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= m {
-            break;
-        }
+    for (var k = 0u; k < steps; k++) {
         let v = x[w.e];
-        let g = hardtanh_grad(batchnorm_apply(v, mu, rstd, ga, b) + res[w.e], dy[w.e]);
+        let g = hardtanh_grad(bn(a, v) + res[w.e], dy[w.e]);
         grad_out[w.e] = g;
-        s += vec2<f32>(g, g * (v - mu));
+        s += vec2<f32>(g, g * (v - a.mean));
         walk_next(&w, p.c, p.hw);
     }
-    let o = (c * p.chunks + wg.x * WALK_LANES + l) * 2u;
-    partials_out[o] = s.x;
-    partials_out[o + 1u] = s.y;
+    write_grad_partial(lane_partial(wg, l), s);
+}
+
+// Channel c's values of grad_input, loaded once per workgroup.
+struct InputGrad {
+    mean: f32,
+    rstd: f32,
+    // gamma * rstd
+    scale: f32,
+    dbeta: f32,
+    dgamma: f32,
+    // 1 / M
+    inv_m: f32,
+}
+
+fn input_grad_values(c: u32) -> InputGrad {
+    let r = rstd_in[c];
+    return InputGrad(mean_in[c], r, gamma[c] * r, dbeta_in[c], dgamma_in[c], 1.0 / f32(p.n * p.hw));
+}
+
+// grad_input's dx at x = v from the gradient g.
+fn input_grad(q: InputGrad, v: f32, g: f32) -> f32 {
+    let xhat = (v - q.mean) * q.rstd;
+    return q.scale * (g - (q.dbeta + xhat * q.dgamma) * q.inv_m);
+}
+
+// Software adapters' grad_input.
+@compute @workgroup_size(64)
+fn grad_input_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let q = input_grad_values(wg.y);
+    var w = lane_walk(wg, l);
+    let steps = walk_steps(w, p.n * p.hw);
+    var dot = 0.0;
+    for (var k = 0u; k < steps; k++) {
+        let v = x[w.e];
+        let dx = input_grad(q, v, dy[w.e]);
+        out[w.e] = dx;
+        dot += dx * v;
+        walk_next(&w, p.c, p.hw);
+    }
+    dot_out[lane_partial(wg, l)] = dot;
 }
 
 // Software adapters: grad_input of g = hardtanh'(BN(x)) * dy.
 @compute @workgroup_size(64)
 fn grad_input_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
-    let c = wg.y;
-    let r = rstd_in[c];
-    let mu = mean_in[c];
-    let ga = gamma[c];
-    let b = beta[c];
-    let gr = ga * r;
-    let db = dbeta_in[c];
-    let dg = dgamma_in[c];
-    let inv_m = 1.0 / f32(p.n * p.hw);
-    let m = p.n * p.hw;
-    var w = walk_start(wg.x, l, c, p.c, p.hw);
+    let a = affine(wg.y);
+    let q = input_grad_values(wg.y);
+    var w = lane_walk(wg, l);
+    let steps = walk_steps(w, p.n * p.hw);
     var dot = 0.0;
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= m {
-            break;
-        }
+    for (var k = 0u; k < steps; k++) {
         let v = x[w.e];
-        let g = hardtanh_grad(batchnorm_apply(v, mu, r, ga, b), dy[w.e]);
-        let xhat = (v - mu) * r;
-        let dx = gr * (g - (db + xhat * dg) * inv_m);
+        let g = hardtanh_grad(bn(a, v), dy[w.e]);
+        let dx = input_grad(q, v, g);
         out[w.e] = dx;
         dot += dx * v;
         walk_next(&w, p.c, p.hw);
     }
-    dot_out[c * p.chunks + wg.x * WALK_LANES + l] = dot;
+    dot_out[lane_partial(wg, l)] = dot;
 }

@@ -12,13 +12,10 @@
 @compute @workgroup_size(64)
 fn partials_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let c = wg.y;
-    let m = p.n * p.hw;
     var w = walk_start(wg.x, l, c, p.c, p.hw);
+    let steps = walk_steps(w, p.n * p.hw);
     var s = 0.0;
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= m {
-            break;
-        }
+    for (var k = 0u; k < steps; k++) {
         s += a[w.e] * b[w.e];
         walk_next(&w, p.c, p.hw);
     }

@@ -17,10 +17,8 @@ fn activation_output_walk(@builtin(local_invocation_index) l: u32, @builtin(work
     let mean = stats_in[2u * s];
     let sd = stats_in[2u * s + 1u];
     var w = walk_start(wg.x, l, s, p.rows, p.len);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= p.len {
-            break;
-        }
+    let steps = walk_steps(w, p.len);
+    for (var k = 0u; k < steps; k++) {
         let d = src[w.e] - mean;
         if p.mode == 0u {
             dst[w.e] = d / sd;
@@ -40,10 +38,8 @@ fn activation_backward_apply_walk(@builtin(local_invocation_index) l: u32, @buil
     let gm = sums_in[2u * s] / f32(p.len);
     let ga = sums_in[2u * s + 1u] / f32(p.len - 1u);
     var w = walk_start(wg.x, l, s, p.rows, p.len);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= p.len {
-            break;
-        }
+    let steps = walk_steps(w, p.len);
+    for (var k = 0u; k < steps; k++) {
         let a2 = (src[w.e] - mean) / sd;
         grad[w.e] = (grad[w.e] - gm - a2 * ga) / sd;
         walk_next(&w, p.rows, p.len);
@@ -61,11 +57,9 @@ fn activation_backward_sums_walk(@builtin(local_invocation_index) l: u32, @built
     let mean = stats_in[2u * s];
     let sd = stats_in[2u * s + 1u];
     var w = walk_start(wg.x, l, s, p.rows, p.len);
+    let steps = walk_steps(w, p.len);
     var acc = vec2<f32>(0.0);
-    for (var k = 0u; k < WALK_STEPS; k++) {
-        if w.j >= p.len {
-            break;
-        }
+    for (var k = 0u; k < steps; k++) {
         let d = src[w.e] - mean;
         let a2 = d / sd;
         var g = grad[w.e];

@@ -1,4 +1,4 @@
-// defines: WALK_LANES, WALK_STEPS, ChannelWalk, walk_start, walk_next: the per-channel kernels
+// defines: WALK_LANES, WALK_STEPS, ChannelWalk, walk_start, walk_steps, walk_next: the per-channel kernels
 // that software adapters run (batchnorm_walk.wgsl, channel_dot_walk.wgsl, standardize_walk.wgsl;
 // host: gpu::KernelVariant::Software).
 //
@@ -40,4 +40,12 @@ fn walk_next(w: ptr<function, ChannelWalk>, channels: u32, hw: u32) {
         (*w).hw -= hw;
         (*w).e += (channels - 1u) * hw;
     }
+}
+
+// The steps of a walk from w that stay below element m of its channel (at most WALK_STEPS).
+fn walk_steps(w: ChannelWalk, m: u32) -> u32 {
+    if w.j >= m {
+        return 0u;
+    }
+    return min(WALK_STEPS, (m - w.j + WALK_LANES - 1u) / WALK_LANES);
 }
