@@ -264,28 +264,43 @@ fn backward_matches_cpu() {
             &f64s(&rstd),
         );
         let tag = format!("{shape:?} {variant:?}");
-        // dgamma and dbeta are sums of M = N*HW terms of size ~1 (|sum| ~ sqrt(M)): f32 error
-        // grows like sqrt(M) * 6e-8 per level of the trees.
-        let sum_tol = 1e-5 * (d.count() as f64).sqrt();
-        assert_close64(
-            &format!("dbeta {tag}"),
-            &f64s(&dbeta),
-            &want_dbeta,
-            1e-5,
-            sum_tol,
+        assert_backward_close(
+            &tag,
+            d,
+            [&dx, &dgamma, &dbeta],
+            [&want_dx, &want_dgamma, &want_dbeta],
         );
-        assert_close64(
-            &format!("dgamma {tag}"),
-            &f64s(&dgamma),
-            &want_dgamma,
-            1e-5,
-            sum_tol,
-        );
-        assert_close64(&format!("dx {tag}"), &f64s(&dx), &want_dx, 1e-4, 1e-5);
         if variant == KernelVariant::Software {
             check_dot_partials(gpu, &layer, shape, &xv, &dx, &tag);
         }
     }
+}
+
+/// The backward's outputs against the CPU reference.
+fn assert_backward_close(
+    tag: &str,
+    d: BnDims,
+    [dx, dgamma, dbeta]: [&[f32]; 3],
+    [want_dx, want_dgamma, want_dbeta]: [&[f64]; 3],
+) {
+    // dgamma and dbeta are sums of M = N*HW terms of size ~1 (|sum| ~ sqrt(M)): f32 error
+    // grows like sqrt(M) * 6e-8 per level of the trees.
+    let sum_tol = 1e-5 * (d.count() as f64).sqrt();
+    assert_close64(
+        &format!("dbeta {tag}"),
+        &f64s(dbeta),
+        want_dbeta,
+        1e-5,
+        sum_tol,
+    );
+    assert_close64(
+        &format!("dgamma {tag}"),
+        &f64s(dgamma),
+        want_dgamma,
+        1e-5,
+        sum_tol,
+    );
+    assert_close64(&format!("dx {tag}"), &f64s(dx), want_dx, 1e-4, 1e-5);
 }
 
 /// The software variant's dot partials give channel_dot(dx, x) through channel_dot_finish
@@ -486,22 +501,12 @@ fn fused_hardtanh_matches_cpu() {
             &f64s(&rstd),
             res64.as_deref(),
         );
-        let sum_tol = 1e-5 * (d.count() as f64).sqrt();
-        assert_close64(
-            &format!("dbeta {tag}"),
-            &f64s(&dbeta),
-            &want_dbeta,
-            1e-5,
-            sum_tol,
+        assert_backward_close(
+            &tag,
+            d,
+            [&dx, &dgamma, &dbeta],
+            [&want_dx, &want_dgamma, &want_dbeta],
         );
-        assert_close64(
-            &format!("dgamma {tag}"),
-            &f64s(&dgamma),
-            &want_dgamma,
-            1e-5,
-            sum_tol,
-        );
-        assert_close64(&format!("dx {tag}"), &f64s(&dx), &want_dx, 1e-4, 1e-5);
         check_dot_partials(gpu, &layer, shape, &xv, &dx, &tag);
         if with_residual {
             // dy or 0, element by element (no value sits within f32 rounding of the bounds).

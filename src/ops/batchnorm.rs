@@ -340,13 +340,8 @@ pub fn backward(
     dgamma: &Tensor,
     dbeta: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    let d = check(bn, x, dx)?;
-    expect_len(dy, d.total(), "BatchNorm dy")?;
-    expect_len(dgamma, d.c, "BatchNorm dgamma")?;
-    expect_len(dbeta, d.c, "BatchNorm dbeta")?;
-    expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
-    let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
-    let imm = immediates(d, variant, false);
+    let (d, chunk_grid, channel_grid, imm) =
+        backward_checks(gpu, variant, bn, [x, dy, dx, dgamma, dbeta])?;
     let (shader, [_, _, grad_partials, grad_input]) = entries(variant);
     let mut input = vec![x, dy, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx];
     if variant == KernelVariant::Software {
@@ -391,13 +386,8 @@ pub fn backward_hardtanh(
     dbeta: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     let variant = KernelVariant::Software;
-    let d = check(bn, x, dx)?;
-    expect_len(dy, d.total(), "BatchNorm dy")?;
-    expect_len(dgamma, d.c, "BatchNorm dgamma")?;
-    expect_len(dbeta, d.c, "BatchNorm dbeta")?;
-    expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
-    let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
-    let imm = immediates(d, variant, false);
+    let (d, chunk_grid, channel_grid, imm) =
+        backward_checks(gpu, variant, bn, [x, dy, dx, dgamma, dbeta])?;
     let kernel = |entry: &str| gpu.kernel(WALK_SHADER, entry, &[]);
     let params = [bn.gamma, bn.beta, bn.mean, bn.rstd];
     let dot = dot_partials(bn, d)?;
@@ -455,6 +445,22 @@ pub fn backward_hardtanh(
         channel_grid,
     )?;
     Ok(vec![partials, finish, input])
+}
+
+/// The checks of a backward over [x, dy, dx, dgamma, dbeta]: its dims, grids and immediates.
+fn backward_checks(
+    gpu: &Gpu,
+    variant: KernelVariant,
+    bn: &BatchNorm,
+    [x, dy, dx, dgamma, dbeta]: [&Tensor; 5],
+) -> Result<(BnDims, [u32; 3], [u32; 3], Vec<u8>)> {
+    let d = check(bn, x, dx)?;
+    expect_len(dy, d.total(), "BatchNorm dy")?;
+    expect_len(dgamma, d.c, "BatchNorm dgamma")?;
+    expect_len(dbeta, d.c, "BatchNorm dbeta")?;
+    expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
+    let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
+    Ok((d, chunk_grid, channel_grid, immediates(d, variant, false)))
 }
 
 /// The software variant's `BatchNorm::dot_partials`, checked.
