@@ -1,7 +1,9 @@
 //! Per-channel dot products (shaders/channel_dot.wgsl): out[c] = sum over N and HW of a * b,
 //! divided by div[c] (0 where div[c] is 0), with deterministic two-stage reductions. The binary conv layer uses it for dalpha = sum dy * y / alpha.
-//! Software adapters (`KernelVariant::Software`) run the first stage as `partials_walk`, one
-//! partial per lane (shaders/common/channel_walk.wgsl).
+//! Software adapters (`KernelVariant::Software`) run the first stage as
+//! shaders/channel_dot_walk.wgsl's `partials_walk`, one partial per lane
+//! (shaders/common/channel_walk.wgsl), or take those partials from the BatchNorm backward
+//! (`channel_dot_finish`).
 
 use super::shape::{expect_at_least, expect_len, expect_u32};
 use crate::gpu::{Dispatch, Gpu, Imm, KernelVariant, Tensor};

@@ -19,6 +19,10 @@
 //!   dalpha_o = ops::channel_dot(dy, y) / alpha_o  (= sum dy_o * (conv before scaling)_o)
 //!   then rotate::weight_backward (ApproxSign, theta, standardisation) and
 //!   standardize::activation_backward (ApproxSign with ta = max(t,1), standardisation).
+//! With `KernelVariant::Software` (software adapters) the activation backward is
+//! standardize::activation_backward_walk, whose sums pass runs right after the data gradient and
+//! also writes sign(a2) (no separate sign pass), and a network whose BatchNorm consumes y hands
+//! the layer the partials of its dalpha sum (`take_alpha_partials`).
 
 pub mod cpu;
 
