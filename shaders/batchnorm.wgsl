@@ -6,8 +6,8 @@
 // The forward carries (count, mean, M2) summaries combined with Chan's formula, which stays
 // accurate when |mean| >> std (sum and sum-of-squares in f32 would cancel).
 // 1D elementwise kernels: common/grid.wgsl.
-// Software adapters run batchnorm_walk.wgsl's first stages and elementwise passes instead, and
-// the *_finish kernels here.
+// Software adapters run batchnorm_walk.wgsl's kernels instead (normalize_running is the same in
+// both variants).
 // #include "common/grid.wgsl"
 // #include "common/channel_chunks.wgsl"
 // #include "common/workgroup_sum.wgsl"
@@ -15,20 +15,6 @@
 // #include "common/batchnorm_io.wgsl"
 
 var<workgroup> stat: array<vec3<f32>, 256>;
-
-// Chan et al.: combines two (count, mean, M2) summaries.
-fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
-    if b.x == 0.0 {
-        return a;
-    }
-    if a.x == 0.0 {
-        return b;
-    }
-    let n = a.x + b.x;
-    let d = b.y - a.y;
-    let f = b.x / n;
-    return vec3<f32>(n, a.y + d * f, a.z + b.z + d * d * a.x * f);
-}
 
 // Combines stat[0..256) into stat[0]; lane l holds stat[l] on entry.
 fn stat_tree(l: u32) {
@@ -75,14 +61,7 @@ fn stats_finish(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) 
     stat[l] = s;
     stat_tree(l);
     if l == 0u {
-        let t = stat[0];
-        mean_out[c] = t.y;
-        rstd_out[c] = 1.0 / sqrt(t.z / t.x + p.eps);
-        if p.update != 0u {
-            let m = p.momentum;
-            running_mean[c] = (1.0 - m) * running_mean[c] + m * t.y;
-            running_var[c] = (1.0 - m) * running_var[c] + m * (t.z / (t.x - 1.0));
-        }
+        write_stats(c, stat[0]);
     }
 }
 
@@ -143,8 +122,7 @@ fn grad_finish(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) w
     }
     let total = workgroup_sum(l, vec4<f32>(s, 0.0, 0.0));
     if l == 0u {
-        dbeta_out[c] = total.x;
-        dgamma_out[c] = total.y * rstd_in[c];
+        write_grads(c, total.xy);
     }
 }
 

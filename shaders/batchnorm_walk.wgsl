@@ -3,8 +3,9 @@
 // common/batchnorm_io.wgsl). They replace stats_partials, normalize, grad_partials and
 // grad_input (common/channel_walk.wgsl): workgroup (q, c) over chunk q of channel c, one partial
 // per lane (p.chunks then counts the partials per channel: chunks * WALK_LANES), which the
-// *_finish kernels combine. normalize_walk and grad_input_walk compute what normalize and
-// grad_input compute, with the same expressions.
+// *_finish_walk kernels combine, one invocation per channel in a fixed order (lanes of a chunk,
+// then chunks), without the barriers of a workgroup tree. normalize_walk and grad_input_walk
+// compute what normalize and grad_input compute, with the same expressions.
 // They also fuse the hardtanh that follows a BatchNorm in the binary blocks (and the residual
 // add before it), saving the elementwise passes:
 //   normalize_hardtanh_walk          out = hardtanh(BN(x) [+ res])
@@ -71,6 +72,44 @@ fn stats_partials_walk(@builtin(local_invocation_index) l: u32, @builtin(workgro
     partials_out[o] = s.x;
     partials_out[o + 1u] = s.y;
     partials_out[o + 2u] = s.z;
+}
+
+// Software adapters' stats_finish: invocation c merges channel c's partials.
+@compute @workgroup_size(64)
+fn stats_finish_walk(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if c >= p.c {
+        return;
+    }
+    var t = vec3<f32>(0.0);
+    for (var q = 0u; q < p.chunks / WALK_LANES; q++) {
+        var s = vec3<f32>(0.0);
+        for (var l = 0u; l < WALK_LANES; l++) {
+            let o = (c * p.chunks + q * WALK_LANES + l) * 3u;
+            s = merge(s, vec3<f32>(partials_in[o], partials_in[o + 1u], partials_in[o + 2u]));
+        }
+        t = merge(t, s);
+    }
+    write_stats(c, t);
+}
+
+// Software adapters' grad_finish: invocation c sums channel c's partials.
+@compute @workgroup_size(64)
+fn grad_finish_walk(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if c >= p.c {
+        return;
+    }
+    var t = vec2<f32>(0.0);
+    for (var q = 0u; q < p.chunks / WALK_LANES; q++) {
+        var s = vec2<f32>(0.0);
+        for (var l = 0u; l < WALK_LANES; l++) {
+            let o = (c * p.chunks + q * WALK_LANES + l) * 2u;
+            s += vec2<f32>(partials_in[o], partials_in[o + 1u]);
+        }
+        t += s;
+    }
+    write_grads(c, t);
 }
 
 // Software adapters' normalize.

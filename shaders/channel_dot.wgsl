@@ -9,8 +9,7 @@
 // and shader compilers such as Mesa's NIR legally simplify it away.)
 // Deterministic two stages as in batchnorm.wgsl (common/channel_chunks.wgsl): `partials` reduces
 // chunk q of channel c, `finish` combines a channel's chunks; the trees are
-// common/workgroup_sum.wgsl's. Software adapters run channel_dot_walk.wgsl's `partials_walk`
-// instead of `partials`, and `finish` here.
+// common/workgroup_sum.wgsl's. Software adapters run channel_dot_walk.wgsl's kernels instead.
 // #include "common/channel_chunks.wgsl"
 // #include "common/channel_dot_io.wgsl"
 // #include "common/workgroup_sum.wgsl"
@@ -42,7 +41,6 @@ fn finish(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: ve
     }
     let total = workgroup_sum(l, vec4<f32>(s, 0.0, 0.0, 0.0)).x;
     if l == 0u {
-        let d = div[c];
-        out[c] = select(0.0, total / d, d != 0.0);
+        write_dot(c, total);
     }
 }

@@ -1,6 +1,6 @@
-// defines: Params, p, the bindings and welford of the BatchNorm kernels: batchnorm.wgsl (the
-// GPU variant and the *_finish kernels both variants share) and batchnorm_walk.wgsl (the
-// software adapters' kernels), so that both read the same immediates and buffers.
+// defines: Params, p, the bindings, welford, merge, write_stats and write_grads of the BatchNorm
+// kernels: batchnorm.wgsl (the GPU variant) and batchnorm_walk.wgsl (the software adapters'
+// kernels), so that both read the same immediates and buffers and end their reductions alike.
 
 struct Params {
     n: u32,
@@ -44,4 +44,38 @@ fn welford(s: vec3<f32>, v: f32) -> vec3<f32> {
     let d = v - s.y;
     let mean = s.y + d / count;
     return vec3<f32>(count, mean, s.z + d * (v - mean));
+}
+
+// Chan et al.: combines two (count, mean, M2) summaries.
+fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    if b.x == 0.0 {
+        return a;
+    }
+    if a.x == 0.0 {
+        return b;
+    }
+    let n = a.x + b.x;
+    let d = b.y - a.y;
+    let f = b.x / n;
+    return vec3<f32>(n, a.y + d * f, a.z + b.z + d * d * a.x * f);
+}
+
+// The end of stats_finish for channel c from its (count, mean, M2) summary t: batch mean and
+// rstd = 1/sqrt(biased var + eps); with p.update, also running = (1 - m) * running + m * batch
+// value, the variance unbiased (M - 1 divisor).
+fn write_stats(c: u32, t: vec3<f32>) {
+    mean_out[c] = t.y;
+    rstd_out[c] = 1.0 / sqrt(t.z / t.x + p.eps);
+    if p.update != 0u {
+        let m = p.momentum;
+        running_mean[c] = (1.0 - m) * running_mean[c] + m * t.y;
+        running_var[c] = (1.0 - m) * running_var[c] + m * (t.z / (t.x - 1.0));
+    }
+}
+
+// The end of grad_finish for channel c from (sum dy, sum dy * (x - mean)): dbeta and
+// dgamma = sum dy * xhat.
+fn write_grads(c: u32, total: vec2<f32>) {
+    dbeta_out[c] = total.x;
+    dgamma_out[c] = total.y * rstd_in[c];
 }

@@ -1,6 +1,5 @@
-// defines: Params, p and the bindings of the channel dot kernels: channel_dot.wgsl (the GPU
-// variant and the `finish` both variants share) and channel_dot_walk.wgsl (the software
-// adapters' first stage).
+// defines: Params, p, the bindings and write_dot of the channel dot kernels: channel_dot.wgsl (the
+// GPU variant) and channel_dot_walk.wgsl (the software adapters').
 
 struct Params {
     n: u32,
@@ -16,3 +15,9 @@ var<immediate> p: Params;
 @group(0) @binding(3) var<storage, read> partials_in: array<f32>;
 @group(0) @binding(4) var<storage, read> div: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+// out[c] = total / div[c], 0 where div[c] is 0.
+fn write_dot(c: u32, total: f32) {
+    let d = div[c];
+    out[c] = select(0.0, total / d, d != 0.0);
+}

@@ -78,27 +78,41 @@ impl BnDims {
     }
 }
 
-/// The shader of the software adapters' kernels (the finish kernels are SHADER's).
-const WALK_SHADER: &str = "batchnorm_walk";
+/// The shader of each variant's kernels.
 const SHADER: &str = "batchnorm";
+const WALK_SHADER: &str = "batchnorm_walk";
 
-/// The shader and entry points of one variant: (stats_partials, normalize, grad_partials,
-/// grad_input).
-fn entries(variant: KernelVariant) -> (&'static str, [&'static str; 4]) {
+/// The shader and entry points of one variant.
+struct Entries {
+    shader: &'static str,
+    stats_partials: &'static str,
+    stats_finish: &'static str,
+    normalize: &'static str,
+    grad_partials: &'static str,
+    grad_finish: &'static str,
+    grad_input: &'static str,
+}
+
+fn entries(variant: KernelVariant) -> Entries {
     match variant {
-        KernelVariant::Gpu => (
-            SHADER,
-            ["stats_partials", "normalize", "grad_partials", "grad_input"],
-        ),
-        KernelVariant::Software => (
-            WALK_SHADER,
-            [
-                "stats_partials_walk",
-                "normalize_walk",
-                "grad_partials_walk",
-                "grad_input_walk",
-            ],
-        ),
+        KernelVariant::Gpu => Entries {
+            shader: SHADER,
+            stats_partials: "stats_partials",
+            stats_finish: "stats_finish",
+            normalize: "normalize",
+            grad_partials: "grad_partials",
+            grad_finish: "grad_finish",
+            grad_input: "grad_input",
+        },
+        KernelVariant::Software => Entries {
+            shader: WALK_SHADER,
+            stats_partials: "stats_partials_walk",
+            stats_finish: "stats_finish_walk",
+            normalize: "normalize_walk",
+            grad_partials: "grad_partials_walk",
+            grad_finish: "grad_finish_walk",
+            grad_input: "grad_input_walk",
+        },
     }
 }
 
@@ -166,7 +180,9 @@ fn check(bn: &BatchNorm, x: &Tensor, out: &Tensor) -> Result<BnDims> {
     Ok(d)
 }
 
-fn channel_grids(gpu: &Gpu, d: BnDims) -> Result<([u32; 3], [u32; 3])> {
+/// The grids of the first stages (chunks x channels) and of the finish kernels in `variant` (a
+/// workgroup per channel, or an invocation per channel).
+fn channel_grids(gpu: &Gpu, d: BnDims, variant: KernelVariant) -> Result<([u32; 3], [u32; 3])> {
     if d.total() == 0 {
         bail!("BatchNorm of {d:?}: no elements");
     }
@@ -178,7 +194,11 @@ fn channel_grids(gpu: &Gpu, d: BnDims) -> Result<([u32; 3], [u32; 3])> {
             d.c
         );
     }
-    Ok(([d.chunks() as u32, d.c as u32, 1], [d.c as u32, 1, 1]))
+    let channels = match variant {
+        KernelVariant::Gpu => d.c,
+        KernelVariant::Software => d.c.div_ceil(64),
+    };
+    Ok(([d.chunks() as u32, d.c as u32, 1], [channels as u32, 1, 1]))
 }
 
 /// Training forward, three dispatches: [stats_partials, stats_finish, normalize] (the `*_walk`
@@ -199,9 +219,9 @@ pub fn forward_train(
         chunk_grid,
         imm,
     } = statistics(gpu, variant, bn, x, y, update_running)?;
-    let (shader, [_, normalize, _, _]) = entries(variant);
+    let e = entries(variant);
     out.push(gpu.dispatch(
-        &gpu.kernel(shader, normalize, &[])?,
+        &gpu.kernel(e.shader, e.normalize, &[])?,
         &[x, bn.gamma, bn.beta, bn.mean, bn.rstd, y],
         &imm,
         elementwise_grid(d, variant, chunk_grid),
@@ -210,7 +230,7 @@ pub fn forward_train(
 }
 
 /// Software adapters' BatchNorm -> [+ residual] -> hardtanh in three dispatches (the variant
-/// Software kernels): [stats_partials_walk, stats_finish, normalize_hardtanh_walk or
+/// Software kernels): [stats_partials_walk, stats_finish_walk, normalize_hardtanh_walk or
 /// normalize_add_hardtanh_walk]; y = hardtanh(BN(x) [+ residual]), nothing else written but
 /// what `forward_train` writes.
 pub fn forward_train_hardtanh(
@@ -275,18 +295,18 @@ fn statistics(
         );
     }
     expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
-    let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
+    let (chunk_grid, channel_grid) = channel_grids(gpu, d, variant)?;
     let imm = immediates(d, variant, update_running);
-    let (shader, [stats_partials, ..]) = entries(variant);
+    let e = entries(variant);
     let dispatches = vec![
         gpu.dispatch(
-            &gpu.kernel(shader, stats_partials, &[])?,
+            &gpu.kernel(e.shader, e.stats_partials, &[])?,
             &[x, bn.partials],
             &imm,
             chunk_grid,
         )?,
         gpu.dispatch(
-            &gpu.kernel(SHADER, "stats_finish", &[])?,
+            &gpu.kernel(e.shader, e.stats_finish, &[])?,
             &[
                 bn.partials,
                 bn.mean,
@@ -342,26 +362,26 @@ pub fn backward(
 ) -> Result<Vec<Dispatch>> {
     let (d, chunk_grid, channel_grid, imm) =
         backward_checks(gpu, variant, bn, [x, dy, dx, dgamma, dbeta])?;
-    let (shader, [_, _, grad_partials, grad_input]) = entries(variant);
+    let e = entries(variant);
     let mut input = vec![x, dy, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx];
     if variant == KernelVariant::Software {
         input.push(dot_partials(bn, d)?);
     }
     Ok(vec![
         gpu.dispatch(
-            &gpu.kernel(shader, grad_partials, &[])?,
+            &gpu.kernel(e.shader, e.grad_partials, &[])?,
             &[x, dy, bn.mean, bn.partials],
             &imm,
             chunk_grid,
         )?,
         gpu.dispatch(
-            &gpu.kernel(SHADER, "grad_finish", &[])?,
+            &gpu.kernel(e.shader, e.grad_finish, &[])?,
             &[bn.rstd, bn.partials, dgamma, dbeta],
             &imm,
             channel_grid,
         )?,
         gpu.dispatch(
-            &gpu.kernel(shader, grad_input, &[])?,
+            &gpu.kernel(e.shader, e.grad_input, &[])?,
             &input,
             &imm,
             elementwise_grid(d, variant, chunk_grid),
@@ -370,8 +390,9 @@ pub fn backward(
 }
 
 /// The backward of `forward_train_hardtanh` from dy = dL/dy, three dispatches:
-/// [grad_partials_hardtanh_walk, grad_finish, grad_input_hardtanh_walk], or with a residual
-/// (its tensor and its gradient) [grad_partials_add_hardtanh_walk, grad_finish, grad_input_walk],
+/// [grad_partials_hardtanh_walk, grad_finish_walk, grad_input_hardtanh_walk], or with a residual
+/// (its tensor and its gradient) [grad_partials_add_hardtanh_walk, grad_finish_walk,
+/// grad_input_walk],
 /// which also writes the residual's gradient, dL/d(BN(x) + residual). Overwrites `dx`, `dgamma`,
 /// `dbeta`, `bn.partials` (and the residual's gradient).
 #[allow(clippy::too_many_arguments)]
@@ -439,7 +460,7 @@ pub fn backward_hardtanh(
         }
     };
     let finish = gpu.dispatch(
-        &gpu.kernel(SHADER, "grad_finish", &[])?,
+        &kernel("grad_finish_walk")?,
         &[bn.rstd, bn.partials, dgamma, dbeta],
         &imm,
         channel_grid,
@@ -459,7 +480,7 @@ fn backward_checks(
     expect_len(dgamma, d.c, "BatchNorm dgamma")?;
     expect_len(dbeta, d.c, "BatchNorm dbeta")?;
     expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
-    let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
+    let (chunk_grid, channel_grid) = channel_grids(gpu, d, variant)?;
     Ok((d, chunk_grid, channel_grid, immediates(d, variant, false)))
 }
 

@@ -57,6 +57,7 @@ pub fn channel_dot(
         KernelVariant::Gpu => ("channel_dot", "partials", chunks),
         KernelVariant::Software => ("channel_dot_walk", "partials_walk", chunks * WALK_LANES),
     };
+    let (finish, finish_grid) = finish_kernel(variant, c);
     let partials = gpu.try_tensor("channel_dot partials", &[c * per_channel])?;
     let imm = Imm::new()
         .u(n as u32)
@@ -71,10 +72,10 @@ pub fn channel_dot(
             [chunks as u32, c as u32, 1],
         )?,
         gpu.dispatch(
-            &gpu.kernel("channel_dot", "finish", &[])?,
+            &gpu.kernel(shader, finish, &[])?,
             &[&partials, div, out],
             imm.bytes(),
-            [c as u32, 1, 1],
+            finish_grid,
         )?,
     ];
     Ok(ChannelDot {
@@ -107,16 +108,26 @@ pub fn channel_dot_finish(
         .u(c as u32)
         .u(hw as u32)
         .u(per_channel as u32);
+    let (finish, grid) = finish_kernel(KernelVariant::Software, c);
     let dispatches = vec![gpu.dispatch(
-        &gpu.kernel("channel_dot", "finish", &[])?,
+        &gpu.kernel("channel_dot_walk", finish, &[])?,
         &[partials, div, out],
         imm.bytes(),
-        [c as u32, 1, 1],
+        grid,
     )?];
     Ok(ChannelDot {
         partials: partials.clone(),
         dispatches,
     })
+}
+
+/// The second stage's entry point and grid over `c` channels in `variant`: a workgroup per
+/// channel, or an invocation per channel.
+fn finish_kernel(variant: KernelVariant, c: usize) -> (&'static str, [u32; 3]) {
+    match variant {
+        KernelVariant::Gpu => ("finish", [c as u32, 1, 1]),
+        KernelVariant::Software => ("finish_walk", [c.div_ceil(64) as u32, 1, 1]),
+    }
 }
 
 /// (N, C, HW) of [N, C, H, W] or [N, C].
