@@ -360,8 +360,12 @@ pub fn backward(
     dgamma: &Tensor,
     dbeta: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    let (d, chunk_grid, channel_grid, imm) =
-        backward_checks(gpu, variant, bn, [x, dy, dx, dgamma, dbeta])?;
+    let BackwardPlan {
+        d,
+        chunk_grid,
+        channel_grid,
+        imm,
+    } = backward_checks(gpu, variant, bn, [x, dy, dx, dgamma, dbeta])?;
     let e = entries(variant);
     let mut input = vec![x, dy, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx];
     if variant == KernelVariant::Software {
@@ -407,8 +411,12 @@ pub fn backward_hardtanh(
     dbeta: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     let variant = KernelVariant::Software;
-    let (d, chunk_grid, channel_grid, imm) =
-        backward_checks(gpu, variant, bn, [x, dy, dx, dgamma, dbeta])?;
+    let BackwardPlan {
+        d,
+        chunk_grid,
+        channel_grid,
+        imm,
+    } = backward_checks(gpu, variant, bn, [x, dy, dx, dgamma, dbeta])?;
     let kernel = |entry: &str| gpu.kernel(WALK_SHADER, entry, &[]);
     let params = [bn.gamma, bn.beta, bn.mean, bn.rstd];
     let dot = dot_partials(bn, d)?;
@@ -474,14 +482,27 @@ fn backward_checks(
     variant: KernelVariant,
     bn: &BatchNorm,
     [x, dy, dx, dgamma, dbeta]: [&Tensor; 5],
-) -> Result<(BnDims, [u32; 3], [u32; 3], Vec<u8>)> {
+) -> Result<BackwardPlan> {
     let d = check(bn, x, dx)?;
     expect_len(dy, d.total(), "BatchNorm dy")?;
     expect_len(dgamma, d.c, "BatchNorm dgamma")?;
     expect_len(dbeta, d.c, "BatchNorm dbeta")?;
     expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
     let (chunk_grid, channel_grid) = channel_grids(gpu, d, variant)?;
-    Ok((d, chunk_grid, channel_grid, immediates(d, variant, false)))
+    Ok(BackwardPlan {
+        d,
+        chunk_grid,
+        channel_grid,
+        imm: immediates(d, variant, false),
+    })
+}
+
+/// What `backward_checks` finds: the dims, the grids and the immediates of a backward.
+struct BackwardPlan {
+    d: BnDims,
+    chunk_grid: [u32; 3],
+    channel_grid: [u32; 3],
+    imm: Vec<u8>,
 }
 
 /// The software variant's `BatchNorm::dot_partials`, checked.
