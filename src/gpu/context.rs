@@ -131,10 +131,12 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// Cooperative-matrix configurations; empty unless the device has the feature enabled.
     pub cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
-    pub(super) kernels: Mutex<KernelCache>,
-    pub(super) layouts: Mutex<HashMap<LayoutKey, Arc<wgpu::BindGroupLayout>>>,
+    pub(super) kernels: Arc<Mutex<KernelCache>>,
+    pub(super) layouts: Arc<Mutex<HashMap<LayoutKey, Arc<wgpu::BindGroupLayout>>>>,
     /// Validation errors wgpu reports asynchronously (a misuse of the API, not of user input).
     pub(super) errors: Arc<Mutex<Vec<String>>>,
+    /// Set on a planner (gpu::plan): tensors are counted, not allocated.
+    pub(super) plan: Option<super::plan::Tally>,
 }
 
 /// Every adapter of the backends WGPU_BACKEND names (vulkan, metal, dx12, gl); without it, of
@@ -202,12 +204,19 @@ impl Gpu {
     /// `adapter_name` or WGPU_ADAPTER_NAME when given) and opens a device with the adapter's own
     /// limits. Without a usable adapter the error says what was found and how to get one.
     pub fn new(adapter_name: Option<&str>) -> Result<Gpu> {
+        Self::for_local_rank(adapter_name, 0)
+    }
+
+    /// `new` for the process of local rank `local_rank` of a data-parallel job
+    /// (`select::choose_for_rank`: the equally good usable adapters taken in turn).
+    pub fn for_local_rank(adapter_name: Option<&str>, local_rank: usize) -> Result<Gpu> {
         let mut adapters = enumerate();
         let facts: Vec<AdapterFacts> = adapters
             .iter()
             .map(|a| AdapterFacts::new(&a.get_info(), a.features()))
             .collect();
-        let chosen = select::choose(&facts, &request(adapter_name)).map_err(|m| anyhow!(m))?;
+        let chosen = select::choose_for_rank(&facts, &request(adapter_name), local_rank)
+            .map_err(|m| anyhow!(m))?;
         Self::from_adapter(adapters.swap_remove(chosen))
     }
 
@@ -250,9 +259,10 @@ impl Gpu {
             limits,
             features,
             cooperative_matrix,
-            kernels: Mutex::default(),
-            layouts: Mutex::default(),
+            kernels: Arc::default(),
+            layouts: Arc::default(),
             errors,
+            plan: None,
         })
     }
 

@@ -7,12 +7,14 @@
 //! dispatch that sums them runs after both (see `Builder::fork`).
 
 use super::arch::{
-    BatchNorm, Block, BlockKind, Conv, Head, Linear, Pool, Shortcut, Stem, Unit, MAX_POOL_2X2,
+    BatchNorm, Block, BlockKind, Conv, ConvKind, Head, Linear, Pool, Shortcut, Stem, Unit,
+    MAX_POOL_2X2,
 };
 use super::params::Params;
 use super::zoo::ModelKind;
 use crate::gpu::{Dispatch, Gpu, Imm, KernelVariant, Tensor};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
+use crate::ops::pool::MaxPool;
 use crate::ops::{batchnorm, elementwise, linear, loss, pool, shortcut};
 use crate::rbnn::layer::{BinaryConv2d, BinaryConvTensors};
 use anyhow::{bail, Context, Result};
@@ -115,17 +117,7 @@ impl BnTensors {
 /// The shape of `conv` applied to `x`.
 fn conv_shape(x: &Act, conv: &Conv) -> ConvShape {
     let (n, ci, h, w) = dims4(&x.y);
-    ConvShape {
-        n,
-        ci,
-        h,
-        w,
-        co: conv.co,
-        kh: conv.k,
-        kw: conv.k,
-        stride: conv.stride,
-        pad: conv.pad,
-    }
+    conv.shape([n, ci, h, w])
 }
 
 fn dims4(t: &Tensor) -> (usize, usize, usize, usize) {
@@ -187,9 +179,9 @@ impl<'a> Builder<'a> {
         Ok((a, b))
     }
 
-    /// The stem's float conv on the input images: its weight gradient only (the data needs
-    /// none).
-    fn stem_conv(&mut self, x: &Act, conv: &Conv) -> Result<Act> {
+    /// A full-precision conv: its weight gradient and, with `data_grad`, the gradient of its
+    /// input (overwriting x.dy). The stem's conv takes the data, which needs none.
+    fn float_conv(&mut self, x: &Act, conv: &Conv, data_grad: bool) -> Result<Act> {
         let name = &conv.name;
         let s = conv_shape(x, conv);
         let weight = self.params.get(&format!("{name}.weight"))?.clone();
@@ -199,9 +191,14 @@ impl<'a> Builder<'a> {
         )?));
         if self.train() {
             let dw = self.params.grad(&format!("{name}.weight"))?.clone();
-            let ops = vec![Op::ConvWeight(conv::backward_weight(
+            let mut ops = vec![Op::ConvWeight(conv::backward_weight(
                 self.gpu, &s, &x.y, &out.dy, &dw,
             )?)];
+            if data_grad {
+                ops.push(Op::Dispatch(conv::backward_data(
+                    self.gpu, &s, &out.dy, &weight, &x.dy,
+                )?));
+            }
             self.push_backward(ops);
         }
         Ok(out)
@@ -210,7 +207,7 @@ impl<'a> Builder<'a> {
     fn binconv(&mut self, x: &Act, conv: &Conv) -> Result<Act> {
         if !conv.is_binary() {
             bail!(
-                "the training graph has no full-precision conv outside the stem yet ({})",
+                "the training graph has full-precision convs only in the stem and shortcuts ({})",
                 conv.name
             );
         }
@@ -428,13 +425,41 @@ impl<'a> Builder<'a> {
         Ok(Act { y, dy })
     }
 
-    /// The pools the ops have kernels for: 2x2/s2 max and the global average.
+    /// The pools the ops have kernels for: 2x2/s2 max, any k x k max, the global average, and an
+    /// average pool whose window is the whole map (the ImageNet ResNets' 7x7 on their 7x7 map).
     fn pool(&mut self, x: &Act, pool: Pool) -> Result<Act> {
         match pool {
             MAX_POOL_2X2 => self.maxpool(x),
+            Pool::Max {
+                kernel,
+                stride,
+                pad,
+            } => self.maxpool_window(
+                x,
+                MaxPool {
+                    kernel,
+                    stride,
+                    pad,
+                },
+            ),
             Pool::GlobalAverage => self.global_avg(x),
-            other => bail!("the training graph has no {other} yet"),
+            average if is_whole_map_average(average, &x.y.shape) => self.global_avg(x),
+            other => bail!(
+                "the training graph has no {other} on a {:?} map yet",
+                &x.y.shape[1..]
+            ),
         }
+    }
+
+    fn maxpool_window(&mut self, x: &Act, m: MaxPool) -> Result<Act> {
+        let out = self.act("maxpool", &m.output_shape(&x.y)?)?;
+        self.forward
+            .push(Op::Dispatch(pool::max_forward(self.gpu, m, &x.y, &out.y)?));
+        if self.train() {
+            let d = pool::max_backward(self.gpu, m, &x.y, &out.dy, &x.dy)?;
+            self.push_backward(vec![Op::Dispatch(d)]);
+        }
+        Ok(out)
     }
 
     fn maxpool(&mut self, x: &Act) -> Result<Act> {
@@ -484,7 +509,7 @@ impl<'a> Builder<'a> {
 
     /// The stem: float conv -> BatchNorm -> [hardtanh] -> [pool].
     fn stem(&mut self, x: &Act, stem: &Stem) -> Result<Act> {
-        let c = self.stem_conv(x, &stem.conv)?;
+        let c = self.float_conv(x, &stem.conv, false)?;
         let out = if stem.hardtanh {
             self.bn_hardtanh(&c, &stem.bn.name)?
         } else {
@@ -537,7 +562,12 @@ impl<'a> Builder<'a> {
             Shortcut::Identity => Ok(Act { y: x.y.clone(), dy }),
             Shortcut::OptionA => self.shortcut_a(x, b.conv1.co, dy),
             Shortcut::Projection { conv, bn } => {
-                let c = self.binconv(x, conv)?;
+                // Binary (resnet18_1w1a's shortcut.0) or full precision (the ImageNet ResNets'
+                // downsample.0, with its data gradient).
+                let c = match conv.kind {
+                    ConvKind::Binary => self.binconv(x, conv)?,
+                    ConvKind::Float => self.float_conv(x, conv, true)?,
+                };
                 self.bn(&c, &bn.name, Some(dy))
             }
         }
@@ -574,6 +604,15 @@ impl<'a> Builder<'a> {
                 self.linear(&flat, linear)
             }
         }
+    }
+}
+
+/// Whether `pool` is an average pool whose one window is the whole [N, C, H, W] map `shape`
+/// (the ImageNet ResNets' AvgPool2d(7) on a 7x7 map): then it is the global average pool.
+pub fn is_whole_map_average(pool: Pool, shape: &[usize]) -> bool {
+    match (pool, shape) {
+        (Pool::Average { kernel, pad: 0, .. }, &[_, _, h, w]) => h == kernel && w == kernel,
+        _ => false,
     }
 }
 
