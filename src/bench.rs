@@ -12,6 +12,7 @@ use crate::ops::sgd;
 use crate::rbnn::binconv;
 use crate::rbnn::rotation::{RotationTiming, RotationUpdate};
 use crate::rng::Rng;
+use crate::train::memory::{self, TrainingMemory, TrainingShape};
 use anyhow::{Context, Result};
 use std::time::Instant;
 
@@ -341,23 +342,39 @@ pub struct TrainBench {
     /// Its submits (GPU products, readbacks, waits) and host work (SVDs, uploads).
     pub rotation_timing: RotationTiming,
     pub dispatches_per_step: usize,
+    /// The buffers of this benchmark's parameters, training network and rotation update, as
+    /// `train::memory::plan` counts them on this adapter.
+    pub memory: TrainingMemory,
     /// "timestamp" or "wall clock".
     pub breakdown_method: String,
     pub breakdown: Vec<KernelShare>,
 }
 
-/// Times `steps` training steps of `kind` at `batch` on synthetic CIFAR-shaped data (10 classes,
-/// 3x32x32), after two warm-up steps; then the rotation update; then each dispatch of one step
-/// on its own (timestamp queries) for the breakdown.
+/// Times `steps` training steps of `kind` at `batch` on synthetic data shaped as the model's own
+/// dataset (CIFAR-10: 3x32x32, 10 classes; ImageNet: 3x224x224, 1000 classes), after two warm-up
+/// steps; then the rotation update; then each dispatch of one step on its own (timestamp
+/// queries) for the breakdown. The buffer total is planned first, so a batch over the adapter's
+/// limits fails before anything is allocated.
 pub fn train(gpu: &Gpu, kind: ModelKind, batch: usize, steps: usize) -> Result<TrainBench> {
-    let spec = ModelSpec::new(kind, 10, 3);
+    let classes = kind.native_classes();
+    let image = kind.native_dataset().facts().input();
+    let shape = TrainingShape {
+        kind,
+        classes,
+        image,
+        batch,
+        tail: 0,
+        eval_batch: 0,
+    };
+    let memory = memory::plan(&gpu.planner(gpu.limits.clone(), false), &shape)?;
+    let spec = ModelSpec::new(kind, classes, image[0]);
     let mut rng = Rng::new(7);
     let values = spec.initialise(&mut rng);
     let params = Params::new(gpu, spec)?;
     params.upload(gpu, &values)?;
-    let net = Network::new(gpu, &params, batch, Mode::Train, false, [3, 32, 32])?;
+    let net = Network::new(gpu, &params, batch, Mode::Train, false, image)?;
     gpu.write(&net.input, &rng.normal_vec(net.input.len(), 1.0));
-    let targets: Vec<u32> = (0..batch).map(|_| rng.below(10) as u32).collect();
+    let targets: Vec<u32> = (0..batch).map(|_| rng.below(classes) as u32).collect();
     gpu.write(&net.target, &targets);
     let sgd_step = sgd::SgdStep {
         lr: 0.1,
@@ -417,6 +434,7 @@ pub fn train(gpu: &Gpu, kind: ModelKind, batch: usize, steps: usize) -> Result<T
         rotation_update_ms,
         rotation_timing,
         dispatches_per_step: dispatches.len(),
+        memory,
         breakdown_method,
         breakdown,
     })
@@ -438,12 +456,35 @@ pub fn format_train(b: &TrainBench) -> String {
         b.rotation_timing.gpu_seconds * 1e3,
         b.rotation_timing.host_seconds * 1e3
     );
+    out += &format_memory(&b.memory);
     out += &format_breakdown(
         "per-kernel breakdown of one step",
         &b.breakdown_method,
         &b.breakdown,
     );
     out
+}
+
+/// The planned buffer total and its parts, one line.
+pub fn format_memory(m: &TrainingMemory) -> String {
+    let mib = |b: u64| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64);
+    let mut parts = vec![
+        format!("parameters+gradients+momentum+state {}", mib(m.parameters)),
+        format!("training network {}", mib(m.train_step)),
+    ];
+    if m.tail_step > 0 {
+        parts.push(format!("last-batch network {}", mib(m.tail_step)));
+    }
+    if m.evaluation > 0 {
+        parts.push(format!("evaluation network {}", mib(m.evaluation)));
+    }
+    parts.push(format!("rotation update {}", mib(m.rotation)));
+    format!(
+        "buffers (planned): {} ({:.2} GiB) = {}\n",
+        mib(m.total()),
+        m.total() as f64 / (1u64 << 30) as f64,
+        parts.join(" + ")
+    )
 }
 
 /// `rbnn bench`: training and packed inference of every model on one adapter, with the
@@ -586,7 +627,8 @@ pub fn format_all(b: &FullBench) -> String {
     for f in &b.failed {
         out += &format!("\nnot measured: {f}");
     }
-    out += "\ntraining: synthetic 3x32x32 input, 10 classes, steady state (the rotation update \
+    out += "\ntraining: synthetic input shaped as each model's dataset (CIFAR-10 3x32x32 with 10 \
+            classes, ImageNet 3x224x224 with 1000), steady state (the rotation update \
             timed on its own); inference: the packed engine, wall clock per batch (record, \
             submit, wait)\n\n";
     for t in &b.train {

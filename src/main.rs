@@ -2,11 +2,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use rbnn::distributed::Cluster;
 use rbnn::gpu::Gpu;
 use rbnn::model::ModelKind;
 use rbnn::train::config::{Config, LrType, LrUpdate, OptimizerKind, Recipe};
+use rbnn::train::data_parallel::check_split;
 use rbnn::train::optimizer::parse_groups;
-use rbnn::train::run_dir::{Existing, RunDir};
+use rbnn::train::run_dir::{Existing, RunDir, RunFiles};
 use rbnn::train::step::{run_step, StepOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -96,7 +98,7 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: Option<BenchWhat>,
-        /// Models to time (default: all four).
+        /// Models to time (default: all six).
         #[arg(long, value_delimiter = ',')]
         model: Vec<String>,
         /// Timed training steps per model.
@@ -128,9 +130,10 @@ enum Command {
 #[derive(Subcommand)]
 enum BenchWhat {
     /// Inference img/s of the packed 1-bit engine against the float evaluation path, with the
-    /// model sizes (initialised weights, synthetic 3x32x32 input).
+    /// model sizes (initialised weights, synthetic input shaped as the model's dataset: CIFAR-10
+    /// 3x32x32, ImageNet 3x224x224).
     Infer {
-        /// Models to time (default: all four).
+        /// Models to time (default: all six).
         #[arg(long, value_delimiter = ',')]
         model: Vec<String>,
         /// Batch sizes (comma-separated).
@@ -151,6 +154,23 @@ enum BenchWhat {
         /// four models and print the fastest ones (how the per-shape tiles were chosen).
         #[arg(long)]
         sweep: bool,
+    },
+    /// The sum of the gradient arena over the ranks of a data-parallel run, per step: read-back,
+    /// exchange, write back (start it with mpirun; needs an rbnn built with --features mpi).
+    Allreduce {
+        /// Models whose gradient arena to sum (default: all of them).
+        #[arg(long, value_delimiter = ',')]
+        model: Vec<String>,
+        /// Arena sizes in f32 elements to measure as well (comma-separated), e.g. 11700216 for
+        /// the ImageNet ResNet-18 of the official code.
+        #[arg(long, value_delimiter = ',')]
+        elements: Vec<usize>,
+        /// Timed steps per size (the median is reported).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Images per second of the streaming ImageNet loader (read, decode, transform, batch), per
     /// thread and in total, for the train and the validation transform. No GPU needed.
@@ -177,9 +197,10 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
-    /// Training img/s on synthetic data, the rotation update, and a per-kernel breakdown.
+    /// Training img/s on synthetic data shaped as each model's dataset, the rotation update, a
+    /// per-kernel breakdown, and the buffer total planned before anything is allocated.
     Train {
-        /// Models to time (default: all four).
+        /// Models to time (default: all six).
         #[arg(long, value_delimiter = ',')]
         model: Vec<String>,
         #[arg(long, default_value_t = 256)]
@@ -194,7 +215,9 @@ enum BenchWhat {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// resnet20_1w1a, resnet20_bireal_1w1a, resnet18_1w1a or vgg_small_1w1a.
+    /// resnet20_1w1a, resnet20_bireal_1w1a, resnet18_1w1a, vgg_small_1w1a (CIFAR models), or
+    /// resnet18_1w1a_imagenet, resnet34_1w1a_imagenet (the official ImageNet resnet18_1w1a and
+    /// resnet34_1w1a, renamed apart from the CIFAR resnet18_1w1a; inputs of 193 to 224 pixels).
     #[arg(long, default_value = "resnet20_1w1a")]
     model: String,
     /// embedded (the Fashion-MNIST subset in the binary), cifar10, cifar100, mnist,
@@ -217,9 +240,14 @@ struct TrainArgs {
     /// [default: official 0.1; fast 5e-3]
     #[arg(long)]
     lr: Option<f64>,
-    /// [default: official 256; fast 16]
+    /// Samples per optimizer step: the global batch, split evenly over the ranks of an mpirun
+    /// job and the micro-batches of --accumulate [default: official 256; fast 16].
     #[arg(short = 'b', long)]
     batch_size: Option<usize>,
+    /// Micro-batches per optimizer step (gradients summed in order and averaged; BatchNorm
+    /// statistics per micro-batch): the batch of a step in less GPU memory.
+    #[arg(long, default_value_t = 1)]
+    accumulate: usize,
     #[arg(long, default_value_t = 128)]
     batch_size_test: usize,
     /// sgd (official) or adam (fast).
@@ -313,6 +341,8 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct StepArgs {
+    /// The model, as for `rbnn train --model` (resnet18_1w1a_imagenet is the official ImageNet
+    /// resnet18_1w1a).
     #[arg(long)]
     model: String,
     /// Parameters and buffers by official name (safetensors).
@@ -486,6 +516,20 @@ fn run_other(adapter: Option<&str>, command: Command) -> Result<()> {
         }
         Command::Bench {
             what:
+                Some(BenchWhat::Allreduce {
+                    model,
+                    elements,
+                    steps,
+                    json,
+                }),
+            ..
+        } => {
+            let cluster = Cluster::from_environment()?;
+            let result = bench_allreduce(adapter, &cluster, &model, &elements, steps, json);
+            cluster.finish(result.map(|()| 0)).map(|_| ())
+        }
+        Command::Bench {
+            what:
                 Some(BenchWhat::Train {
                     model,
                     batch,
@@ -654,7 +698,47 @@ fn run_other(adapter: Option<&str>, command: Command) -> Result<()> {
     }
 }
 
-/// The models named on the command line, or all four.
+/// `rbnn bench allreduce` as one rank: the gradient arenas of `models` (all of them when neither
+/// models nor sizes are named) and arenas of `elements` f32.
+fn bench_allreduce(
+    adapter: Option<&str>,
+    cluster: &Cluster,
+    models: &[String],
+    elements: &[usize],
+    steps: usize,
+    json: bool,
+) -> Result<()> {
+    let gpu = Gpu::for_local_rank(adapter, cluster.local_rank())?;
+    let kinds = match (models.is_empty(), elements.is_empty()) {
+        (true, false) => Vec::new(),
+        _ => parse_models(models)?,
+    };
+    let mut sizes: Vec<(String, usize)> = Vec::new();
+    for kind in kinds {
+        // The arena of the model on its own dataset, as training allocates it (alignment gaps
+        // included).
+        let dataset = kind.native_dataset();
+        let (classes, channels) = (kind.native_classes(), dataset.facts().channels);
+        let params =
+            rbnn::model::Params::new(&gpu, rbnn::model::ModelSpec::new(kind, classes, channels))?;
+        sizes.push((format!("{} ({})", kind.name(), dataset), params.grads.len()));
+    }
+    sizes.extend(elements.iter().map(|&n| (format!("{n} elements"), n)));
+    let mut rows = Vec::new();
+    for (what, n) in sizes {
+        let row = rbnn::distributed::bench::allreduce(&gpu, cluster, &what, n, steps.max(1))?;
+        rows.push(row);
+    }
+    if cluster.is_root() {
+        match json {
+            true => println!("{}", serde_json::to_string_pretty(&rows)?),
+            false => print!("{}", rbnn::distributed::bench::format(&rows)),
+        }
+    }
+    Ok(())
+}
+
+/// The models named on the command line, or all of them.
 fn parse_models(names: &[String]) -> Result<Vec<ModelKind>> {
     if names.is_empty() {
         return Ok(ModelKind::ALL.to_vec());
@@ -731,7 +815,9 @@ fn open_run_dir(a: &TrainArgs) -> Result<RunDir> {
 /// Ctrl-C (SIGINT) and SIGTERM (what batch schedulers send before they kill a job): the first
 /// one sets `stop`, and training saves interrupted.safetensors after its current step; a second
 /// one exits at once. `status` receives the exit status for after the save: 130 or 143.
-fn handle_interrupts() -> Result<(Arc<AtomicBool>, Arc<AtomicUsize>)> {
+/// `announce`: say so when the signal comes (rank 0 of a data-parallel run; the others are quiet).
+/// `ranks`: the run's rank count, for the message.
+fn handle_interrupts(announce: bool, ranks: usize) -> Result<(Arc<AtomicBool>, Arc<AtomicUsize>)> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
     let status = Arc::new(AtomicUsize::new(0));
@@ -741,6 +827,9 @@ fn handle_interrupts() -> Result<(Arc<AtomicBool>, Arc<AtomicUsize>)> {
             .and_then(|_| signal_hook::flag::register_usize(signal, status.clone(), code as usize))
             .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
             .context("installing the Ctrl-C and SIGTERM handlers")?;
+    }
+    if !announce {
+        return Ok((stop, status));
     }
     // A step may take seconds: say at once that the signal was seen (a handler cannot print).
     let (seen, which) = (stop.clone(), status.clone());
@@ -753,10 +842,16 @@ fn handle_interrupts() -> Result<(Arc<AtomicBool>, Arc<AtomicUsize>)> {
         } else {
             "Ctrl-C"
         };
-        eprintln!(
-            "\n{name}: stopping after this step and saving interrupted.safetensors (send it again \
-             to quit at once)"
-        );
+        match ranks {
+            1 => eprintln!(
+                "\n{name}: stopping after this step and saving interrupted.safetensors (send it \
+                 again to quit at once)"
+            ),
+            _ => eprintln!(
+                "\n{name}: all ranks stop after this step and rank 0 saves \
+                 interrupted.safetensors (unless mpirun is ending the job because a rank failed)"
+            ),
+        }
     });
     Ok((stop, status))
 }
@@ -797,6 +892,8 @@ fn train_config(a: &TrainArgs) -> Result<Config> {
         seed: a.seed,
         max_train_images: a.max_train_images,
         max_test_images: a.max_test_images,
+        accumulate: a.accumulate,
+        ranks: 1,
         data_threads: a.data_threads,
         recipe: a.recipe,
         optimizer: a.optimizer.unwrap_or(base.optimizer),
@@ -815,30 +912,100 @@ fn train_config(a: &TrainArgs) -> Result<Config> {
 fn train(adapter: Option<&str>, a: TrainArgs) -> Result<i32> {
     let cfg = train_config(&a)?;
     cfg.validate()?;
-    let run = open_run_dir(&a)?;
+    // One rank without a launcher; under mpirun/srun (in an MPI build) one of several.
+    let cluster = Cluster::from_environment()?;
+    let result = check_split(cfg.batch_size, cluster.size(), cfg.accumulate)
+        .map_err(|e| cluster.agreed(e))
+        .and_then(|()| train_as_rank(adapter, &a, &cfg, &cluster));
+    cluster.finish(result)
+}
+
+/// `rbnn train` as one rank of `cluster`: rank 0 opens the run directory and prints; every rank
+/// trains.
+fn train_as_rank(
+    adapter: Option<&str>,
+    a: &TrainArgs,
+    cfg: &Config,
+    cluster: &Cluster,
+) -> Result<i32> {
+    let root = cluster.is_root();
+    let run = root.then(|| open_run_dir(a));
+    let root_dir = run.as_ref().map(|r| match r {
+        Ok(run) => Ok(run.dir().display().to_string()),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    });
+    let dir = PathBuf::from(cluster.from_root(root_dir)?);
+    let run = run.transpose()?;
     // From here on a signal saves what there is (after the first step) instead of killing.
-    let (stop, status) = handle_interrupts()?;
-    for note in &run.notes {
-        eprintln!("note: {note}");
+    let (stop, status) = handle_interrupts(root, cluster.size())?;
+    if let Some(run) = &run {
+        for note in &run.notes {
+            eprintln!("note: {note}");
+        }
+        eprintln!("run directory: {}", run.dir().display());
     }
-    eprintln!("run directory: {}", run.dir().display());
-    let gpu = gpu(adapter)?;
-    let summary = rbnn::train::trainer::train(&gpu, &cfg, &run, a.resume.as_deref(), &stop, true)?;
+    let gpu = Gpu::for_local_rank(adapter, cluster.local_rank())?;
+    announce_adapters(&gpu, cluster, cfg);
+    let place = rbnn::train::trainer::RankPlace {
+        cluster,
+        run: run.as_ref(),
+        files: RunFiles { dir: dir.clone() },
+    };
+    let summary = rbnn::train::trainer::train_rank(
+        &gpu,
+        cfg,
+        &place,
+        a.resume.as_deref(),
+        &stop,
+        true,
+        cfg.epochs,
+    )?;
     if summary.interrupted {
         return Ok(status.load(Ordering::Relaxed).max(130) as i32);
     }
-    println!(
-        "done: {} epochs, best test top-1 {:.2}%; run directory {}",
-        summary.epochs_run,
-        summary.best_top1,
-        run.dir().display()
-    );
+    if root {
+        println!(
+            "done: {} epochs, best test top-1 {:.2}%; run directory {}",
+            summary.epochs_run,
+            summary.best_top1,
+            dir.display()
+        );
+    }
     // A signal that came during the last evaluation found nothing left to stop; it still ends
     // the process with its status.
     Ok(match stop.load(Ordering::Relaxed) {
         true => status.load(Ordering::Relaxed).max(130) as i32,
         false => 0,
     })
+}
+
+/// Rank 0 prints the adapter of every rank (one line for a single rank, as the other commands).
+fn announce_adapters(gpu: &Gpu, cluster: &Cluster, cfg: &Config) {
+    let mine = format!(
+        "{} ({:?}, {:?})",
+        gpu.info.name, gpu.info.backend, gpu.info.device_type
+    );
+    let all = cluster.all_gather_bytes(mine.as_bytes());
+    if !cluster.is_root() {
+        return;
+    }
+    if cluster.size() == 1 {
+        eprintln!("adapter: {mine}");
+        return;
+    }
+    let parts = cluster.size() * cfg.accumulate;
+    eprintln!(
+        "data-parallel run of {} ranks ({}): each global batch of {} is {} micro-batch(es) of {} \
+         per rank",
+        cluster.size(),
+        cluster.launcher(),
+        cfg.batch_size,
+        cfg.accumulate,
+        cfg.batch_size / parts,
+    );
+    for (rank, adapter) in all.iter().enumerate() {
+        eprintln!("rank {rank} adapter: {}", String::from_utf8_lossy(adapter));
+    }
 }
 
 fn info(adapter: Option<&str>) -> Result<()> {

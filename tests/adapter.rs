@@ -156,3 +156,35 @@ fn no_adapter_at_all() {
     let message = choose(&[], &named("nvidia")).unwrap_err();
     assert_names_the_fixes(&message);
 }
+
+#[test]
+fn the_ranks_of_a_machine_take_its_best_adapters_in_turn() {
+    use rbnn::gpu::select::choose_for_rank;
+    let gpu = |name: &str| adapter(name, Backend::Vulkan, DeviceType::DiscreteGpu);
+    // Two GPUs, seen through Vulkan and GL, and the software adapter: the ranks share the two
+    // GPUs (Vulkan), never the software adapter nor a GPU twice.
+    let found = [
+        lavapipe(),
+        gpu("NVIDIA H100 80GB HBM3"),
+        adapter(
+            "NVIDIA H100 80GB HBM3",
+            Backend::Gl,
+            DeviceType::DiscreteGpu,
+        ),
+        gpu("NVIDIA H100 80GB HBM3"),
+    ];
+    let picks: Vec<usize> = (0..5)
+        .map(|r| choose_for_rank(&found, &any(), r).unwrap())
+        .collect();
+    assert_eq!(picks, [1, 3, 1, 3, 1]);
+    assert_eq!(
+        choose(&found, &any()),
+        Ok(1),
+        "rank 0 gets what choose gives"
+    );
+    // --adapter narrows the set the ranks share.
+    assert_eq!(choose_for_rank(&found, &named("llvmpipe"), 1), Ok(0));
+    // A lone software adapter serves every rank.
+    assert_eq!(choose_for_rank(&[lavapipe()], &any(), 3), Ok(0));
+    assert_names_the_fixes(&choose_for_rank(&[llvmpipe_gl()], &any(), 2).unwrap_err());
+}

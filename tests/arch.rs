@@ -1,17 +1,12 @@
 //! The architecture descriptions (model::arch, model::zoo): every registered model describes a
 //! consistent network, shapes are checked layer by layer with errors that name the layer, the
-//! description language expresses the official ImageNet ResNet-18 and -34 (lmbxmu/RBNN,
-//! imagenet/; written here the way their zoo files will be: the official state_dict names,
-//! shapes and counts), and the training graph names the pieces it has no kernel for yet.
+//! ImageNet ResNet-18 and -34 (lmbxmu/RBNN, imagenet/) have the official state_dict names,
+//! shapes and counts, and the training graph names the pieces it has no kernel for yet.
 mod common;
 
 use rbnn::infer::ModelMeta;
-use rbnn::model::arch::{
-    Architecture, BatchNorm, BlockKind, Conv, ConvKind, Head, Init, Layer, Linear, Pool, Shortcut,
-    Stem, Unit,
-};
+use rbnn::model::arch::{Architecture, ConvKind, Head, Init, Layer, Pool, Shortcut, Unit};
 use rbnn::model::network::{Mode, Network};
-use rbnn::model::zoo::resnet::Stages;
 use rbnn::model::{ModelKind, ModelSpec, Params};
 use std::collections::HashSet;
 
@@ -36,7 +31,8 @@ fn registered_models_describe_consistent_networks() {
             let arch = kind.describe(classes, c);
             assert_eq!(arch.name, kind.name());
             assert_eq!((arch.in_channels(), arch.classes()), (c, classes));
-            let trace = arch.trace([c, 32, 32]).unwrap();
+            let side = kind.native_input_side();
+            let trace = arch.trace([c, side, side]).unwrap();
             assert_eq!(
                 trace.convs.len(),
                 arch.layers()
@@ -118,81 +114,24 @@ fn shape_errors_name_the_layer() {
     );
 }
 
-/// The official ImageNet ResNets (7x7 stride-2 float stem, 3x3 max pool, Bi-Real blocks with a
-/// float 1x1 downsample, 7x7 average pool, the unused bn3), described with the same pieces.
-fn imagenet_resnet(name: &'static str, blocks: &[usize]) -> Architecture {
-    let init = Init::KaimingNormal;
-    let stages = Stages {
-        widths: &[64, 128, 256, 512],
-        blocks,
-        kind: BlockKind::BiReal,
-        conv_init: init,
-        bn_gamma: 1e-8,
-    };
-    let downsample = |p: &str, cin, planes, stride| Shortcut::Projection {
-        conv: Conv::new(
-            ConvKind::Float,
-            format!("{p}.downsample.0"),
-            cin,
-            planes,
-            1,
-            stride,
-            init,
-        ),
-        bn: BatchNorm::new(format!("{p}.downsample.1"), planes, 1e-8),
-    };
-    Architecture {
-        name,
-        stem: Stem {
-            conv: Conv::new(ConvKind::Float, "conv1", 3, 64, 7, 2, init),
-            bn: BatchNorm::new("bn1", 64, 1e-8),
-            hardtanh: true,
-            pool: Some(Pool::Max {
-                kernel: 3,
-                stride: 2,
-                pad: 1,
-            }),
-        },
-        body: stages.units(64, downsample),
-        head: Head::PoolNormLinear {
-            pool: Pool::Average {
-                kernel: 7,
-                stride: 7,
-                pad: 0,
-            },
-            bn: BatchNorm::new("bn2", 512, 1.0),
-            linear: Linear {
-                name: "fc".into(),
-                fin: 512,
-                fout: 1000,
-                weight: Init::DefaultUniform,
-                bias: Init::DefaultUniform,
-            },
-        },
-        unused: vec![Layer::BatchNorm(BatchNorm::new("bn3", 1000, 1.0))],
-    }
-}
-
 #[test]
 fn the_imagenet_resnets_are_descriptions_too() {
     // torchvision's float ResNet-18 / -34 (the same convs, BatchNorms and fc) have 11,689,512
     // and 21,797,672 parameters; RBNN adds bn2 (BatchNorm1d(512): 1,024), alpha and theta per
     // output channel of each binary conv, and the unused bn3 (2,000, not trained).
-    for (name, blocks, torchvision, binary_channels) in [
+    for (kind, torchvision, binary_channels) in [
         (
-            "resnet18_1w1a_imagenet",
-            &[2, 2, 2, 2],
+            ModelKind::Resnet18Imagenet,
             11_689_512,
             2 * 64 * 2 + 2 * 128 * 2 + 2 * 256 * 2 + 2 * 512 * 2,
         ),
         (
-            "resnet34_1w1a_imagenet",
-            &[3, 4, 6, 3],
+            ModelKind::Resnet34Imagenet,
             21_797_672,
             3 * 64 * 2 + 4 * 128 * 2 + 6 * 256 * 2 + 3 * 512 * 2,
         ),
     ] {
-        let arch = imagenet_resnet(name, blocks);
+        let (arch, name) = (kind.describe(1000, 3), kind.name());
         let trace = arch.trace([3, 224, 224]).unwrap();
         assert_eq!(trace.convs[0].output, [64, 112, 112], "{name}: stem");
         assert_eq!(
@@ -279,17 +218,30 @@ fn unbuilt_pieces_are_named() {
         let params = Params::new(gpu, spec).unwrap();
         err_text(Network::new(gpu, &params, 2, Mode::Train, false, input))
     };
-    let mut arch = imagenet_resnet("resnet18_1w1a_imagenet", &[2, 2, 2, 2]);
-    let e = build(arch.clone(), [3, 224, 224]);
-    assert!(e.contains("no max pool 3x3/s2/p1"), "{e}");
-    arch.stem.pool = None;
+    // An average pool that leaves 1x1 but is not the whole map's mean (it pads).
+    let mut arch = ModelKind::Resnet18Imagenet.describe(10, 3);
     let Head::PoolNormLinear { pool, .. } = &mut arch.head else {
         panic!("a pooling head")
     };
-    *pool = Pool::GlobalAverage;
-    let e = build(arch, [3, 64, 64]);
+    *pool = Pool::Average {
+        kernel: 7,
+        stride: 7,
+        pad: 1,
+    };
+    let e = build(arch, [3, 224, 224]);
     assert!(
-        e.contains("full-precision conv outside the stem yet (layer2.0.downsample.0)"),
+        e.contains("no average pool 7x7/s7/p1 on a [512, 7, 7] map yet"),
+        "{e}"
+    );
+    // A full-precision conv in the body, outside a shortcut.
+    let mut arch = ModelKind::VggSmall.describe(10, 3);
+    let Unit::Plain { conv, .. } = &mut arch.body[0] else {
+        panic!("vgg_small's body is plain units")
+    };
+    conv.kind = ConvKind::Float;
+    let e = build(arch, [3, 32, 32]);
+    assert!(
+        e.contains("full-precision convs only in the stem and shortcuts (conv1)"),
         "{e}"
     );
 }

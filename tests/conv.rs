@@ -21,8 +21,8 @@ fn shape([n, ci, h, w, co, kh, kw, stride, pad]: [usize; 9]) -> ConvShape {
     }
 }
 
-/// Batch 1, stride 2 (odd sizes: phases of different sizes) and 3, pad 0/1/2, 1x1, 3x3, 5x5 and
-/// 2x3 kernels, channel counts that are not multiples of any tile, 3x3 inputs, shapes with several
+/// Batch 1, stride 2 (odd sizes: phases of different sizes) and 3, pad 0/1/2/3, 1x1, 3x3, 5x5,
+/// 7x7 and 2x3 kernels, channel counts that are not multiples of any tile, 3x3 inputs, shapes with several
 /// tiles along every GEMM dimension, and weight gradients split into several chunks.
 fn awkward_shapes() -> Vec<ConvShape> {
     vec![
@@ -44,6 +44,10 @@ fn awkward_shapes() -> Vec<ConvShape> {
         shape([1, 8, 8, 8, 9, 1, 1, 1, 0]),
         shape([2, 17, 9, 9, 33, 1, 1, 2, 0]),
         shape([1, 4, 5, 4, 3, 3, 3, 1, 2]),
+        // The ImageNet stem's 7x7, stride 2, padding 3, on odd sides (3 channels, 64 outputs
+        // there; 5 here); the ImageNet downsample's float 1x1 stride 2 at 64 -> 128 channels.
+        shape([2, 3, 13, 11, 5, 7, 7, 2, 3]),
+        shape([1, 64, 7, 7, 128, 1, 1, 2, 0]),
     ]
 }
 
@@ -279,6 +283,8 @@ fn cpu_backward_matches_finite_differences() {
         shape([1, 2, 4, 5, 2, 3, 3, 2, 1]),
         shape([2, 2, 3, 3, 3, 2, 3, 1, 0]),
         shape([1, 3, 5, 4, 2, 1, 1, 2, 0]),
+        // The ImageNet stem's 7x7/s2/p3 (padding wider than some outputs' windows reach).
+        shape([1, 2, 6, 5, 2, 7, 7, 2, 3]),
     ] {
         let x: Vec<f64> = (0..s.input_len()).map(|_| rng.range(-1.0, 1.0)).collect();
         let w: Vec<f64> = (0..s.weight_len()).map(|_| rng.range(-1.0, 1.0)).collect();

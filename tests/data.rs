@@ -716,6 +716,54 @@ fn batcher_is_deterministic_and_covers_each_sample_once() {
 }
 
 #[test]
+fn sharded_batchers_split_each_batch_into_its_parts_exactly() {
+    use rbnn::data::Shard;
+    // 3 ranks accumulating 2 micro-batches: each global batch of 12 in 6 parts; 41 images make
+    // 3 full batches and a last one of 5 (parts of 0 or 1 sample: the trainer drops such a
+    // batch, the batcher still splits it).
+    let ds = Arc::new(random_dataset(41, 3, 8, 8, 9));
+    let plan = BatchPlan::train(&ds, 12, 42);
+    let whole = collect(Batcher::new(ds.clone(), plan, 1..3).unwrap());
+    let ranks: Vec<Vec<rbnn::data::Batch>> = (0..3)
+        .map(|rank| {
+            let shard = Shard {
+                parts: 6,
+                first: rank * 2,
+                count: 2,
+            };
+            collect(Batcher::new(ds.clone(), BatchPlan { shard, ..plan }, 1..3).unwrap())
+        })
+        .collect();
+    for (i, batch) in whole.iter().enumerate() {
+        // Parts in order: rank 0's two, rank 1's two, rank 2's two.
+        let parts: Vec<&rbnn::data::Batch> = (0..6).map(|p| &ranks[p / 2][i * 2 + p % 2]).collect();
+        let indices: Vec<u32> = parts.iter().flat_map(|p| p.indices.clone()).collect();
+        let images: Vec<f32> = parts.iter().flat_map(|p| p.images.clone()).collect();
+        assert_eq!(
+            indices, batch.indices,
+            "batch {i}: the parts are the batch, in order"
+        );
+        assert_eq!(images, batch.images, "batch {i}: same crops and flips");
+        let sizes: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        let want = if batch.len() == 12 {
+            vec![2; 6]
+        } else {
+            vec![0, 1, 1, 1, 1, 1]
+        };
+        assert_eq!(sizes, want, "batch {i}");
+        assert!(parts
+            .iter()
+            .all(|p| p.epoch == batch.epoch && p.index == batch.index));
+    }
+    let bad = Shard {
+        parts: 2,
+        first: 1,
+        count: 2,
+    };
+    assert!(Batcher::new(ds.clone(), BatchPlan { shard: bad, ..plan }, 0..1).is_err());
+}
+
+#[test]
 fn batcher_drop_last_eval_order_and_recycling() {
     let ds = Arc::new(random_dataset(10, 1, 4, 4, 6));
     let plan = BatchPlan {

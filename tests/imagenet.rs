@@ -826,6 +826,29 @@ fn an_unreadable_file_is_replaced_deterministically_and_counted() {
 // ---------------------------------------------------------------------------------------------
 // Training on the software adapter.
 
+/// Trains `cfg` for its epoch into `out`; returns the metrics lines.
+fn train_one_epoch(
+    gpu: &rbnn::gpu::Gpu,
+    cfg: &rbnn::train::config::Config,
+    out: &Path,
+) -> Vec<rbnn::train::metrics::EpochMetrics> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let run = RunDir::open(out, Existing::Refuse).unwrap();
+    let summary = rbnn::train::trainer::train(gpu, cfg, &run, None, &stop, false).unwrap();
+    assert_eq!(summary.epochs_run, 1);
+    rbnn::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap()
+}
+
+/// `rbnn export` of `checkpoint` to `packed` (model and dataset from its config).
+fn export(gpu: &rbnn::gpu::Gpu, checkpoint: &Path, packed: &Path) {
+    let opts = rbnn::infer::export::ExportOptions {
+        model: None,
+        dataset: None,
+        data_path: None,
+    };
+    rbnn::infer::export::export_checkpoint(gpu, checkpoint, packed, &opts).unwrap();
+}
+
 #[test]
 fn trains_a_few_steps_on_a_streamed_folder() {
     let gpu = gpu_or_skip!();
@@ -846,11 +869,7 @@ fn trains_a_few_steps_on_a_streamed_folder() {
         data_threads: 2,
         ..Default::default()
     };
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let run = RunDir::open(&out, Existing::Refuse).unwrap();
-    let summary = rbnn::train::trainer::train(gpu, &cfg, &run, None, &stop, false).unwrap();
-    assert_eq!(summary.epochs_run, 1);
-    let m = rbnn::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    let m = train_one_epoch(gpu, &cfg, &out);
     assert_eq!(m.len(), 1);
     assert_eq!(
         (m[0].skipped_train_images, m[0].skipped_test_images),
@@ -858,9 +877,112 @@ fn trains_a_few_steps_on_a_streamed_folder() {
     );
     assert!(m[0].train_loss.is_finite() && m[0].test_loss.is_finite());
     // The checkpoint evaluates on the same folder.
-    let (_, totals) =
-        rbnn::train::trainer::eval_checkpoint(gpu, &out.join("last.safetensors"), None).unwrap();
+    let last = out.join("last.safetensors");
+    let (_, totals) = rbnn::train::trainer::eval_checkpoint(gpu, &last, None).unwrap();
     assert_eq!(totals.samples, 4);
+    // Its export scores the streamed validation folder as `rbnn eval` of a packed model does:
+    // the same classes (bit-exact logits on the software adapter), the loss summed on the host.
+    let packed = dir.path().join("packed.safetensors");
+    export(gpu, &last, &packed);
+    let data = dir.path().to_string_lossy().into_owned();
+    let (_, p) = rbnn::infer::eval::eval_packed(gpu, &packed, None, Some(&data), 4, None).unwrap();
+    assert_eq!(p.samples, 4);
+    if gpu.is_software() {
+        assert_eq!((p.top1, p.top5), (totals.top1, totals.top5));
+        assert!((p.loss_sum - totals.loss_sum).abs() <= 1e-5 * totals.loss_sum.abs().max(1.0));
+    }
+}
+
+/// The paper's resnet18_1w1a_imagenet on the streamed folder at 193x193 (the smallest input its
+/// 7x7 average pool takes): two steps of batch 2 (the epoch's rotation update first), the
+/// checkpoint evaluated and exported (the packed engine's parity is in tests/infer.rs, its
+/// scoring of a streamed folder in trains_a_few_steps_on_a_streamed_folder), and its tensors
+/// evaluated as a converted official checkpoint.
+#[test]
+fn resnet18_imagenet_trains_evaluates_and_exports() {
+    let gpu = gpu_or_skip!();
+    let dir = TempDir::new("train-r18");
+    small_imagenet(&dir);
+    let out = dir.path().join("run");
+    let cfg = rbnn::train::config::Config {
+        model: "resnet18_1w1a_imagenet".into(),
+        dataset: "imagenet:193".into(),
+        data_path: Some(dir.path().to_string_lossy().into_owned()),
+        epochs: 1,
+        batch_size: 2,
+        batch_size_test: 2,
+        max_train_images: Some(4),
+        max_test_images: Some(2),
+        lr: 0.01,
+        seed: 3,
+        data_threads: 2,
+        ..Default::default()
+    };
+    let m = train_one_epoch(gpu, &cfg, &out);
+    assert!(m[0].train_loss.is_finite() && m[0].test_loss.is_finite());
+    let last = out.join("last.safetensors");
+    let (_, float) = rbnn::train::trainer::eval_checkpoint(gpu, &last, None).unwrap();
+    assert_eq!(float.samples, 2);
+    // Export (the float stem and downsamples stay float) and score the packed model.
+    let packed = dir.path().join("r18.safetensors");
+    export(gpu, &last, &packed);
+    let model = rbnn::infer::PackedModel::load(&packed).unwrap();
+    assert_eq!(model.meta.input, [3, 193, 193]);
+    assert!(model.tensors.contains_key("layer2.0.downsample.0.weight"));
+    assert!(model.tensors.contains_key("layer1.0.conv1.sign"));
+    assert!(!model.tensors.contains_key("bn3.weight"));
+
+    // The same tensors as tools/convert_official.py writes an official checkpoint (official
+    // names, metadata format, model, dataset; no training config): `rbnn eval` with --model and
+    // --dataset scores it as the checkpoint.
+    use rbnn::train::checkpoint::{read_safetensors, save_atomic, Metadata};
+    let (state, _) = read_safetensors(&last).unwrap();
+    let converted = dir.path().join("converted.safetensors");
+    let metadata: Metadata = [
+        ("format", "rbnn-checkpoint"),
+        ("format_version", "1"),
+        ("model", "resnet18_1w1a_imagenet"),
+        ("dataset", "imagenet"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    save_atomic(&converted, &state, &metadata).unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let eval = std::process::Command::new(env!("CARGO_BIN_EXE_rbnn"))
+        .args([
+            "eval",
+            "--model",
+            "resnet18_1w1a_imagenet",
+            "--dataset",
+            "imagenet:193",
+        ])
+        .args([
+            "--max-test-images",
+            "2",
+            "--batch-size-test",
+            "2",
+            "--data-path",
+            &data,
+        ])
+        .arg("--checkpoint")
+        .arg(&converted)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        eval.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    // The same numbers as the checkpoint's own evaluation above.
+    let line = format!(
+        "(2 test images): loss {:.4}, top-1 {:.2}%, top-5 {:.2}%",
+        float.mean_loss(),
+        100.0 * float.top1_accuracy(),
+        100.0 * float.top5_accuracy()
+    );
+    assert!(text.contains(&line), "{text}\nexpected {line}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 //! The packed model and engine: export equals the training code's sign(w3) (checked against the
-//! f64 reference), the engine agrees with the float evaluation path on all four models, batches
+//! f64 reference), the engine agrees with the float evaluation path on every model, batches
 //! of any size give the same logits, and bad model files fail with errors naming the file.
 //!
 //! Parity criterion (the issue's): per image, the same top-1 class unless the float path's two
@@ -58,7 +58,13 @@ fn parity(kind: ModelKind, input: [usize; 3], batch: usize, seed: u64) {
     let m = meta(kind, input, classes);
     let net = Network::new(gpu, &params, batch, Mode::Eval, false, input).unwrap();
     let float = float_logits(gpu, &net, &x);
-    let packed = if matches!(kind, ModelKind::Resnet18 | ModelKind::VggSmall) {
+    let big = [
+        ModelKind::Resnet18,
+        ModelKind::VggSmall,
+        ModelKind::Resnet18Imagenet,
+        ModelKind::Resnet34Imagenet,
+    ];
+    let packed = if big.contains(&kind) {
         let layers: Vec<&BinaryConv2d> = net.binconvs.iter().collect();
         export_with_layers(gpu, &params, m, &layers).unwrap()
     } else {
@@ -134,6 +140,18 @@ fn parity_resnet18() {
 #[test]
 fn parity_vgg_small() {
     parity(ModelKind::VggSmall, [3, 32, 32], 1, 4);
+}
+
+/// The ImageNet ResNets at 193x193, the smallest input whose 7x7 map the head's AvgPool2d(7)
+/// takes: the 7x7/s2 stem, the 3x3/s2/p1 max pool and the float downsample shortcuts.
+#[test]
+fn parity_resnet18_imagenet() {
+    parity(ModelKind::Resnet18Imagenet, [3, 193, 193], 1, 5);
+}
+
+#[test]
+fn parity_resnet34_imagenet() {
+    parity(ModelKind::Resnet34Imagenet, [3, 193, 193], 1, 6);
 }
 
 /// The exported sign planes equal sign(w3) of the f64 reference (docs/numerics.md section 1,

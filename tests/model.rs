@@ -81,7 +81,8 @@ fn every_model_builds_for_training_and_evaluation() {
             let spec = ModelSpec::new(kind, classes, c);
             let params = Params::new(gpu, spec).unwrap();
             for mode in [Mode::Train, Mode::Eval] {
-                let net = Network::new(gpu, &params, 2, mode, false, [c, 32, 32])
+                let side = kind.native_input_side();
+                let net = Network::new(gpu, &params, 2, mode, false, [c, side, side])
                     .unwrap_or_else(|e| panic!("{} {mode:?}: {e:#}", kind.name()));
                 assert_eq!(net.logits.shape, vec![2, classes]);
             }

@@ -16,7 +16,13 @@ Usage:
     python3 tools/convert_official.py ckpt.pth.tar out.safetensors --model resnet18_1w1a \\
         --dataset cifar10
 
---model is needed only when the checkpoint does not name its model. A file saved by a recent
+--model is needed only when the checkpoint does not name its model. The official ImageNet code
+(imagenet/main.py) names its models resnet18_1w1a and resnet34_1w1a, like the CIFAR ones; rbnn
+calls them resnet18_1w1a_imagenet and resnet34_1w1a_imagenet. A state dict with the ImageNet
+ResNets' tensors (a 7x7 conv1, fc and the unused bn3) is recorded under rbnn's name (and dataset
+imagenet unless --dataset says otherwise); the tensor names inside are the official ones either
+way:
+    python3 tools/convert_official.py resnet18_imagenet.pth.tar r18.safetensors A file saved by a recent
 PyTorch is read with torch.load(weights_only=True), which runs no code from the file; older
 files may need --trust-pickle (full unpickling: only for files you trust).
 
@@ -33,6 +39,11 @@ import sys
 FORMAT = "rbnn-checkpoint"
 FORMAT_VERSION = "1"
 DATAPARALLEL_PREFIX = "module."
+# The official ImageNet models' names (imagenet/models_imagenet/resnet.py) and rbnn's.
+IMAGENET_MODELS = {
+    "resnet18_1w1a": "resnet18_1w1a_imagenet",
+    "resnet34_1w1a": "resnet34_1w1a_imagenet",
+}
 
 
 def fail(message):
@@ -76,6 +87,37 @@ def extract_state_dict(checkpoint):
     )
 
 
+def is_imagenet_state(tensors):
+    """Whether a state dict is an official ImageNet ResNet's: a 7x7 conv1, fc and the unused bn3
+    (the CIFAR resnet18_1w1a has a 3x3 conv1 and 'linear')."""
+    conv1 = tensors.get("conv1.weight")
+    return (
+        conv1 is not None
+        and conv1.ndim == 4
+        and tuple(conv1.shape[2:]) == (7, 7)
+        and "fc.weight" in tensors
+        and "bn3.weight" in tensors
+    )
+
+
+def rbnn_model_name(model, tensors):
+    """rbnn's name for the official `model` whose state dict is `tensors`."""
+    imagenet = is_imagenet_state(tensors)
+    if imagenet:
+        name = IMAGENET_MODELS.get(model, model)
+        if name not in IMAGENET_MODELS.values():
+            raise ValueError(
+                f"the state dict is an ImageNet ResNet's (7x7 conv1, fc, bn3), not {model!r}'s: "
+                "pass --model " + " or ".join(IMAGENET_MODELS.values())
+            )
+        return name
+    if model in IMAGENET_MODELS.values():
+        raise ValueError(
+            f"{model} is an ImageNet ResNet, but the state dict has no 7x7 conv1, fc and bn3"
+        )
+    return model
+
+
 def convert(checkpoint, model=None, dataset=None):
     """Returns (tensors: name -> numpy array, metadata: str -> str) for a loaded checkpoint."""
     state = extract_state_dict(checkpoint)
@@ -92,7 +134,10 @@ def convert(checkpoint, model=None, dataset=None):
     model = model or checkpoint.get("model")
     if not model:
         raise ValueError("the checkpoint does not name its model: pass --model, e.g. resnet20_1w1a")
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": str(model)}
+    model = rbnn_model_name(str(model), tensors)
+    if dataset is None and is_imagenet_state(tensors):
+        dataset = "imagenet"
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model}
     if dataset:
         metadata["dataset"] = dataset
     if "epoch" in checkpoint:
@@ -156,7 +201,8 @@ def main(argv=None):
         tensors, metadata = convert(checkpoint, args.model, args.dataset)
     except ValueError as e:
         fail(f"{args.checkpoint}: {e}")
-    if args.model and "model" in checkpoint and checkpoint["model"] != args.model:
+    named = checkpoint.get("model") if isinstance(checkpoint, dict) else None
+    if args.model and named and IMAGENET_MODELS.get(named, named) != metadata["model"]:
         print(
             f"convert_official: note: the checkpoint says model {checkpoint['model']!r}; "
             f"recording {args.model!r} as asked",

@@ -100,6 +100,46 @@ class ConvertLogic(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "dtype"):
             convert_official.convert({"state_dict": {"s": np.array(["x"])}}, model="m")
 
+    def imagenet_like(self, model="resnet18_1w1a"):
+        f = np.float32
+        return {
+            "epoch": 150,
+            "model": model,
+            "best_prec1": 59.9,
+            "state_dict": {
+                "module.conv1.weight": np.zeros((64, 3, 7, 7), dtype=f),
+                "module.layer2.0.downsample.0.weight": np.zeros((128, 64, 1, 1), dtype=f),
+                "module.fc.weight": np.zeros((1000, 512), dtype=f),
+                "module.bn3.weight": np.ones(1000, dtype=f),
+            },
+        }
+
+    def test_official_imagenet_names_become_rbnns(self):
+        for official, ours in [
+            ("resnet18_1w1a", "resnet18_1w1a_imagenet"),
+            ("resnet34_1w1a", "resnet34_1w1a_imagenet"),
+        ]:
+            tensors, meta = convert_official.convert(self.imagenet_like(official))
+            self.assertEqual(meta["model"], ours)
+            self.assertEqual(meta["dataset"], "imagenet")
+            # The tensor names stay the official ones.
+            self.assertIn("layer2.0.downsample.0.weight", tensors)
+            self.assertIn("bn3.weight", tensors)
+        # rbnn's own name is accepted as well; an explicit dataset is kept.
+        _, meta = convert_official.convert(
+            self.imagenet_like(), model="resnet34_1w1a_imagenet", dataset="imagenet:193"
+        )
+        self.assertEqual((meta["model"], meta["dataset"]), ("resnet34_1w1a_imagenet", "imagenet:193"))
+        # The CIFAR resnet18_1w1a keeps its name; mismatches are errors naming both sides.
+        _, meta = convert_official.convert(
+            {"linear.bias": np.zeros(10, dtype=np.float32)}, model="resnet18_1w1a"
+        )
+        self.assertEqual(meta["model"], "resnet18_1w1a")
+        with self.assertRaisesRegex(ValueError, "ImageNet ResNet's.*resnet20_1w1a"):
+            convert_official.convert(self.imagenet_like("resnet20_1w1a"))
+        with self.assertRaisesRegex(ValueError, "no 7x7 conv1"):
+            convert_official.convert(self.official_like(), model="resnet18_1w1a_imagenet")
+
     @unittest.skipIf(st_numpy is None, "safetensors is not installed")
     def test_save_writes_safetensors(self):
         tensors, meta = convert_official.convert(self.official_like())

@@ -44,6 +44,7 @@ impl Batcher {
         if plan.prefetch == 0 {
             bail!("prefetch must be positive");
         }
+        plan.shard.check()?;
         let n = source.len();
         let batches_per_epoch = plan.batches_per_epoch(n);
         if batches_per_epoch == 0 {
@@ -57,7 +58,8 @@ impl Batcher {
         let (batch_tx, batches) = sync_channel(plan.prefetch);
         // Room for every buffer in flight, so `recycle` never blocks.
         let (recycled, recycled_rx) = sync_channel::<Batch>(plan.prefetch + 2);
-        let remaining = batches_per_epoch * epochs.len();
+        // `shard.count` parts of every batch (one for the whole batch).
+        let remaining = batches_per_epoch * epochs.len() * plan.shard.count;
         let failure = Arc::new(Mutex::new(None));
         let producer_failure = failure.clone();
         let producer = std::thread::Builder::new()
@@ -68,11 +70,13 @@ impl Batcher {
                     for epoch in epochs {
                         let order = plan.epoch_order(ds.n, epoch);
                         for index in 0..batches_per_epoch {
-                            let mut batch = recycled_rx.try_recv().unwrap_or_default();
-                            plan.fill(&ds, &norm, &order, epoch, index, &mut batch);
-                            if batch_tx.send(batch).is_err() {
-                                // The Batcher was dropped: nobody wants the rest.
-                                return;
+                            for part in plan.shard.own() {
+                                let mut batch = recycled_rx.try_recv().unwrap_or_default();
+                                plan.fill(&ds, &norm, &order, epoch, index, part, &mut batch);
+                                if batch_tx.send(batch).is_err() {
+                                    // The Batcher was dropped: nobody wants the rest.
+                                    return;
+                                }
                             }
                         }
                     }
@@ -124,6 +128,7 @@ impl Batcher {
         }
     }
 
+    /// Whole batches per epoch (the iterator yields `shard.count` parts of each).
     pub fn batches_per_epoch(&self) -> usize {
         self.batches_per_epoch
     }

@@ -29,7 +29,7 @@ pub mod transform;
 pub use augment::{Augment, Crop, Normalizer};
 pub use batcher::Batcher;
 pub use facts::DatasetFacts;
-pub use plan::{Batch, BatchPlan};
+pub use plan::{Batch, BatchPlan, Shard};
 pub use source::Source;
 
 use anyhow::{bail, Context, Result};

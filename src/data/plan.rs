@@ -1,11 +1,14 @@
 //! What the batches of a split are: the order of each epoch, each sample's random draws, the
 //! batch layout (`BatchPlan`), and a batch (`Batch`). The batcher (src/data/batcher.rs) makes
-//! them in the background; src/data/stream.rs fills them from a streamed source.
+//! them in the background; src/data/stream.rs fills them from a streamed source. Data-parallel
+//! training (and gradient accumulation) takes each batch in contiguous parts (`Shard`).
 
 use super::augment::{write_sample, Augment, Crop, Normalizer};
 use super::source::Source;
 use super::Dataset;
 use crate::rng::Rng;
+use anyhow::{bail, Result};
+use std::ops::Range;
 
 /// How the batches of a split are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +28,63 @@ pub struct BatchPlan {
     /// Decoding threads of a streamed source (0: one per core); a dataset in memory is batched
     /// on one thread. The batches do not depend on it.
     pub threads: usize,
+    /// Which parts of each batch this consumer gets (`Shard::WHOLE`: the whole batch).
+    pub shard: Shard,
+}
+
+/// The parts of every batch one consumer gets. A batch of `len` samples is cut into `parts`
+/// contiguous parts, part i holding positions [i*len/parts, (i+1)*len/parts) (so sizes differ by
+/// at most one, and only in a last partial batch when `parts` divides the batch size), and the
+/// batcher yields parts `first..first + count` of each batch, in order. Rank r of N, accumulating
+/// A micro-batches per optimizer step, takes parts r*A..(r+1)*A of N*A: which samples a part
+/// holds depends only on (seed, epoch, sample, number of parts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub parts: usize,
+    pub first: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole batch as one part.
+    pub const WHOLE: Shard = Shard {
+        parts: 1,
+        first: 0,
+        count: 1,
+    };
+
+    /// Positions of part `part` (0..parts) within a batch of `len` samples.
+    pub fn part(&self, len: usize, part: usize) -> Range<usize> {
+        part * len / self.parts..(part + 1) * len / self.parts
+    }
+
+    /// This consumer's parts, in order.
+    pub fn own(&self) -> Range<usize> {
+        self.first..self.first + self.count
+    }
+
+    /// Sizes of this consumer's parts of a batch of `len` samples, in order.
+    pub fn own_sizes(&self, len: usize) -> Vec<usize> {
+        self.own().map(|p| self.part(len, p).len()).collect()
+    }
+
+    /// The smallest part of a batch of `len` samples, over all consumers (BatchNorm needs 2).
+    pub fn smallest_part(&self, len: usize) -> usize {
+        len / self.parts
+    }
+
+    /// Refuses parts that do not exist.
+    pub fn check(&self) -> Result<()> {
+        if self.parts == 0 || self.count == 0 || self.first + self.count > self.parts {
+            bail!(
+                "invalid batch shard: parts {}..{} of {}",
+                self.first,
+                self.first + self.count,
+                self.parts
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Batches made ahead by default: enough to hide a slow batch, little memory (4 CIFAR batches of
@@ -54,6 +114,7 @@ impl BatchPlan {
             seed,
             prefetch: DEFAULT_PREFETCH,
             threads: 0,
+            shard: Shard::WHOLE,
         }
     }
 
@@ -70,6 +131,7 @@ impl BatchPlan {
             seed,
             prefetch: DEFAULT_PREFETCH,
             threads: 0,
+            shard: Shard::WHOLE,
         }
     }
 
@@ -83,6 +145,7 @@ impl BatchPlan {
             seed: 0,
             prefetch: DEFAULT_PREFETCH,
             threads: 0,
+            shard: Shard::WHOLE,
         }
     }
 
@@ -122,19 +185,24 @@ impl BatchPlan {
         }
     }
 
-    /// Sets a batch's position, sample indices and labels (`label` of a sample index) for batch
-    /// `index` of epoch `epoch`, and sizes its images for `sample_len` floats per sample.
+    /// Sets a batch's position, sample indices and labels (`label` of a sample index) for part
+    /// `part` (see `Shard`) of batch `index` of epoch `epoch`, and sizes its images for
+    /// `sample_len` floats per sample.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start_batch(
         &self,
         order: &[u32],
         epoch: usize,
         index: usize,
+        part: usize,
         sample_len: usize,
         label: impl Fn(u32) -> u32,
         batch: &mut Batch,
     ) {
-        let start = index * self.batch_size;
-        let end = (start + self.batch_size).min(order.len());
+        let batch_start = index * self.batch_size;
+        let batch_end = (batch_start + self.batch_size).min(order.len());
+        let within = self.shard.part(batch_end - batch_start, part);
+        let (start, end) = (batch_start + within.start, batch_start + within.end);
         batch.epoch = epoch;
         batch.index = index;
         batch.skipped = 0;
@@ -145,8 +213,9 @@ impl BatchPlan {
         batch.images.resize((end - start) * sample_len, 0.0);
     }
 
-    /// Fills `batch` with batch `index` of epoch `epoch`, whose order is `order` (from
-    /// `epoch_order`); reuses the batch's buffers.
+    /// Fills `batch` with part `part` (see `Shard`) of batch `index` of epoch `epoch`, whose
+    /// order is `order` (from `epoch_order`); reuses the batch's buffers.
+    #[allow(clippy::too_many_arguments)]
     pub fn fill(
         &self,
         ds: &Dataset,
@@ -154,6 +223,7 @@ impl BatchPlan {
         order: &[u32],
         epoch: usize,
         index: usize,
+        part: usize,
         batch: &mut Batch,
     ) {
         let sample_len = ds.sample_len();
@@ -161,6 +231,7 @@ impl BatchPlan {
             order,
             epoch,
             index,
+            part,
             sample_len,
             |i| ds.labels[i as usize],
             batch,

@@ -176,16 +176,17 @@ fn coordinate(
     queues: &Queues,
 ) -> Result<()> {
     let plan = &jobs.plan;
-    let mut positions = jobs
-        .epochs
-        .clone()
-        .flat_map(|e| (0..jobs.batches_per_epoch).map(move |b| (e, b)));
+    let parts = plan.shard.own();
+    let mut positions = jobs.epochs.clone().flat_map(|e| {
+        let parts = parts.clone();
+        (0..jobs.batches_per_epoch).flat_map(move |b| parts.clone().map(move |p| (e, b, p)))
+    });
     let mut order: (usize, Vec<u32>) = (usize::MAX, Vec::new());
     let mut window: VecDeque<Pending> = VecDeque::new();
     let mut next_seq = 0u64;
     loop {
         while window.len() < in_flight {
-            let Some((epoch, index)) = positions.next() else {
+            let Some((epoch, index, part)) = positions.next() else {
                 break;
             };
             if order.0 != epoch {
@@ -196,6 +197,7 @@ fn coordinate(
                 &order.1,
                 epoch,
                 index,
+                part,
                 sample_len,
                 |i| images.label(i as usize),
                 &mut batch,

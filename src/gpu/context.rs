@@ -95,6 +95,32 @@ impl AdapterSummary {
     }
 }
 
+/// The environment variable that overrides `Gpu::kernel_variant`.
+pub const KERNEL_VARIANT_ENV: &str = "RBNN_KERNEL_VARIANT";
+
+/// How the per-channel and per-sample kernels (BatchNorm, channel dots) are formulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelVariant {
+    /// One element per invocation and 256-lane workgroup trees: many threads for a GPU.
+    Gpu,
+    /// Each invocation walks many elements, per-channel values load once per workgroup, no
+    /// integer division per element and no barrier in the first stage of a reduction
+    /// (shaders/common/channel_walk.wgsl): software adapters, where lanes are SIMD lanes,
+    /// divergent loads loop over them and barriers switch between subgroups.
+    Software,
+}
+
+impl KernelVariant {
+    /// "gpu" or "software".
+    pub fn parse(s: &str) -> Result<KernelVariant> {
+        match s {
+            "gpu" => Ok(KernelVariant::Gpu),
+            "software" => Ok(KernelVariant::Software),
+            _ => bail!("{KERNEL_VARIANT_ENV}={s:?}: expected \"gpu\" or \"software\""),
+        }
+    }
+}
+
 /// The device, its queue and the kernel cache. Created once per process (it is Send + Sync).
 pub struct Gpu {
     pub adapter: wgpu::Adapter,
@@ -105,10 +131,12 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// Cooperative-matrix configurations; empty unless the device has the feature enabled.
     pub cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
-    pub(super) kernels: Mutex<KernelCache>,
-    pub(super) layouts: Mutex<HashMap<LayoutKey, Arc<wgpu::BindGroupLayout>>>,
+    pub(super) kernels: Arc<Mutex<KernelCache>>,
+    pub(super) layouts: Arc<Mutex<HashMap<LayoutKey, Arc<wgpu::BindGroupLayout>>>>,
     /// Validation errors wgpu reports asynchronously (a misuse of the API, not of user input).
     pub(super) errors: Arc<Mutex<Vec<String>>>,
+    /// Set on a planner (gpu::plan): tensors are counted, not allocated.
+    pub(super) plan: Option<super::plan::Tally>,
 }
 
 /// Every adapter of the backends WGPU_BACKEND names (vulkan, metal, dx12, gl); without it, of
@@ -176,12 +204,19 @@ impl Gpu {
     /// `adapter_name` or WGPU_ADAPTER_NAME when given) and opens a device with the adapter's own
     /// limits. Without a usable adapter the error says what was found and how to get one.
     pub fn new(adapter_name: Option<&str>) -> Result<Gpu> {
+        Self::for_local_rank(adapter_name, 0)
+    }
+
+    /// `new` for the process of local rank `local_rank` of a data-parallel job
+    /// (`select::choose_for_rank`: the equally good usable adapters taken in turn).
+    pub fn for_local_rank(adapter_name: Option<&str>, local_rank: usize) -> Result<Gpu> {
         let mut adapters = enumerate();
         let facts: Vec<AdapterFacts> = adapters
             .iter()
             .map(|a| AdapterFacts::new(&a.get_info(), a.features()))
             .collect();
-        let chosen = select::choose(&facts, &request(adapter_name)).map_err(|m| anyhow!(m))?;
+        let chosen = select::choose_for_rank(&facts, &request(adapter_name), local_rank)
+            .map_err(|m| anyhow!(m))?;
         Self::from_adapter(adapters.swap_remove(chosen))
     }
 
@@ -224,9 +259,10 @@ impl Gpu {
             limits,
             features,
             cooperative_matrix,
-            kernels: Mutex::default(),
-            layouts: Mutex::default(),
+            kernels: Arc::default(),
+            layouts: Arc::default(),
             errors,
+            plan: None,
         })
     }
 
@@ -246,6 +282,18 @@ impl Gpu {
     /// True for lavapipe, llvmpipe, WARP and other adapters that run on the CPU.
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The formulation of the per-channel and per-sample kernels a network is built with:
+    /// `KernelVariant::Software` on software adapters, else `KernelVariant::Gpu`;
+    /// RBNN_KERNEL_VARIANT=gpu or =software in the environment overrides that (to compare them,
+    /// or to run the GPU formulation's kernels on lavapipe).
+    pub fn kernel_variant(&self) -> Result<KernelVariant> {
+        match std::env::var(KERNEL_VARIANT_ENV) {
+            Ok(v) => KernelVariant::parse(&v),
+            Err(_) if self.is_software() => Ok(KernelVariant::Software),
+            Err(_) => Ok(KernelVariant::Gpu),
+        }
     }
 
     /// Fails with wgpu's own message if it reported a validation error since the last check.

@@ -19,16 +19,17 @@
 mod context;
 pub mod environment;
 mod kernel;
+mod plan;
 pub mod select;
 mod tensor;
 mod timing;
 pub mod wgsl_include;
 
-pub use context::{AdapterSummary, Gpu};
+pub use context::{AdapterSummary, Gpu, KernelVariant, KERNEL_VARIANT_ENV};
 pub use kernel::{
     grid_1d, shader_source, shader_sources, validate_wgsl, Dispatch, Kernel, ShaderSource,
 };
-pub use tensor::Tensor;
+pub use tensor::{Readback, Tensor};
 pub use timing::{breakdown, format_breakdown, GpuTimer, KernelShare, TimedDispatches};
 
 /// Immediates are packed as little-endian 32-bit words; this builds them from mixed u32/f32.

@@ -76,6 +76,19 @@ pub struct Request {
 /// The index of the adapter to use: the best-ranked usable adapter whose name contains the
 /// filter (the first of equals, in the given order). The error is the whole message for the user.
 pub fn choose(adapters: &[AdapterFacts], request: &Request) -> Result<usize, String> {
+    choose_for_rank(adapters, request, 0)
+}
+
+/// The adapter of the process with local rank `local_rank` among a data-parallel job's
+/// processes on one machine: the usable adapters whose name contains the filter and that share
+/// the best rank and the backend of the first of them (all the discrete GPUs through Vulkan, say:
+/// never a software adapter beside them, nor one GPU twice through two backends), in the given
+/// order, taken in turn: number `local_rank` modulo their count. Rank 0 gets what `choose` gives.
+pub fn choose_for_rank(
+    adapters: &[AdapterFacts],
+    request: &Request,
+    local_rank: usize,
+) -> Result<usize, String> {
     let matching: Vec<usize> = (0..adapters.len())
         .filter(|&i| match &request.name {
             Some(f) => adapters[i].name.to_lowercase().contains(f.as_str()),
@@ -90,12 +103,26 @@ pub fn choose(adapters: &[AdapterFacts], request: &Request) -> Result<usize, Str
             names.join(", ")
         ));
     }
-    matching
+    let usable: Vec<usize> = matching
         .iter()
         .copied()
         .filter(|&i| unusable_reason(&adapters[i]).is_none())
-        .min_by_key(|&i| (rank(&adapters[i]), i))
-        .ok_or_else(|| no_usable_adapter(adapters, &matching, request))
+        .collect();
+    let best = usable
+        .iter()
+        .map(|&i| rank(&adapters[i]))
+        .min()
+        .ok_or_else(|| no_usable_adapter(adapters, &matching, request))?;
+    let equals: Vec<usize> = usable
+        .into_iter()
+        .filter(|&i| rank(&adapters[i]) == best)
+        .collect();
+    let backend = adapters[equals[0]].backend;
+    let equals: Vec<usize> = equals
+        .into_iter()
+        .filter(|&i| adapters[i].backend == backend)
+        .collect();
+    Ok(equals[local_rank % equals.len()])
 }
 
 /// The message when no adapter can run rbnn: what was found, why each cannot be used, and the

@@ -53,6 +53,9 @@ impl Gpu {
     /// A zero-filled tensor. Zero-sized tensors get one element so they can still be bound.
     pub fn tensor(&self, label: &str, shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
+        if let Some(plan) = &self.plan {
+            return plan.tensor(label, shape, (n.max(1) * 4) as u64);
+        }
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (n.max(1) * 4) as u64,
@@ -128,6 +131,9 @@ impl Gpu {
 
     /// Overwrites a tensor's contents (takes effect before the next submit).
     pub fn write<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) {
+        if self.plan.is_some() {
+            return; // a planner's tensors hold nothing
+        }
         assert_eq!(
             std::mem::size_of_val(data) as u64,
             t.bytes(),
@@ -140,6 +146,12 @@ impl Gpu {
 
     /// Blocking read of a whole tensor (staging buffer created here: never inside a step).
     pub fn read<T: bytemuck::Pod>(&self, t: &Tensor) -> Result<Vec<T>> {
+        if self.plan.is_some() {
+            bail!(
+                "reading {}: a memory planner's tensors hold nothing",
+                t.label
+            );
+        }
         let size = (t.len().max(1) * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -154,6 +166,19 @@ impl Gpu {
             });
         encoder.copy_buffer_to_buffer(&t.buffer, t.offset, &staging, 0, t.bytes().max(4).min(size));
         self.queue.submit([encoder.finish()]);
+        let mut out = Vec::new();
+        self.read_staging(&staging, t, &mut out)?;
+        Ok(out)
+    }
+
+    /// Waits for the submitted work, maps `staging` (which a submitted copy of `t` fills) and
+    /// copies `t.len()` elements into `out`, then unmaps it for the next copy.
+    fn read_staging<T: bytemuck::Pod>(
+        &self,
+        staging: &wgpu::Buffer,
+        t: &Tensor,
+        out: &mut Vec<T>,
+    ) -> Result<()> {
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -163,15 +188,16 @@ impl Gpu {
         rx.recv()
             .map_err(|_| anyhow!("reading {}: map callback lost", t.label))?
             .map_err(|e| anyhow!("reading {}: {e}", t.label))?;
-        let out = {
+        {
             let view = slice
                 .get_mapped_range()
                 .map_err(|e| anyhow!("reading {}: {e}", t.label))?;
-            bytemuck::cast_slice::<u8, T>(&view)[..t.len()].to_vec()
-        };
+            out.clear();
+            out.extend_from_slice(&bytemuck::cast_slice::<u8, T>(&view)[..t.len()]);
+        }
         // The view must be dropped before unmap.
         staging.unmap();
-        Ok(out)
+        Ok(())
     }
 
     pub fn read_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
@@ -198,5 +224,44 @@ impl Gpu {
             dst.offset,
             src.bytes(),
         );
+    }
+}
+
+/// Reads one f32 tensor back every step (the gradient arena of data-parallel training): the
+/// staging buffer is created once, the copy into it is recorded into the step's own encoder, and
+/// `read_into` waits for that submit and copies the values out.
+pub struct Readback {
+    tensor: Tensor,
+    staging: wgpu::Buffer,
+}
+
+impl Readback {
+    pub fn new(gpu: &Gpu, tensor: &Tensor) -> Readback {
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&format!("readback of {}", tensor.label)),
+            size: tensor.bytes().max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Readback {
+            tensor: tensor.clone(),
+            staging,
+        }
+    }
+
+    /// Records the copy of the tensor into the staging buffer (after the pass that writes it).
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.copy_buffer_to_buffer(
+            &self.tensor.buffer,
+            self.tensor.offset,
+            &self.staging,
+            0,
+            self.tensor.bytes(),
+        );
+    }
+
+    /// Waits for the submit that holds `record`, and copies the values into `out`.
+    pub fn read_into(&self, gpu: &Gpu, out: &mut Vec<f32>) -> Result<()> {
+        gpu.read_staging(&self.staging, &self.tensor, out)
     }
 }

@@ -1,11 +1,12 @@
 //! `rbnn bench infer`: images per second of the packed engine against the float evaluation path
 //! (model::network in Mode::Eval, what `rbnn eval` runs) at a few batch sizes, with the model
-//! sizes. Both run initialised weights on synthetic CIFAR-shaped input (3x32x32, 10 classes);
+//! sizes. Both run initialised weights on synthetic input shaped as the model's own dataset
+//! (CIFAR-10: 3x32x32, 10 classes; ImageNet: 3x224x224, 1000 classes);
 //! inputs are on the GPU already, and each timed run is one batch recorded, submitted and waited
 //! for (wall clock), so small batches include the submission overhead a caller sees.
 
 use super::engine::Engine;
-use super::export::{export_params, human, meta_for_dataset, ExportReport};
+use super::export::{export_params, human, ExportReport};
 use super::model::ModelMeta;
 use crate::gpu::{breakdown, Dispatch, Gpu, KernelShare};
 use crate::model::network::{Mode, Network};
@@ -63,17 +64,22 @@ pub fn infer(
     batches: &[usize],
     runs: usize,
 ) -> Result<Vec<InferBenchRow>> {
-    // Shaped and normalised as CIFAR-10 (data::facts), the data synthetic.
+    // Shaped and normalised as the model's own dataset (CIFAR-10 or ImageNet: data::facts), the
+    // data and class names synthetic.
+    let classes = kind.native_classes();
+    let facts = kind.native_dataset().facts();
     let meta = ModelMeta {
+        kind,
+        input: facts.input(),
+        content: facts.content,
+        mean: facts.mean.to_vec(),
+        std: facts.std.to_vec(),
+        classes: (0..classes).map(|i| format!("class {i}")).collect(),
         dataset: "synthetic".into(),
-        ..meta_for_dataset(
-            kind,
-            "cifar10",
-            None,
-            "rbnn bench infer (initialised weights)",
-        )?
+        source: "rbnn bench infer (initialised weights)".into(),
     };
-    let spec = ModelSpec::new(kind, 10, 3);
+    meta.check()?;
+    let spec = ModelSpec::new(kind, classes, 3);
     let mut rng = Rng::new(11);
     let values = spec.initialise(&mut rng);
     let params = Params::new(gpu, spec)?;
@@ -104,7 +110,7 @@ pub fn infer(
         })?;
         let dispatches: Vec<&Dispatch> = full.dispatches().iter().collect();
         let (breakdown, breakdown_method) = breakdown(gpu, &dispatches)?;
-        let net = Network::new(gpu, &params, batch, Mode::Eval, false, [3, 32, 32]);
+        let net = Network::new(gpu, &params, batch, Mode::Eval, false, facts.input());
         let (float, note) = match net {
             Ok(net) => {
                 gpu.write(&net.input, &rng.normal_vec(net.input.len(), 1.0));
@@ -172,7 +178,7 @@ pub fn format_footer(rows: &[InferBenchRow]) -> String {
     if let Some(r) = rows.first() {
         out += &format!(
             "adapter: {}; wall clock per batch (record, submit, wait), median of the timed runs \
-             after a warm-up; initialised weights, 3x32x32 inputs\n",
+             after a warm-up; initialised weights, inputs shaped as each model's dataset\n",
             r.adapter
         );
     }

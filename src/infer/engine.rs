@@ -4,18 +4,20 @@
 //! The graph of a plan walks the model's description (model::arch) as the training graph does
 //! (x = the activations entering a binary conv):
 //!   stem        conv::forward_with (float; tiles for its short reduction) -> batchnorm (in
-//!               place, with the stem's hardtanh)
+//!               place, with the stem's hardtanh) [-> the float path's max pool (ops::pool)]
 //!   binary conv mean_pack(x) -> binconv with the epilogue fused:
 //!               [hardtanh](BN(alpha * dot) [+ residual])
 //!   basic block a1 = ht(BN(bconv1(x))) (epilogue), out = ht(BN(bconv2(a1)) + shortcut(x)),
 //!               the option-A shortcut read inside the epilogue, a binary projection shortcut
-//!               (conv + BN) one more fused conv on x's packed bits.
+//!               (conv + BN) one more fused conv on x's packed bits, a full-precision one (the
+//!               ImageNet ResNets' downsample) conv::forward -> batchnorm (in place) on x.
 //!   Bi-Real block
 //!               out1 = ht(BN(bconv1(x)) + shortcut(x)), out = ht(BN(bconv2(out1)) + out1).
 //!   plain unit  with a max pool between the conv and its BN (vgg_small's convs 1, 3, 5) the
 //!               conv writes alpha * dot and maxpool_batchnorm applies the pool, BN and
 //!               hardtanh; without, the BN and hardtanh are the conv's epilogue.
-//!   head        pool + norm + linear: avgpool_batchnorm (global average pool + BN1d) ->
+//!   head        pool + norm + linear: avgpool_batchnorm (global average pool, or an average
+//!               pool whose window is the whole map, + BN1d) ->
 //!               ops::linear; flatten + linear: ops::linear on the flattened features.
 //! Activations live in a few reused buffers ("slots", each sized for the largest activation of
 //! the batch) and one buffer of packed bits, so memory does not grow with depth.
@@ -34,8 +36,10 @@ use crate::model::arch::{
     Architecture, BatchNorm, Block, BlockKind, Conv, Head, Layer, Pool, Shortcut, Stem, Unit,
     MAX_POOL_2X2,
 };
+use crate::model::network::is_whole_map_average;
 use crate::ops::conv::{self, ConvShape, Tiles};
 use crate::ops::linear;
+use crate::ops::pool::{self, MaxPool};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 
@@ -45,9 +49,10 @@ const CONV_ROWS_PER_WORKGROUP: usize = 64;
 /// Plans kept for reuse (the chunk size of a large request and its remainder).
 const CACHED_PLANS: usize = 2;
 
-/// Tiles of the float stem conv, whose reduction is only Ci*9 = 9 or 27 long: staging 4 input
-/// channels at a time instead of conv::Tiles::for_columns' 16 makes it 2.7x (16 output channels)
-/// to 4x (64) faster on lavapipe. The sums stay the float path's bit for bit: every output
+/// Tiles of the float stem conv, whose reduction is short (Ci*9 = 9 or 27 for the CIFAR stems,
+/// 147 for the ImageNet 7x7): staging 4 input channels at a time instead of
+/// conv::Tiles::for_columns' 16 makes the CIFAR stems 2.7x (16 output channels) to 4x (64)
+/// faster on lavapipe. The sums stay the float path's bit for bit: every output
 /// accumulates its taps and channels in the same order with one fma each, whatever the tiles
 /// (a staged zero adds exactly 0).
 fn stem_tiles(co: usize) -> Tiles {
@@ -441,19 +446,8 @@ impl Builder<'_> {
                 conv.name
             );
         }
-        let [n, ci, h, w] = x.dims();
-        let s = ConvShape {
-            n,
-            ci,
-            h,
-            w,
-            co: conv.co,
-            kh: conv.k,
-            kw: conv.k,
-            stride: conv.stride,
-            pad: conv.pad,
-        };
-        let out = self.act(&[n, conv.co, s.oh(), s.ow()], busy)?;
+        let s = shape_of(x, conv);
+        let out = self.act(&[s.n, conv.co, s.oh(), s.ow()], busy)?;
         let e = self.engine;
         let batchnorm = match bn {
             Some(bn) => Some(e.weight(&format!("{}.bn", bn.name))?),
@@ -478,31 +472,18 @@ impl Builder<'_> {
         Ok(out)
     }
 
-    /// The stem: float conv and BatchNorm (in place, with the stem's hardtanh).
+    /// The stem: float conv and BatchNorm (in place, with the stem's hardtanh), then its pool:
+    /// the float path's max pool kernel (ops::pool), exact either way.
     fn stem(&mut self, input: &Tensor, stem: &Stem) -> Result<Act> {
-        if let Some(pool) = stem.pool {
-            bail!("the packed engine has no {pool} yet (the stem's)");
-        }
         let e = self.engine;
         let weight = e.weight(&format!("{}.weight", stem.conv.name))?;
-        let [n, ci, h, w] = [
+        let s = stem.conv.shape([
             input.shape[0],
             input.shape[1],
             input.shape[2],
             input.shape[3],
-        ];
-        let s = ConvShape {
-            n,
-            ci,
-            h,
-            w,
-            co: stem.conv.co,
-            kh: stem.conv.k,
-            kw: stem.conv.k,
-            stride: stem.conv.stride,
-            pad: stem.conv.pad,
-        };
-        let out = self.act(&[n, s.co, s.oh(), s.ow()], &[])?;
+        ]);
+        let out = self.act(&[s.n, s.co, s.oh(), s.ow()], &[])?;
         self.dispatches.push(conv::forward_with(
             self.gpu,
             &s,
@@ -517,11 +498,51 @@ impl Builder<'_> {
             e.weight(&format!("{}.bn", stem.bn.name))?,
             stem.hardtanh,
         )?);
+        match stem.pool {
+            None => Ok(out),
+            Some(Pool::Max {
+                kernel,
+                stride,
+                pad,
+            }) => {
+                let m = MaxPool {
+                    kernel,
+                    stride,
+                    pad,
+                };
+                let pooled = self.act(&m.output_shape(&out.t)?, &[out.slot])?;
+                self.dispatches
+                    .push(pool::max_forward(self.gpu, m, &out.t, &pooled.t)?);
+                Ok(pooled)
+            }
+            Some(other) => bail!("the packed engine has no {other} yet (the stem's)"),
+        }
+    }
+
+    /// A full-precision conv and its BatchNorm (the ImageNet ResNets' downsample): the float
+    /// path's conv kernel (conv::forward) and the BatchNorm in place, as the stem's.
+    fn float_conv(&mut self, x: &Act, conv: &Conv, bn: &BatchNorm, busy: &[usize]) -> Result<Act> {
+        let e = self.engine;
+        let s = shape_of(x, conv);
+        let out = self.act(&[s.n, s.co, s.oh(), s.ow()], busy)?;
+        self.dispatches.push(conv::forward(
+            self.gpu,
+            &s,
+            &x.t,
+            e.weight(&format!("{}.weight", conv.name))?,
+            &out.t,
+        )?);
+        self.dispatches.push(kernels::batchnorm(
+            self.gpu,
+            &out.t,
+            e.weight(&format!("{}.bn", bn.name))?,
+            false,
+        )?);
         Ok(out)
     }
 
-    /// A projection shortcut's conv + BN as one fused conv on x's packed bits (None for the
-    /// shortcuts without tensors).
+    /// A projection shortcut's conv + BN: a binary one as one fused conv on x's packed bits, a
+    /// full-precision one on x itself (None for the shortcuts without tensors).
     fn projection(
         &mut self,
         x: &Act,
@@ -530,6 +551,9 @@ impl Builder<'_> {
         busy: &[usize],
     ) -> Result<Option<Act>> {
         match shortcut {
+            Shortcut::Projection { conv, bn } if !conv.is_binary() => {
+                Ok(Some(self.float_conv(x, conv, bn, busy)?))
+            }
             Shortcut::Projection { conv, bn } => {
                 let p = self.conv(x, bits, conv, Some(bn), Residual::None, false, busy)?;
                 Ok(Some(p))
@@ -606,11 +630,9 @@ impl Builder<'_> {
     fn head(&mut self, x: &Act, head: &Head, logits: &Tensor) -> Result<()> {
         let e = self.engine;
         let (features, linear) = match head {
-            Head::PoolNormLinear {
-                pool: Pool::GlobalAverage,
-                bn,
-                linear,
-            } => {
+            Head::PoolNormLinear { pool, bn, linear }
+                if *pool == Pool::GlobalAverage || is_whole_map_average(*pool, &x.t.shape) =>
+            {
                 let [n, c, _, _] = x.dims();
                 let pooled = self.act(&[n, c], &[x.slot])?;
                 self.dispatches.push(kernels::avgpool_batchnorm(
@@ -654,6 +676,11 @@ impl Builder<'_> {
         }
         self.head(&x, &arch.head, logits)
     }
+}
+
+/// The shape of `conv` applied to `x`.
+fn shape_of(x: &Act, conv: &Conv) -> ConvShape {
+    conv.shape(x.dims())
 }
 
 /// What a block's first residual sum adds: the projection's output, x read as option A, or x.

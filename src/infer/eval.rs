@@ -8,10 +8,9 @@ use crate::data::{BatchPlan, Batcher, Split};
 use crate::gpu::Gpu;
 use crate::ops::loss::{cpu, LossTotals};
 use crate::train::config::Config;
-use crate::train::trainer::load_split;
+use crate::train::trainer::load_source;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
-use std::sync::Arc;
 
 /// Scores the packed model at `path` on the test split of `dataset` (default: the dataset it
 /// was exported from; its first `max_images` when given) in batches of `batch_size`. Returns the
@@ -43,18 +42,17 @@ pub fn eval_packed(
             path.display()
         );
     }
-    let test = Arc::new(load_split(&cfg, Split::Test)?);
+    // Streamed (ImageNet) or in memory, as `rbnn eval` of a checkpoint reads it.
+    let test = load_source(&cfg, Split::Test)?;
     let [c, h, w] = meta.input;
-    if [test.c, test.h, test.w] != meta.input || test.classes.len() != meta.classes.len() {
+    let [tc, th, tw] = test.image_shape();
+    if [tc, th, tw] != meta.input || test.classes().len() != meta.classes.len() {
         bail!(
-            "{} takes {c}x{h}x{w} images in {} classes; {} has {}x{}x{} images in {} classes",
+            "{} takes {c}x{h}x{w} images in {} classes; {} has {tc}x{th}x{tw} images in {} classes",
             path.display(),
             meta.classes.len(),
-            test.name,
-            test.c,
-            test.h,
-            test.w,
-            test.classes.len()
+            test.name(),
+            test.classes().len()
         );
     }
     let mut engine = Engine::new(gpu, &packed)?;
@@ -65,12 +63,16 @@ pub fn eval_packed(
         top5: 0,
         samples: 0,
     };
-    let batcher = Batcher::new(test.clone(), BatchPlan::eval(batch_size.min(test.n)), 0..1)?;
+    let batcher = Batcher::new(
+        test.clone(),
+        BatchPlan::eval(batch_size.min(test.len())),
+        0..1,
+    )?;
     for batch in batcher {
         let n = batch.len();
         let logits = engine
             .run(gpu, &batch.images, [n, c, h, w])
-            .with_context(|| format!("running {} on {}", path.display(), test.name))?;
+            .with_context(|| format!("running {} on {}", path.display(), test.name()))?;
         let logits: Vec<f64> = logits.iter().map(|&x| x as f64).collect();
         let scored = cpu::cross_entropy(&logits, &batch.labels, n, k);
         totals.loss_sum += scored.per_sample_loss.iter().sum::<f64>();

@@ -7,12 +7,14 @@
 //! dispatch that sums them runs after both (see `Builder::fork`).
 
 use super::arch::{
-    BatchNorm, Block, BlockKind, Conv, Head, Linear, Pool, Shortcut, Stem, Unit, MAX_POOL_2X2,
+    BatchNorm, Block, BlockKind, Conv, ConvKind, Head, Linear, Pool, Shortcut, Stem, Unit,
+    MAX_POOL_2X2,
 };
 use super::params::Params;
 use super::zoo::ModelKind;
-use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
+use crate::gpu::{Dispatch, Gpu, Imm, KernelVariant, Tensor};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
+use crate::ops::pool::MaxPool;
 use crate::ops::{batchnorm, elementwise, linear, loss, pool, shortcut};
 use crate::rbnn::layer::{BinaryConv2d, BinaryConvTensors};
 use anyhow::{bail, Context, Result};
@@ -74,6 +76,8 @@ struct Builder<'a> {
     params: &'a Params,
     mode: Mode,
     a32: bool,
+    /// The formulation of the BatchNorm and channel-dot kernels (`Gpu::kernel_variant`).
+    variant: KernelVariant,
     forward: Vec<Op>,
     /// Backward segments in forward order; executed last to first.
     backward: Vec<Vec<Op>>,
@@ -82,20 +86,38 @@ struct Builder<'a> {
     count: usize,
 }
 
+/// A BatchNorm layer's tensors (see `batchnorm::BatchNorm`), owned by the builder.
+struct BnTensors {
+    /// The software variant's (`batchnorm::BatchNorm::dot_partials`).
+    dot_partials: Option<Tensor>,
+    gamma: Tensor,
+    beta: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    partials: Tensor,
+}
+
+impl BnTensors {
+    fn bn(&self) -> batchnorm::BatchNorm<'_> {
+        batchnorm::BatchNorm {
+            gamma: &self.gamma,
+            beta: &self.beta,
+            running_mean: &self.running_mean,
+            running_var: &self.running_var,
+            mean: &self.mean,
+            rstd: &self.rstd,
+            partials: &self.partials,
+            dot_partials: self.dot_partials.as_ref(),
+        }
+    }
+}
+
 /// The shape of `conv` applied to `x`.
 fn conv_shape(x: &Act, conv: &Conv) -> ConvShape {
     let (n, ci, h, w) = dims4(&x.y);
-    ConvShape {
-        n,
-        ci,
-        h,
-        w,
-        co: conv.co,
-        kh: conv.k,
-        kw: conv.k,
-        stride: conv.stride,
-        pad: conv.pad,
-    }
+    conv.shape([n, ci, h, w])
 }
 
 fn dims4(t: &Tensor) -> (usize, usize, usize, usize) {
@@ -157,9 +179,9 @@ impl<'a> Builder<'a> {
         Ok((a, b))
     }
 
-    /// The stem's float conv on the input images: its weight gradient only (the data needs
-    /// none).
-    fn stem_conv(&mut self, x: &Act, conv: &Conv) -> Result<Act> {
+    /// A full-precision conv: its weight gradient and, with `data_grad`, the gradient of its
+    /// input (overwriting x.dy). The stem's conv takes the data, which needs none.
+    fn float_conv(&mut self, x: &Act, conv: &Conv, data_grad: bool) -> Result<Act> {
         let name = &conv.name;
         let s = conv_shape(x, conv);
         let weight = self.params.get(&format!("{name}.weight"))?.clone();
@@ -169,9 +191,14 @@ impl<'a> Builder<'a> {
         )?));
         if self.train() {
             let dw = self.params.grad(&format!("{name}.weight"))?.clone();
-            let ops = vec![Op::ConvWeight(conv::backward_weight(
+            let mut ops = vec![Op::ConvWeight(conv::backward_weight(
                 self.gpu, &s, &x.y, &out.dy, &dw,
             )?)];
+            if data_grad {
+                ops.push(Op::Dispatch(conv::backward_data(
+                    self.gpu, &s, &out.dy, &weight, &x.dy,
+                )?));
+            }
             self.push_backward(ops);
         }
         Ok(out)
@@ -180,7 +207,7 @@ impl<'a> Builder<'a> {
     fn binconv(&mut self, x: &Act, conv: &Conv) -> Result<Act> {
         if !conv.is_binary() {
             bail!(
-                "the training graph has no full-precision conv outside the stem yet ({})",
+                "the training graph has full-precision convs only in the stem and shortcuts ({})",
                 conv.name
             );
         }
@@ -221,9 +248,42 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
+    /// A BatchNorm layer's parameters (views into the arenas) and its own saved statistics and
+    /// workspace, for input `x`.
+    /// In training with the software variant, the BatchNorm's backward also writes the partials
+    /// of sum dx * x per channel; when x is a binary conv's output, that conv takes its alpha
+    /// gradient from them (`BinaryConv2d::take_alpha_partials`).
+    fn bn_tensors(&mut self, x: &Act, name: &str) -> Result<BnTensors> {
+        let d = batchnorm::BnDims::of(&x.y.shape)?;
+        let dot_partials = if self.train() && self.variant == KernelVariant::Software {
+            let t = self.tensor("bn.dot_partials", &[d.dot_partials_len()])?;
+            let producer = self
+                .binconvs
+                .iter()
+                .position(|l| l.tensors.y.label == x.y.label);
+            if let Some(i) = producer {
+                self.binconvs[i]
+                    .take_alpha_partials(self.gpu, &t)
+                    .with_context(|| format!("the alpha gradient of {}", self.binconv_names[i]))?;
+            }
+            Some(t)
+        } else {
+            None
+        };
+        Ok(BnTensors {
+            dot_partials,
+            mean: self.tensor("bn.mean", &[d.c])?,
+            rstd: self.tensor("bn.rstd", &[d.c])?,
+            partials: self.tensor("bn.partials", &[d.partials_len(self.variant)])?,
+            gamma: self.params.get(&format!("{name}.weight"))?.clone(),
+            beta: self.params.get(&format!("{name}.bias"))?.clone(),
+            running_mean: self.params.get(&format!("{name}.running_mean"))?.clone(),
+            running_var: self.params.get(&format!("{name}.running_var"))?.clone(),
+        })
+    }
+
     /// BatchNorm2d or 1d (by the rank of x). `dy` reuses a gradient tensor for the output.
     fn bn(&mut self, x: &Act, name: &str, dy: Option<Tensor>) -> Result<Act> {
-        let d = batchnorm::BnDims::of(&x.y.shape)?;
         let shape = x.y.shape.clone();
         let out = Act {
             y: self.tensor(name, &shape)?,
@@ -232,38 +292,98 @@ impl<'a> Builder<'a> {
                 None => self.grad(&shape)?,
             },
         };
-        let mean = self.tensor("bn.mean", &[d.c])?;
-        let rstd = self.tensor("bn.rstd", &[d.c])?;
-        let partials = self.tensor("bn.partials", &[d.partials_len()])?;
-        let gamma = self.params.get(&format!("{name}.weight"))?.clone();
-        let beta = self.params.get(&format!("{name}.bias"))?.clone();
-        let running_mean = self.params.get(&format!("{name}.running_mean"))?.clone();
-        let running_var = self.params.get(&format!("{name}.running_var"))?.clone();
-        let bn = batchnorm::BatchNorm {
-            gamma: &gamma,
-            beta: &beta,
-            running_mean: &running_mean,
-            running_var: &running_var,
-            mean: &mean,
-            rstd: &rstd,
-            partials: &partials,
-        };
+        let t = self.bn_tensors(x, name)?;
+        let bn = t.bn();
         if self.train() {
-            for d in batchnorm::forward_train(self.gpu, &bn, &x.y, &out.y, true)? {
+            for d in batchnorm::forward_train(self.gpu, self.variant, &bn, &x.y, &out.y, true)? {
                 self.forward.push(Op::Dispatch(d));
             }
             let dgamma = self.params.grad(&format!("{name}.weight"))?;
             let dbeta = self.params.grad(&format!("{name}.bias"))?;
-            let ops = batchnorm::backward(self.gpu, &bn, &x.y, &out.dy, &x.dy, dgamma, dbeta)?
-                .into_iter()
-                .map(Op::Dispatch)
-                .collect();
+            let ops = batchnorm::backward(
+                self.gpu,
+                self.variant,
+                &bn,
+                &x.y,
+                &out.dy,
+                &x.dy,
+                dgamma,
+                dbeta,
+            )?
+            .into_iter()
+            .map(Op::Dispatch)
+            .collect();
             self.push_backward(ops);
         } else {
             self.forward.push(Op::Dispatch(batchnorm::forward_eval(
                 self.gpu, &bn, &x.y, &out.y,
             )?));
         }
+        Ok(out)
+    }
+
+    /// Whether BatchNorm -> [+ residual] -> hardtanh runs fused (software adapters, training).
+    fn fuse_bn_hardtanh(&self) -> bool {
+        self.train() && self.variant == KernelVariant::Software
+    }
+
+    /// hardtanh(BN(x)): fused where `fuse_bn_hardtanh`, else the two ops.
+    fn bn_hardtanh(&mut self, x: &Act, name: &str) -> Result<Act> {
+        if self.fuse_bn_hardtanh() {
+            self.fused_bn_hardtanh(x, name, None)
+        } else {
+            let z = self.bn(x, name, None)?;
+            self.hardtanh(&z)
+        }
+    }
+
+    /// hardtanh(BN(x) + residual), where `residual`'s gradient tensor is `du`: fused where
+    /// `fuse_bn_hardtanh` (then `residual` must already be built: the fused kernel reads it),
+    /// else BN, add and hardtanh. `residual` is built by `make_residual` after the BN in the
+    /// unfused order and before the fused op.
+    fn bn_add_hardtanh(
+        &mut self,
+        x: &Act,
+        name: &str,
+        du: &Tensor,
+        make_residual: impl FnOnce(&mut Self) -> Result<Act>,
+    ) -> Result<Act> {
+        if self.fuse_bn_hardtanh() {
+            let residual = make_residual(self)?;
+            self.fused_bn_hardtanh(x, name, Some((&residual, du)))
+        } else {
+            let z = self.bn(x, name, Some(du.clone()))?;
+            let residual = make_residual(self)?;
+            let u = self.add(&z, &residual, du)?;
+            self.hardtanh(&u)
+        }
+    }
+
+    /// batchnorm::forward_train_hardtanh and its backward; with a residual, the backward also
+    /// writes the residual's gradient `du`.
+    fn fused_bn_hardtanh(
+        &mut self,
+        x: &Act,
+        name: &str,
+        residual: Option<(&Act, &Tensor)>,
+    ) -> Result<Act> {
+        let out = self.act("hardtanh", &x.y.shape.clone())?;
+        let t = self.bn_tensors(x, name)?;
+        let bn = t.bn();
+        let res = residual.map(|(r, _)| &r.y);
+        for d in batchnorm::forward_train_hardtanh(self.gpu, &bn, &x.y, res, &out.y, true)? {
+            self.forward.push(Op::Dispatch(d));
+        }
+        let dgamma = self.params.grad(&format!("{name}.weight"))?;
+        let dbeta = self.params.grad(&format!("{name}.bias"))?;
+        let res_grad = residual.map(|(r, du)| (&r.y, du));
+        let ops = batchnorm::backward_hardtanh(
+            self.gpu, &bn, &x.y, res_grad, &out.dy, &x.dy, dgamma, dbeta,
+        )?
+        .into_iter()
+        .map(Op::Dispatch)
+        .collect();
+        self.push_backward(ops);
         Ok(out)
     }
 
@@ -305,13 +425,41 @@ impl<'a> Builder<'a> {
         Ok(Act { y, dy })
     }
 
-    /// The pools the ops have kernels for: 2x2/s2 max and the global average.
+    /// The pools the ops have kernels for: 2x2/s2 max, any k x k max, the global average, and an
+    /// average pool whose window is the whole map (the ImageNet ResNets' 7x7 on their 7x7 map).
     fn pool(&mut self, x: &Act, pool: Pool) -> Result<Act> {
         match pool {
             MAX_POOL_2X2 => self.maxpool(x),
+            Pool::Max {
+                kernel,
+                stride,
+                pad,
+            } => self.maxpool_window(
+                x,
+                MaxPool {
+                    kernel,
+                    stride,
+                    pad,
+                },
+            ),
             Pool::GlobalAverage => self.global_avg(x),
-            other => bail!("the training graph has no {other} yet"),
+            average if is_whole_map_average(average, &x.y.shape) => self.global_avg(x),
+            other => bail!(
+                "the training graph has no {other} on a {:?} map yet",
+                &x.y.shape[1..]
+            ),
         }
+    }
+
+    fn maxpool_window(&mut self, x: &Act, m: MaxPool) -> Result<Act> {
+        let out = self.act("maxpool", &m.output_shape(&x.y)?)?;
+        self.forward
+            .push(Op::Dispatch(pool::max_forward(self.gpu, m, &x.y, &out.y)?));
+        if self.train() {
+            let d = pool::max_backward(self.gpu, m, &x.y, &out.dy, &x.dy)?;
+            self.push_backward(vec![Op::Dispatch(d)]);
+        }
+        Ok(out)
     }
 
     fn maxpool(&mut self, x: &Act) -> Result<Act> {
@@ -361,11 +509,12 @@ impl<'a> Builder<'a> {
 
     /// The stem: float conv -> BatchNorm -> [hardtanh] -> [pool].
     fn stem(&mut self, x: &Act, stem: &Stem) -> Result<Act> {
-        let c = self.stem_conv(x, &stem.conv)?;
-        let mut out = self.bn(&c, &stem.bn.name, None)?;
-        if stem.hardtanh {
-            out = self.hardtanh(&out)?;
-        }
+        let c = self.float_conv(x, &stem.conv, false)?;
+        let out = if stem.hardtanh {
+            self.bn_hardtanh(&c, &stem.bn.name)?
+        } else {
+            self.bn(&c, &stem.bn.name, None)?
+        };
         match stem.pool {
             Some(pool) => self.pool(&out, pool),
             None => Ok(out),
@@ -377,13 +526,11 @@ impl<'a> Builder<'a> {
         let (du, identity) = self.block_grad(x, b)?;
         let (main_in, short_in) = self.fork(x, identity.then(|| du.clone()))?;
         let y1 = self.binconv(&main_in, &b.conv1)?;
-        let z1 = self.bn(&y1, &b.bn1.name, None)?;
-        let a1 = self.hardtanh(&z1)?;
+        let a1 = self.bn_hardtanh(&y1, &b.bn1.name)?;
         let y2 = self.binconv(&a1, &b.conv2)?;
-        let z2 = self.bn(&y2, &b.bn2.name, Some(du.clone()))?;
-        let s = self.shortcut(&short_in, b, du.clone())?;
-        let u = self.add(&z2, &s, &du)?;
-        self.hardtanh(&u)
+        self.bn_add_hardtanh(&y2, &b.bn2.name, &du.clone(), |me| {
+            me.shortcut(&short_in, b, du)
+        })
     }
 
     /// The gradient tensor of a block's first residual sum (shaped like conv1's output), and
@@ -399,16 +546,13 @@ impl<'a> Builder<'a> {
         let (du1, identity) = self.block_grad(x, b)?;
         let (main_in, short_in) = self.fork(x, identity.then(|| du1.clone()))?;
         let y1 = self.binconv(&main_in, &b.conv1)?;
-        let z1 = self.bn(&y1, &b.bn1.name, Some(du1.clone()))?;
-        let s = self.shortcut(&short_in, b, du1.clone())?;
-        let u1 = self.add(&z1, &s, &du1)?;
-        let out1 = self.hardtanh(&u1)?;
+        let out1 = self.bn_add_hardtanh(&y1, &b.bn1.name, &du1.clone(), |me| {
+            me.shortcut(&short_in, b, du1)
+        })?;
         let du2 = self.grad(&out1.y.shape.clone())?;
         let (main2, skip2) = self.fork(&out1, Some(du2.clone()))?;
         let y2 = self.binconv(&main2, &b.conv2)?;
-        let z2 = self.bn(&y2, &b.bn2.name, Some(du2.clone()))?;
-        let u2 = self.add(&z2, &skip2, &du2)?;
-        self.hardtanh(&u2)
+        self.bn_add_hardtanh(&y2, &b.bn2.name, &du2, |_| Ok(skip2))
     }
 
     /// The block's shortcut, writing its output gradient `dy` back into x.dy. For the identity,
@@ -418,7 +562,12 @@ impl<'a> Builder<'a> {
             Shortcut::Identity => Ok(Act { y: x.y.clone(), dy }),
             Shortcut::OptionA => self.shortcut_a(x, b.conv1.co, dy),
             Shortcut::Projection { conv, bn } => {
-                let c = self.binconv(x, conv)?;
+                // Binary (resnet18_1w1a's shortcut.0) or full precision (the ImageNet ResNets'
+                // downsample.0, with its data gradient).
+                let c = match conv.kind {
+                    ConvKind::Binary => self.binconv(x, conv)?,
+                    ConvKind::Float => self.float_conv(x, conv, true)?,
+                };
                 self.bn(&c, &bn.name, Some(dy))
             }
         }
@@ -430,8 +579,7 @@ impl<'a> Builder<'a> {
         if let Some(pool) = pool {
             y = self.pool(&y, pool)?;
         }
-        let z = self.bn(&y, &bn.name, None)?;
-        self.hardtanh(&z)
+        self.bn_hardtanh(&y, &bn.name)
     }
 
     fn head(&mut self, x: &Act, head: &Head) -> Result<Act> {
@@ -456,6 +604,15 @@ impl<'a> Builder<'a> {
                 self.linear(&flat, linear)
             }
         }
+    }
+}
+
+/// Whether `pool` is an average pool whose one window is the whole [N, C, H, W] map `shape`
+/// (the ImageNet ResNets' AvgPool2d(7) on a 7x7 map): then it is the global average pool.
+pub fn is_whole_map_average(pool: Pool, shape: &[usize]) -> bool {
+    match (pool, shape) {
+        (Pool::Average { kernel, pad: 0, .. }, &[_, _, h, w]) => h == kernel && w == kernel,
+        _ => false,
     }
 }
 
@@ -488,6 +645,7 @@ impl Network {
             params,
             mode,
             a32,
+            variant: gpu.kernel_variant()?,
             forward: Vec::new(),
             backward: Vec::new(),
             binconvs: Vec::new(),

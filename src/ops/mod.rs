@@ -7,6 +7,7 @@ pub mod channel_dot;
 pub mod conv;
 pub mod conv_coop;
 pub mod elementwise;
+pub mod grad_accumulate;
 pub mod half;
 pub mod linear;
 pub mod loss;

@@ -25,6 +25,8 @@ pub struct Config {
     pub data_path: Option<String>,
     pub epochs: usize,
     pub lr: f64,
+    /// Samples per optimizer step: the global batch, split over the ranks of a data-parallel run
+    /// and the micro-batches of `accumulate`.
     pub batch_size: usize,
     pub batch_size_test: usize,
     pub weight_decay: f64,
@@ -47,6 +49,12 @@ pub struct Config {
     pub max_train_images: Option<usize>,
     /// Evaluate on the first N test images only; None: all.
     pub max_test_images: Option<usize>,
+    /// Micro-batches per optimizer step on each rank (`--accumulate`): their gradients are summed
+    /// in order and averaged, each with BatchNorm statistics of its own.
+    pub accumulate: usize,
+    /// Ranks of the data-parallel run (MPI) that trained it: set by the trainer, not a flag. A
+    /// resumed run may use another count; BatchNorm statistics are per rank.
+    pub ranks: usize,
     /// Threads decoding a streamed dataset (ImageNet); 0: one per core. The batches do not
     /// depend on it.
     pub data_threads: usize,
@@ -96,6 +104,8 @@ impl Default for Config {
             seed: 1234,
             max_train_images: None,
             max_test_images: None,
+            accumulate: 1,
+            ranks: 1,
             data_threads: 0,
             recipe: Recipe::Official,
             optimizer: OptimizerKind::Sgd,
@@ -136,6 +146,9 @@ impl Config {
                 self.tmin,
                 self.tmax
             );
+        }
+        if self.accumulate == 0 {
+            bail!("--accumulate must be at least 1 (1 = one batch per optimizer step)");
         }
         if self.rotation_update == 0 {
             bail!("--rotation-update must be at least 1 (1 = every epoch)");

@@ -223,6 +223,14 @@ impl Optimizer {
 
     /// Records one step at learning rate `lr` (scaled per group) into `pass`.
     pub fn record(&mut self, pass: &mut wgpu::ComputePass<'_>, lr: f64) {
+        let immediates = self.next_step(lr);
+        self.record_with(pass, &immediates);
+    }
+
+    /// The immediates of the next step at learning rate `lr` (scaled per group), counting the
+    /// step as taken: record them with [`Optimizer::record_with`] once the step's gradient is
+    /// complete (after the last micro-batch, or after the sum over ranks).
+    pub fn next_step(&mut self, lr: f64) -> Vec<u8> {
         let immediates = match self.kind {
             OptimizerKind::Sgd => sgd::step_immediates(
                 self.len,
@@ -241,9 +249,14 @@ impl Optimizer {
                 },
             ),
         };
-        self.dispatch.record_with(pass, &immediates);
         self.steps += 1;
         self.first_sgd_step = false;
+        immediates
+    }
+
+    /// Records the step whose immediates [`Optimizer::next_step`] made.
+    pub fn record_with(&self, pass: &mut wgpu::ComputePass<'_>, immediates: &[u8]) {
+        self.dispatch.record_with(pass, immediates);
     }
 
     /// The optimizer's state as checkpoint tensors (names with their prefixes).

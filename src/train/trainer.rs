@@ -2,12 +2,17 @@
 //! rotation update at the first batch of every rotation epoch -> evaluation -> metrics and
 //! checkpoints (atomic) -> curves.
 //!
+//! Gradient accumulation and data-parallel training (several ranks under MPI) hook in between the
+//! backward and the optimizer (`data_parallel`); in a data-parallel run rank 0 alone evaluates,
+//! writes the run directory and prints progress.
+//!
 //! Nothing non-finite passes silently: binarisation hides NaN from the loss, so every time the
 //! loss is read back (every READBACK_EVERY steps) the parameters and state are checked on the GPU
 //! too, and every checkpoint is checked on the host before it is written. A run that goes
 //! non-finite stops, naming the tensors and the last good checkpoint (only one that exists).
 
 use crate::data::{self, BatchPlan, Batcher, Dataset, DatasetKind, Source, Split};
+use crate::distributed::Cluster;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::model::network::{Mode, Network, StepScalars};
 use crate::model::{ModelKind, ModelSpec, Params};
@@ -17,6 +22,7 @@ use crate::rbnn::schedule::ApproxSignSchedule;
 use crate::rng::Rng;
 use crate::train::checkpoint::{self, CheckpointInfo, HostTensor, StateDict, MOMENTUM_PREFIX};
 use crate::train::config::Config;
+use crate::train::data_parallel::DataParallel;
 use crate::train::metrics::{self, EpochMetrics, MetricsWriter};
 use crate::train::optimizer::{self, Optimizer};
 use crate::train::plot;
@@ -274,15 +280,54 @@ pub fn train_until(
     show_progress: bool,
     end_epoch: usize,
 ) -> Result<TrainSummary> {
+    let place = RankPlace {
+        cluster: &Cluster::single(),
+        run: Some(run),
+        files: RunFiles {
+            dir: run.dir().to_path_buf(),
+        },
+    };
+    train_rank(gpu, cfg, &place, resume, stop, show_progress, end_epoch)
+}
+
+/// Where one rank of a (possibly data-parallel) run stands: rank 0 holds the run directory (its
+/// lock and files); the other ranks only know its paths, to name the last good checkpoint.
+pub struct RankPlace<'a> {
+    pub cluster: &'a Cluster,
+    /// Rank 0's run directory; None on the other ranks.
+    pub run: Option<&'a RunDir>,
+    pub files: RunFiles,
+}
+
+/// `train_until` as one rank of `place.cluster`: every rank trains on its share of each global
+/// batch; rank 0 alone evaluates, writes checkpoints and metrics, and shows progress.
+pub fn train_rank(
+    gpu: &Gpu,
+    cfg: &Config,
+    place: &RankPlace,
+    resume: Option<&Path>,
+    stop: &AtomicBool,
+    show_progress: bool,
+    end_epoch: usize,
+) -> Result<TrainSummary> {
     let end_epoch = end_epoch.min(cfg.epochs);
     cfg.validate()?;
+    let cluster = place.cluster;
+    let root = place.run;
+    let show_progress = show_progress && root.is_some();
+    let cfg = &Config {
+        ranks: cluster.size(),
+        ..cfg.clone()
+    };
     let kind = ModelKind::parse(&cfg.model)?;
     let train_ds = load_source(cfg, Split::Train)?;
     let test_ds = load_source(cfg, Split::Test)?;
     let image = train_ds.image_shape();
     let spec = ModelSpec::new(kind, train_ds.classes().len(), image[0]);
     let mut params = Params::new(gpu, spec)?;
-    let files = &run.files;
+    let files = &place.files;
+    let mut parallel = DataParallel::new(gpu, &params, cluster, cfg.accumulate)?;
+    parallel.check_same_run(cfg, train_ds.len(), test_ds.len())?;
 
     let mut rng = Rng::new(cfg.seed);
     let mut start_epoch = 0;
@@ -315,33 +360,36 @@ pub fn train_until(
         start_epoch = info.epoch;
         best_top1 = info.best_top1;
         rng.state = info.rng_state;
-        metrics::retain_before(&files.metrics(), start_epoch)?;
+        if root.is_some() {
+            metrics::retain_before(&files.metrics(), start_epoch)?;
+        }
     } else {
         let values = initial_values(&params, cfg, &mut rng);
         params.upload(gpu, &values)?;
     }
 
-    let bs = cfg.batch_size.min(train_ds.len());
-    let train_net = Network::new(gpu, &params, bs, Mode::Train, cfg.a32, image)
-        .with_context(|| format!("building {} for training batch {bs}", kind.name()))?;
-    // The official loader keeps the last partial batch; BatchNorm's statistics then come from
-    // that smaller batch, so it gets a network of its own size (one sample cannot train BN).
-    let tail = train_ds.len() % bs;
-    let tail_net = if tail >= 2 {
-        Some(Network::new(
-            gpu,
-            &params,
-            tail,
-            Mode::Train,
-            cfg.a32,
-            image,
-        )?)
-    } else {
-        None
-    };
+    parallel.check_same_weights(gpu, &params, "at the start")?;
+
+    // The global batch of one optimizer step; this rank trains on its parts of it, with one
+    // network per part size (BatchNorm statistics per part).
+    let global = cfg.batch_size.min(train_ds.len());
+    let (sizes, keep_tail) = parallel.micro_batch_sizes(cfg.batch_size, train_ds.len())?;
+    let nets: Vec<Network> = sizes
+        .into_iter()
+        .map(|size| {
+            Network::new(gpu, &params, size, Mode::Train, cfg.a32, image)
+                .with_context(|| format!("building {} for training batch {size}", kind.name()))
+        })
+        .collect::<Result<_>>()?;
+    let train_net = &nets[0];
     let eval_bs = cfg.batch_size_test.min(test_ds.len());
-    let eval_net = Network::new(gpu, &params, eval_bs, Mode::Eval, cfg.a32, image)
-        .with_context(|| format!("building {} for evaluation batch {eval_bs}", kind.name()))?;
+    // Rank 0 alone evaluates.
+    let eval_net = root
+        .map(|_| {
+            Network::new(gpu, &params, eval_bs, Mode::Eval, cfg.a32, image)
+                .with_context(|| format!("building {} for evaluation batch {eval_bs}", kind.name()))
+        })
+        .transpose()?;
     let layers: Vec<_> = train_net.binconvs.iter().collect();
     let rotation = RotationUpdate::new(gpu, &layers)?;
     let finite_check = FiniteCheck::new(gpu, &params)?;
@@ -355,15 +403,17 @@ pub fn train_until(
         t_max: cfg.tmax,
         epochs: cfg.epochs,
     };
-    let mut writer = MetricsWriter::append(&files.metrics())?;
-    let mut plan = BatchPlan::train_source(&train_ds, bs, cfg.seed);
+    let mut writer = match root {
+        Some(_) => Some(MetricsWriter::append(&files.metrics())?),
+        None => None,
+    };
+    let mut plan = BatchPlan::train_source(&train_ds, global, cfg.seed);
     plan.threads = cfg.data_threads;
     if !cfg.augment {
         plan.augment = None;
     }
-    if tail_net.is_none() {
-        plan.drop_last = true;
-    }
+    plan.shard = parallel.shard();
+    plan.drop_last = !keep_tail;
     let batcher = Batcher::new(
         train_ds.clone(),
         plan,
@@ -389,7 +439,9 @@ pub fn train_until(
         let bar = progress_bar(per_epoch, show_progress);
         bar.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
         let rotated = if epoch % cfg.rotation_update.max(1) == 0 {
-            Some(rotation.update(gpu)?)
+            let diagnostics = rotation.update(gpu)?;
+            parallel.check_same_rotations(gpu, &params, &train_net.binconv_names, epoch)?;
+            Some(diagnostics)
         } else {
             None
         };
@@ -399,35 +451,49 @@ pub fn train_until(
             0.0
         };
         let steps_started = Instant::now();
-        loss::reset(gpu, &train_net.loss_acc)?;
-        if let Some(n) = &tail_net {
-            loss::reset(gpu, &n.loss_acc)?;
+        for net in &nets {
+            loss::reset(gpu, &net.loss_acc)?;
         }
         let mut images = 0usize;
         let mut skipped_train = 0;
         for step in 0..per_epoch {
-            let Some(batch) = batches.next() else {
-                return Err(batches.failure());
-            };
-            skipped_train += batch.skipped;
-            let net = if batch.len() == bs {
-                &train_net
-            } else {
-                tail_net.as_ref().context("partial batch")?
-            };
-            write_batch(gpu, net, &batch.images, &batch.labels);
-            let mut encoder = gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                net.record_step(&mut pass, scalars);
-                optimizer.record(&mut pass, cfg.step_learning_rate(epoch, step, per_epoch));
+            // The optimizer's step for this global batch, recorded once its gradient is
+            // complete: in the last micro-batch's pass, or after the sum over ranks.
+            let imm = optimizer.next_step(cfg.step_learning_rate(epoch, step, per_epoch));
+            for micro in 0..parallel.micro_batches() {
+                let Some(batch) = batches.next() else {
+                    return Err(batches.failure());
+                };
+                skipped_train += batch.skipped;
+                let net = nets
+                    .iter()
+                    .find(|n| n.batch == batch.len())
+                    .context("no network for a micro-batch of this size")?;
+                write_batch(gpu, net, &batch.images, &batch.labels);
+                let mut encoder = gpu.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    net.record_step(&mut pass, scalars);
+                    parallel.record_after_backward(&mut pass, micro);
+                    if parallel.optimizer_in_pass(micro) {
+                        optimizer.record_with(&mut pass, &imm);
+                    }
+                }
+                parallel.record_readback(&mut encoder, micro);
+                gpu.queue.submit([encoder.finish()]);
+                params.batches_tracked += 1;
+                batches.recycle(batch);
             }
-            gpu.queue.submit([encoder.finish()]);
-            params.batches_tracked += 1;
-            images += batch.len();
-            batches.recycle(batch);
+            if parallel.sum_over_ranks(gpu)? {
+                let mut encoder = gpu.device.create_command_encoder(&Default::default());
+                optimizer.record_with(&mut encoder.begin_compute_pass(&Default::default()), &imm);
+                gpu.queue.submit([encoder.finish()]);
+            }
+            // Every rank's share of this global batch (the last one may be partial).
+            images += global.min(train_ds.len() - step * global);
             if (step + 1) % READBACK_EVERY == 0 || step + 1 == per_epoch {
-                let totals = loss::read_totals(gpu, &train_net.loss_acc)?;
+                // This rank's share: the progress line of rank 0.
+                let totals = sum_totals(gpu, &nets)?;
                 // The parameters first: when they have gone, they are the cause to report.
                 if let Some(bad) = finite_check.run(gpu, &params)? {
                     bail!(
@@ -468,7 +534,7 @@ pub fn train_until(
                 bar.set_message(message);
             }
             bar.set_position(step as u64 + 1);
-            if stop.load(Ordering::Relaxed) {
+            if parallel.any_rank(stop.load(Ordering::Relaxed)) {
                 bar.abandon_with_message("interrupted");
                 summary.interrupted = true;
                 break;
@@ -478,6 +544,9 @@ pub fn train_until(
             // The epoch is incomplete: last.safetensors (the resume point) stays as it was, and
             // the weights as they are now go beside it.
             gpu.wait()?;
+            if root.is_none() {
+                break;
+            }
             let info = CheckpointInfo {
                 model: cfg.model.clone(),
                 dataset: cfg.dataset.clone(),
@@ -513,23 +582,22 @@ pub fn train_until(
         }
         gpu.wait()?;
         let train_seconds = steps_started.elapsed().as_secs_f64();
-        let mut train_totals = loss::read_totals(gpu, &train_net.loss_acc)?;
-        if let Some(n) = &tail_net {
-            let tail_totals = loss::read_totals(gpu, &n.loss_acc)?;
-            train_totals.loss_sum += tail_totals.loss_sum;
-            train_totals.top1 += tail_totals.top1;
-            train_totals.top5 += tail_totals.top5;
-            train_totals.samples += tail_totals.samples;
-        }
+        let train_totals = parallel.sum_totals(sum_totals(gpu, &nets)?)?;
         if !train_totals.loss_sum.is_finite() {
-            bail!(
+            return Err(parallel.agreed(anyhow::anyhow!(
                 "the training loss became {} in epoch {}; stopped. {}",
                 train_totals.loss_sum,
                 epoch + 1,
                 last_good(files, resume)
-            );
+            )));
         }
-        let (test, skipped_test) = evaluate(gpu, &eval_net, &test_ds, cfg.data_threads)?;
+        parallel.check_same_weights(gpu, &params, &format!("after epoch {}", epoch + 1))?;
+        let (Some(run), Some(writer), Some(eval_net)) = (root, writer.as_mut(), &eval_net) else {
+            // Not rank 0: evaluation, metrics and checkpoints are rank 0's.
+            summary.epochs_run += 1;
+            continue;
+        };
+        let (test, skipped_test) = evaluate(gpu, eval_net, &test_ds, cfg.data_threads)?;
         let diagnostics = match rotated {
             Some(d) => d,
             None => rotation.measure(gpu)?,
@@ -596,7 +664,7 @@ pub fn train_until(
         summary.best_top1 = best_top1;
         summary.last = Some(m);
     }
-    if summary.epochs_run > 0 {
+    if summary.epochs_run > 0 && root.is_some() {
         plot::plot_metrics_file(
             &files.metrics(),
             &files.curves(),
@@ -604,6 +672,19 @@ pub fn train_until(
         )?;
     }
     Ok(summary)
+}
+
+/// Loss and accuracy totals of this rank's training networks (one per micro-batch size).
+fn sum_totals(gpu: &Gpu, nets: &[Network]) -> Result<loss::LossTotals> {
+    let mut sum = loss::read_totals(gpu, &nets[0].loss_acc)?;
+    for net in &nets[1..] {
+        let t = loss::read_totals(gpu, &net.loss_acc)?;
+        sum.loss_sum += t.loss_sum;
+        sum.top1 += t.top1;
+        sum.top5 += t.top5;
+        sum.samples += t.samples;
+    }
+    Ok(sum)
 }
 
 /// The state to write to `path` (the model's and the optimizer's), refused (and not written)

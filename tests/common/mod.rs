@@ -91,3 +91,11 @@ pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
     let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
     (num / den.max(1e-30)).sqrt()
 }
+
+/// The text of an error (with its causes) a call must return.
+pub fn err_text<T>(r: anyhow::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => format!("{e:#}"),
+    }
+}

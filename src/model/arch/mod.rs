@@ -17,6 +17,7 @@ pub mod trace;
 pub use tensors::{Init, TensorSpec};
 pub use trace::{ConvTrace, Trace};
 
+use crate::ops::conv::ConvShape;
 use std::fmt;
 
 /// A conv's weights: the RBNN layer of docs/numerics.md sections 1-2 (tensors weight, R1, R2,
@@ -74,6 +75,21 @@ impl Conv {
     /// Output side for an input side, or None when the input is smaller than the kernel.
     pub fn output_size(&self, size: usize) -> Option<usize> {
         window_output(size, self.k, self.stride, self.pad)
+    }
+
+    /// The kernels' shape of this conv on an input [N, Ci, H, W].
+    pub fn shape(&self, [n, ci, h, w]: [usize; 4]) -> ConvShape {
+        ConvShape {
+            n,
+            ci,
+            h,
+            w,
+            co: self.co,
+            kh: self.k,
+            kw: self.k,
+            stride: self.stride,
+            pad: self.pad,
+        }
     }
 }
 
