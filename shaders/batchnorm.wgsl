@@ -6,58 +6,15 @@
 // The forward carries (count, mean, M2) summaries combined with Chan's formula, which stays
 // accurate when |mean| >> std (sum and sum-of-squares in f32 would cancel).
 // 1D elementwise kernels: common/grid.wgsl.
+// Software adapters run batchnorm_walk.wgsl's kernels instead (normalize_running is the same in
+// both variants).
 // #include "common/grid.wgsl"
 // #include "common/channel_chunks.wgsl"
 // #include "common/workgroup_sum.wgsl"
 // #include "common/batchnorm_running.wgsl"
-
-struct Params {
-    n: u32,
-    c: u32,
-    hw: u32,
-    chunks: u32,     // partials per channel = ceil(M / CHUNK)
-    total: u32,      // N*C*HW
-    eps: f32,
-    momentum: f32,
-    update: u32,     // stats_finish: 1 = also update the running statistics
-}
-var<immediate> p: Params;
-
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read> mean_in: array<f32>;
-@group(0) @binding(5) var<storage, read> rstd_in: array<f32>;
-@group(0) @binding(6) var<storage, read> dgamma_in: array<f32>;
-@group(0) @binding(7) var<storage, read> dbeta_in: array<f32>;
-@group(0) @binding(8) var<storage, read> partials_in: array<f32>;
-@group(0) @binding(9) var<storage, read> running_mean_in: array<f32>;
-@group(0) @binding(10) var<storage, read> running_var_in: array<f32>;
-@group(0) @binding(11) var<storage, read_write> partials_out: array<f32>;
-@group(0) @binding(12) var<storage, read_write> mean_out: array<f32>;
-@group(0) @binding(13) var<storage, read_write> rstd_out: array<f32>;
-@group(0) @binding(14) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(15) var<storage, read_write> running_var: array<f32>;
-@group(0) @binding(16) var<storage, read_write> out: array<f32>;
-@group(0) @binding(17) var<storage, read_write> dgamma_out: array<f32>;
-@group(0) @binding(18) var<storage, read_write> dbeta_out: array<f32>;
+// #include "common/batchnorm_io.wgsl"
 
 var<workgroup> stat: array<vec3<f32>, 256>;
-
-// Chan et al.: combines two (count, mean, M2) summaries.
-fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
-    if b.x == 0.0 {
-        return a;
-    }
-    if a.x == 0.0 {
-        return b;
-    }
-    let n = a.x + b.x;
-    let d = b.y - a.y;
-    let f = b.x / n;
-    return vec3<f32>(n, a.y + d * f, a.z + b.z + d * d * a.x * f);
-}
 
 // Combines stat[0..256) into stat[0]; lane l holds stat[l] on entry.
 fn stat_tree(l: u32) {
@@ -78,12 +35,7 @@ fn stats_partials(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id
     for (var k = 0u; k < PER_LANE; k++) {
         let j = chunk_element(wg.x, k, l);
         if j < m {
-            // Welford's update: one pass, no cancellation.
-            let v = x[channel_element(c, j, p.c, p.hw)];
-            s.x += 1.0;
-            let d = v - s.y;
-            s.y += d / s.x;
-            s.z += d * (v - s.y);
+            s = welford(s, x[channel_element(c, j, p.c, p.hw)]);
         }
     }
     stat[l] = s;
@@ -109,14 +61,7 @@ fn stats_finish(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) 
     stat[l] = s;
     stat_tree(l);
     if l == 0u {
-        let t = stat[0];
-        mean_out[c] = t.y;
-        rstd_out[c] = 1.0 / sqrt(t.z / t.x + p.eps);
-        if p.update != 0u {
-            let m = p.momentum;
-            running_mean[c] = (1.0 - m) * running_mean[c] + m * t.y;
-            running_var[c] = (1.0 - m) * running_var[c] + m * (t.z / (t.x - 1.0));
-        }
+        write_stats(c, stat[0]);
     }
 }
 
@@ -177,8 +122,7 @@ fn grad_finish(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) w
     }
     let total = workgroup_sum(l, vec4<f32>(s, 0.0, 0.0));
     if l == 0u {
-        dbeta_out[c] = total.x;
-        dgamma_out[c] = total.y * rstd_in[c];
+        write_grads(c, total.xy);
     }
 }
 

@@ -9,24 +9,10 @@
 // and shader compilers such as Mesa's NIR legally simplify it away.)
 // Deterministic two stages as in batchnorm.wgsl (common/channel_chunks.wgsl): `partials` reduces
 // chunk q of channel c, `finish` combines a channel's chunks; the trees are
-// common/workgroup_sum.wgsl's.
+// common/workgroup_sum.wgsl's. Software adapters run channel_dot_walk.wgsl's kernels instead.
 // #include "common/channel_chunks.wgsl"
+// #include "common/channel_dot_io.wgsl"
 // #include "common/workgroup_sum.wgsl"
-
-struct Params {
-    n: u32,
-    c: u32,
-    hw: u32,
-    chunks: u32,
-}
-var<immediate> p: Params;
-
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> partials_out: array<f32>;
-@group(0) @binding(3) var<storage, read> partials_in: array<f32>;
-@group(0) @binding(4) var<storage, read> div: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(256)
 fn partials(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3<u32>) {
@@ -55,7 +41,6 @@ fn finish(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: ve
     }
     let total = workgroup_sum(l, vec4<f32>(s, 0.0, 0.0, 0.0)).x;
     if l == 0u {
-        let d = div[c];
-        out[c] = select(0.0, total / d, d != 0.0);
+        write_dot(c, total);
     }
 }

@@ -1,6 +1,7 @@
 // Elementwise kernels: hardtanh, ReLU, residual add, and their backwards.
 // 1D grid (common/grid.wgsl).
 // #include "common/grid.wgsl"
+// #include "common/hardtanh.wgsl"
 
 struct Params {
     n: u32,
@@ -16,17 +17,15 @@ var<immediate> p: Params;
 fn hardtanh_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if i >= p.n { return; }
-    out[i] = clamp(a[i], -1.0, 1.0);
+    out[i] = hardtanh(a[i]);
 }
 
-// a = forward input x, b = dy: out = dy where -1 < x < 1, else 0 (PyTorch's hardtanh_backward
-// zeroes the gradient at the bounds themselves).
+// a = forward input x, b = dy: out = dy where -1 < x < 1, else 0 (common/hardtanh.wgsl).
 @compute @workgroup_size(256)
 fn hardtanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if i >= p.n { return; }
-    let x = a[i];
-    out[i] = select(0.0, b[i], x > -1.0 && x < 1.0);
+    out[i] = hardtanh_grad(a[i], b[i]);
 }
 
 @compute @workgroup_size(256)

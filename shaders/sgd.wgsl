@@ -1,8 +1,10 @@
 // PyTorch SGD with momentum and weight decay (dampening 0, no Nesterov) over a whole parameter
-// arena in one dispatch, `fill` (set a tensor to a constant, e.g. to zero it inside a pass), and
-// `find_nonfinite` (flag NaN or infinity anywhere in an arena).
+// arena in one dispatch, with a learning-rate and a weight-decay multiplier per parameter group,
+// `fill` (set a tensor to a constant, e.g. to zero it inside a pass), and `find_nonfinite` (flag
+// NaN or infinity anywhere in an arena).
 // 1D grid (common/grid.wgsl).
 // #include "common/grid.wgsl"
+// #include "common/param_groups.wgsl"
 
 struct Sgd {
     n: u32,
@@ -25,27 +27,32 @@ var<immediate> fill_params: Fill;
 @group(0) @binding(3) var<storage, read_write> words: array<u32>;
 @group(0) @binding(4) var<storage, read> checked: array<f32>;
 @group(0) @binding(5) var<storage, read_write> nonfinite_flag: array<atomic<u32>>;
+// The group of each arena element, and each group's multipliers.
+@group(0) @binding(6) var<storage, read> param_group: array<u32>;
+@group(0) @binding(7) var<storage, read> group_scales: array<GroupScales>;
 
 struct Check {
     n: u32,
 }
 var<immediate> check_params: Check;
 
-// g' = g + wd * w; buf = momentum * buf + g' (buf = g' at the first step); w -= lr * buf.
+// g' = g + wd * w; buf = momentum * buf + g' (buf = g' at the first step); w -= lr * buf, with
+// lr and wd multiplied by the element's group scales.
 @compute @workgroup_size(256)
 fn step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if i >= sgd.n {
         return;
     }
+    let scales = group_scales[param_group[i]];
     let w = param[i];
-    let g = grad[i] + sgd.weight_decay * w;
+    let g = grad[i] + (sgd.weight_decay * scales.decay) * w;
     var b = g;
     if sgd.first_step == 0u {
         b = sgd.momentum * momentum_buf[i] + g;
     }
     momentum_buf[i] = b;
-    param[i] = w - sgd.lr * b;
+    param[i] = w - (sgd.lr * scales.lr) * b;
 }
 
 @compute @workgroup_size(256)

@@ -19,27 +19,11 @@
 //                       sums_s = (sum grad, sum grad * a2).
 //   activation_backward_apply  x, astats, sums, grad -> grad
 //                       dx = (g - sum(g)/m - a2 * sum(g*a2)/(m-1)) / std, in place.
+// Software adapters run standardize_walk.wgsl's twins of activation_output and
+// activation_backward_apply.
 // #include "common/grid.wgsl"
 // #include "common/workgroup_sum.wgsl"
-
-struct Params {
-    rows: u32,
-    len: u32,
-    mode: u32,
-    c1: f32,
-    t2: f32,
-}
-var<immediate> p: Params;
-
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read> alpha: array<f32>;
-@group(0) @binding(2) var<storage, read> rotate: array<f32>;
-@group(0) @binding(3) var<storage, read_write> stats_out: array<f32>;
-@group(0) @binding(4) var<storage, read> stats_in: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(7) var<storage, read_write> sums_out: array<f32>;
-@group(0) @binding(8) var<storage, read> sums_in: array<f32>;
+// #include "common/standardize_io.wgsl"
 
 const WG: u32 = 256u;
 

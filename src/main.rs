@@ -5,8 +5,9 @@ use clap::{Args, Parser, Subcommand};
 use rbnn::distributed::Cluster;
 use rbnn::gpu::Gpu;
 use rbnn::model::ModelKind;
-use rbnn::train::config::{Config, LrType};
+use rbnn::train::config::{Config, LrType, LrUpdate, OptimizerKind, Recipe};
 use rbnn::train::data_parallel::check_split;
+use rbnn::train::optimizer::parse_groups;
 use rbnn::train::run_dir::{Existing, RunDir, RunFiles};
 use rbnn::train::step::{run_step, StepOptions};
 use std::path::{Path, PathBuf};
@@ -36,7 +37,7 @@ enum Command {
     /// List every adapter with its limits and features, and say which one rbnn uses.
     Info,
     /// Train a model (defaults: resnet20_1w1a on the embedded Fashion-MNIST subset).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Test loss, top-1 and top-5 of a training checkpoint (float evaluation path) or of a packed
     /// model from `rbnn export` (packed 1-bit engine).
     Eval {
@@ -227,30 +228,80 @@ struct TrainArgs {
     /// Folder of the dataset files (not for the embedded dataset).
     #[arg(long)]
     data_path: Option<String>,
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
-    #[arg(long, default_value_t = 0.1)]
-    lr: f64,
+    /// The defaults of the flags below: official (the paper's recipe, docs/numerics.md section 9)
+    /// or fast (the short-budget recipe of section 9.1: Adam, lr 5e-3, batch 16, theta from 0.1,
+    /// no augmentation, ...). Explicit flags override the recipe's values; the checkpoint records
+    /// what was used.
+    #[arg(long, value_enum, default_value_t = Recipe::Official)]
+    recipe: Recipe,
+    /// [default: 10 for official (the paper trains 400-1000, which wants a GPU); fast: 3]
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// [default: official 0.1; fast 5e-3]
+    #[arg(long)]
+    lr: Option<f64>,
     /// Samples per optimizer step: the global batch, split evenly over the ranks of an mpirun
-    /// job and the micro-batches of --accumulate.
-    #[arg(short = 'b', long, default_value_t = 256)]
-    batch_size: usize,
+    /// job and the micro-batches of --accumulate [default: official 256; fast 16].
+    #[arg(short = 'b', long)]
+    batch_size: Option<usize>,
     /// Micro-batches per optimizer step (gradients summed in order and averaged; BatchNorm
     /// statistics per micro-batch): the batch of a step in less GPU memory.
     #[arg(long, default_value_t = 1)]
     accumulate: usize,
     #[arg(long, default_value_t = 128)]
     batch_size_test: usize,
-    #[arg(long, default_value_t = 1e-4)]
-    weight_decay: f64,
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
-    #[arg(long, default_value_t = 1e-2)]
-    tmin: f64,
-    #[arg(long, default_value_t = 10.0)]
-    tmax: f64,
+    /// sgd (official) or adam (fast).
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerKind>,
+    /// L2 weight decay (SGD and Adam alike) [default: official 1e-4; fast 0].
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Parameter groups without weight decay, comma-separated: weights, theta, alpha, bn; or
+    /// none [default: official none; fast theta,alpha].
+    #[arg(long)]
+    no_decay_on: Option<String>,
+    /// SGD momentum [default: 0.9].
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Adam's beta1 [default: 0.9].
+    #[arg(long)]
+    adam_beta1: Option<f64>,
+    /// Adam's beta2 [default: 0.999].
+    #[arg(long)]
+    adam_beta2: Option<f64>,
+    /// Adam's epsilon [default: 1e-8].
+    #[arg(long)]
+    adam_eps: Option<f64>,
+    /// Initial rotation gate theta of every binary conv, in radians [default: official pi/2;
+    /// fast 0.1].
+    #[arg(long)]
+    theta_init: Option<f64>,
+    /// Learning rate of theta as a multiple of --lr [default: 1].
+    #[arg(long)]
+    theta_lr_scale: Option<f64>,
+    /// Learning rate of alpha as a multiple of --lr [default: 1].
+    #[arg(long)]
+    alpha_lr_scale: Option<f64>,
+    /// Initial gamma of every BatchNorm2d [default: the model's own: 1e-8 for the resnet20
+    /// models, 1 for the others].
+    #[arg(long)]
+    bn_gamma_init: Option<f64>,
+    /// Random crops and flips of the training images: true or false [default: official true;
+    /// fast false].
+    #[arg(long, action = clap::ArgAction::Set)]
+    augment: Option<bool>,
+    /// Tmin of ApproxSign's t/k schedule [default: 1e-2].
+    #[arg(long)]
+    tmin: Option<f64>,
+    /// Tmax of ApproxSign's t/k schedule [default: 10].
+    #[arg(long)]
+    tmax: Option<f64>,
     #[arg(long, value_enum, default_value_t = LrType::Cos)]
     lr_type: LrType,
+    /// When the learning rate changes: every epoch (the official code) or every step (the same
+    /// closed form on a continuous clock) [default: official epoch; fast step].
+    #[arg(long, value_enum)]
+    lr_update: Option<LrUpdate>,
     /// Milestone epochs of the step schedule (comma-separated).
     #[arg(long, value_delimiter = ',')]
     lr_decay_step: Vec<usize>,
@@ -358,7 +409,7 @@ fn run(cli: Cli) -> Result<i32> {
     let adapter = cli.adapter.as_deref();
     match cli.command {
         Command::Info => info(adapter).map(|()| 0),
-        Command::Train(a) => train(adapter, a),
+        Command::Train(a) => train(adapter, *a),
         Command::Predict { model, paths, top } => predict(adapter, &model, &paths, top),
         command => run_other(adapter, command).map(|()| 0),
     }
@@ -805,20 +856,35 @@ fn handle_interrupts(announce: bool, ranks: usize) -> Result<(Arc<AtomicBool>, A
     Ok((stop, status))
 }
 
-fn train(adapter: Option<&str>, a: TrainArgs) -> Result<i32> {
-    let cfg = Config {
+/// Epochs of the official recipe when --epochs is not given: a first look (the paper's 400-1000
+/// want a GPU).
+const OFFICIAL_CLI_EPOCHS: usize = 10;
+
+/// The run's config: the recipe's values, each flag given overriding its own.
+fn train_config(a: &TrainArgs) -> Result<Config> {
+    let base = a.recipe.config();
+    let default_epochs = match a.recipe {
+        Recipe::Official => OFFICIAL_CLI_EPOCHS,
+        Recipe::Fast => base.epochs,
+    };
+    let no_decay_on = match &a.no_decay_on {
+        Some(list) => parse_groups(list).context("--no-decay-on")?,
+        None => base.no_decay_on.clone(),
+    };
+    Ok(Config {
         model: a.model.clone(),
         dataset: a.dataset.clone(),
         data_path: a.data_path.clone(),
-        epochs: a.epochs,
-        lr: a.lr,
-        batch_size: a.batch_size,
+        epochs: a.epochs.unwrap_or(default_epochs),
+        lr: a.lr.unwrap_or(base.lr),
+        batch_size: a.batch_size.unwrap_or(base.batch_size),
         batch_size_test: a.batch_size_test,
-        weight_decay: a.weight_decay,
-        momentum: a.momentum,
-        tmin: a.tmin,
-        tmax: a.tmax,
+        weight_decay: a.weight_decay.unwrap_or(base.weight_decay),
+        momentum: a.momentum.unwrap_or(base.momentum),
+        tmin: a.tmin.unwrap_or(base.tmin),
+        tmax: a.tmax.unwrap_or(base.tmax),
         lr_type: a.lr_type,
+        lr_update: a.lr_update.unwrap_or(base.lr_update),
         lr_decay_step: a.lr_decay_step.clone(),
         warm_up: a.warm_up,
         rotation_update: a.rotation_update,
@@ -829,7 +895,22 @@ fn train(adapter: Option<&str>, a: TrainArgs) -> Result<i32> {
         accumulate: a.accumulate,
         ranks: 1,
         data_threads: a.data_threads,
-    };
+        recipe: a.recipe,
+        optimizer: a.optimizer.unwrap_or(base.optimizer),
+        adam_beta1: a.adam_beta1.unwrap_or(base.adam_beta1),
+        adam_beta2: a.adam_beta2.unwrap_or(base.adam_beta2),
+        adam_eps: a.adam_eps.unwrap_or(base.adam_eps),
+        theta_init: a.theta_init.unwrap_or(base.theta_init),
+        theta_lr_scale: a.theta_lr_scale.unwrap_or(base.theta_lr_scale),
+        alpha_lr_scale: a.alpha_lr_scale.unwrap_or(base.alpha_lr_scale),
+        no_decay_on,
+        bn_gamma_init: a.bn_gamma_init.or(base.bn_gamma_init),
+        augment: a.augment.unwrap_or(base.augment),
+    })
+}
+
+fn train(adapter: Option<&str>, a: TrainArgs) -> Result<i32> {
+    let cfg = train_config(&a)?;
     cfg.validate()?;
     // One rank without a launcher; under mpirun/srun (in an MPI build) one of several.
     let cluster = Cluster::from_environment()?;

@@ -24,7 +24,15 @@ fn info_lists_the_adapter_in_use() {
 
 /// Runs `rbnn step --model MODEL EXTRA... --weights W --batch B --out OUT`.
 fn step(model: &str, extra: &[&str], weights: &Path, batch: &Path, out: &Path) -> Output {
-    rbnn()
+    step_command(model, extra, weights, batch, out)
+        .output()
+        .unwrap()
+}
+
+/// The command `step` runs.
+fn step_command(model: &str, extra: &[&str], weights: &Path, batch: &Path, out: &Path) -> Command {
+    let mut command = rbnn();
+    command
         .args(["step", "--model", model])
         .args(extra)
         .arg("--weights")
@@ -32,9 +40,8 @@ fn step(model: &str, extra: &[&str], weights: &Path, batch: &Path, out: &Path) -
         .arg("--batch")
         .arg(batch)
         .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap()
+        .arg(out);
+    command
 }
 
 #[test]
@@ -83,6 +90,64 @@ fn step_writes_logits_loss_gradients_and_rotations() {
         &out,
     );
     assert!(ok.status.success());
+}
+
+/// Both kernel variants (RBNN_KERNEL_VARIANT, whatever the adapter: the GPU's and the software
+/// adapters' BatchNorm, channel-dot and standardisation kernels, fused or not) take the official
+/// step within the tolerances of tests/golden/README.md; a misspelt variant is an error naming it.
+#[test]
+fn both_kernel_variants_step_like_the_official_code() {
+    let _ = gpu_or_skip!();
+    let case = "resnet20_1w1a-rotate";
+    let (weights, batch) = (
+        common::golden_file(case, "weights.safetensors"),
+        common::golden_file(case, "batch.safetensors"),
+    );
+    let (want, _) = read_safetensors(&common::golden_file(case, "expected.safetensors")).unwrap();
+    let args = ["--epoch", "3", "--epochs", "10", "--rotate"];
+    for variant in ["gpu", "software"] {
+        let out = std::env::temp_dir().join(format!(
+            "rbnn-cli-variant-{variant}-{}.safetensors",
+            std::process::id()
+        ));
+        let run = step_command("resnet20_1w1a", &args, &weights, &batch, &out)
+            .env(rbnn::gpu::KERNEL_VARIANT_ENV, variant)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{variant}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let (got, _) = read_safetensors(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        for (name, w) in want.iter() {
+            let g = got
+                .get(name)
+                .unwrap_or_else(|| panic!("{variant}: no {name}"));
+            let err = common::rel_l2(&g.to_f32(), &w.to_f32());
+            let tol = match name {
+                n if n.starts_with("grad.") => 2e-2,
+                n if n.ends_with(".R1") || n.ends_with(".R2") => 1e-3,
+                _ => 2e-3,
+            };
+            assert!(
+                err <= tol,
+                "{variant}: {name}: relative L2 error {err:.3e} > {tol:.0e}"
+            );
+        }
+    }
+    let out = std::env::temp_dir().join(format!("rbnn-cli-bad-{}.st", std::process::id()));
+    let bad = step_command("resnet20_1w1a", &["--eval"], &weights, &batch, &out)
+        .env(rbnn::gpu::KERNEL_VARIANT_ENV, "gpus")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("RBNN_KERNEL_VARIANT") && err.contains("gpus"),
+        "{err}"
+    );
 }
 
 /// The fix for a machine without a usable adapter, as every command prints it.

@@ -642,7 +642,7 @@ mod mpi_jobs {
         });
         let stdout = String::from_utf8_lossy(&out.stdout);
         for row in [
-            "| resnet20_1w1a (CIFAR-10) | 3 |",
+            "| resnet20_1w1a (cifar10) | 3 |",
             "| 1 elements | 3 | 1 |",
             "| 1001 elements | 3 | 1001 |",
         ] {

@@ -1,15 +1,20 @@
 //! shaders/standardize.wgsl against the f64 reference: weight and activation standardisation,
-//! sign(a2) with exact zeros, and the activation backward (ApproxSign with ta = max(t,1), a32).
+//! sign(a2) with exact zeros, and the activation backward (ApproxSign with ta = max(t,1), a32),
+//! the elementwise passes in both kernel variants (the GPU's and the software adapters').
 mod common;
 mod rbnn_common;
 
 use common::assert_close;
+use rbnn::gpu::KernelVariant;
 use rbnn::rbnn::rotate::{WeightDims, WeightScratch};
 use rbnn::rbnn::schedule::{self, cpu::activation_approx, cpu::approx_sign_grad};
 use rbnn::rbnn::standardize::cpu::{standardize_rows, standardize_rows_backward};
 use rbnn::rbnn::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
 use rbnn::rng::Rng;
 use rbnn_common::*;
+
+/// Both variants, whatever the adapter, so that each stays tested on lavapipe.
+const VARIANTS: [KernelVariant; 2] = [KernelVariant::Gpu, KernelVariant::Software];
 
 #[test]
 fn weight_standardisation_and_channel_terms() {
@@ -63,7 +68,9 @@ fn weight_standardisation_and_channel_terms() {
 fn activation_standardisation_and_sign_with_exact_zeros() {
     let gpu = gpu_or_skip!();
     let mut rng = Rng::new(12);
-    for (rows, len) in [(1usize, 700usize), (3, 90)] {
+    // Rows of more than one software chunk (4096) too.
+    let cases = [(1usize, 700usize), (3, 90), (2, 9000)];
+    for ((rows, len), variant) in cases.iter().flat_map(|c| VARIANTS.map(|v| (*c, v))) {
         let d = RowDims { rows, len };
         let mut x = normal(&mut rng, rows * len, 1.5);
         // Sample 0 repeats 1, -1, 0, 0 (len is even, so as many 1 as -1): its sum is exact and
@@ -77,6 +84,7 @@ fn activation_standardisation_and_sign_with_exact_zeros() {
         let stats = standardize::activation_stats(gpu, d, &xt, &astats).unwrap();
         let a2 = standardize::activation_output(
             gpu,
+            variant,
             d,
             &xt,
             &astats,
@@ -96,16 +104,23 @@ fn activation_standardisation_and_sign_with_exact_zeros() {
         assert_close("astats", &got_stats, &common::f32s(&want_stats), 1e-5, 1e-6);
         assert_eq!(got_stats[0], 0.0, "sample 0 has mean exactly 0");
         assert_close(
-            "a2",
+            &format!("a2 {variant:?}"),
             &gpu.read_f32(&out).unwrap(),
             &common::f32s(&want.out),
             1e-5,
             1e-5,
         );
 
-        let sign =
-            standardize::activation_output(gpu, d, &xt, &astats, &out, ActivationOutput::Sign)
-                .unwrap();
+        let sign = standardize::activation_output(
+            gpu,
+            variant,
+            d,
+            &xt,
+            &astats,
+            &out,
+            ActivationOutput::Sign,
+        )
+        .unwrap();
         gpu.run(&[&sign]).unwrap();
         let got = gpu.read_f32(&out).unwrap();
         // The signs of x - mean in f32, as the kernel computes them (no margin needed).
@@ -123,11 +138,20 @@ fn activation_backward_matches_reference() {
     let mut rng = Rng::new(13);
     // t < 1 gives ta = 1 (cut-off sqrt 2: about 16% of standardised values get no gradient); t > 1
     // narrows the window; a32 passes the gradient straight to the standardisation.
-    for (rows, len, grad, t) in [
+    let cases = [
         (2usize, 300usize, ActivationGrad::ApproxSign, 0.3f64),
         (1, 77, ActivationGrad::ApproxSign, 2.5),
         (3, 50, ActivationGrad::A32, 0.3),
-    ] {
+        (2, 5000, ActivationGrad::ApproxSign, 1.5),
+    ];
+    // The GPU variant, the software variant of activation_backward, and the software adapters'
+    // activation_backward_walk (which also writes the signs).
+    let paths = [
+        Some(KernelVariant::Gpu),
+        Some(KernelVariant::Software),
+        None,
+    ];
+    for ((rows, len, grad, t), path) in cases.iter().flat_map(|c| paths.map(|v| (*c, v))) {
         let d = RowDims { rows, len };
         let x = normal(&mut rng, rows * len, 2.0);
         let g = normal(&mut rng, rows * len, 1.0);
@@ -135,15 +159,53 @@ fn activation_backward_matches_reference() {
         let dx = gpu.upload_f32("dx", &[rows, len], &common::f32s(&g));
         let astats = gpu.tensor("astats", &[rows, 2]);
         let sums = gpu.tensor("sums", &[rows, 2]);
+        let signs = gpu.upload_f32("signs", &[rows, len], &vec![7.0; rows * len]);
         let stats = standardize::activation_stats(gpu, d, &xt, &astats).unwrap();
-        let [b0, b1] =
-            standardize::activation_backward(gpu, d, grad, &xt, &astats, &dx, &sums).unwrap();
+        let backward: Vec<_> = match path {
+            Some(variant) => {
+                standardize::activation_backward(gpu, variant, d, grad, &xt, &astats, &dx, &sums)
+                    .unwrap()
+                    .into()
+            }
+            None => {
+                let partials = gpu.tensor("partials", &[standardize::walk_partials_len(d)]);
+                standardize::activation_backward_walk(
+                    gpu, d, grad, &xt, &astats, &dx, &signs, &partials, &sums,
+                )
+                .unwrap()
+                .into()
+            }
+        };
         let imm = standardize::activation_backward_immediates(d, grad, t as f32);
         record_and_wait(gpu, |pass| {
             stats.record(pass);
-            b0.record_with(pass, imm.bytes());
-            b1.record_with(pass, imm.bytes());
+            for b in &backward {
+                b.record_with(pass, imm.bytes());
+            }
         });
+        let variant = path.map_or("walk".to_string(), |v| format!("{v:?}"));
+        if path.is_none() {
+            // The signs activation_output(Sign) writes (same expression), or untouched with a32.
+            let got = gpu.read_f32(&signs).unwrap();
+            let want = match grad {
+                ActivationGrad::ApproxSign => {
+                    let sign = standardize::activation_output(
+                        gpu,
+                        KernelVariant::Gpu,
+                        d,
+                        &xt,
+                        &astats,
+                        &signs,
+                        ActivationOutput::Sign,
+                    )
+                    .unwrap();
+                    gpu.run(&[&sign]).unwrap();
+                    gpu.read_f32(&signs).unwrap()
+                }
+                ActivationGrad::A32 => vec![7.0; rows * len],
+            };
+            assert_eq!(got, want, "signs {grad:?} {rows}x{len}");
+        }
         let st = standardize_rows(&x, len);
         let (ta, ka) = activation_approx(t);
         let g2: Vec<f64> = match grad {
@@ -156,7 +218,7 @@ fn activation_backward_matches_reference() {
         };
         let want = standardize_rows_backward(&st.out, &st.std, &g2, len);
         assert_close(
-            &format!("dx {grad:?} t={t}"),
+            &format!("dx {grad:?} t={t} {variant:?}"),
             &gpu.read_f32(&dx).unwrap(),
             &common::f32s(&want),
             1e-4,

@@ -95,6 +95,32 @@ impl AdapterSummary {
     }
 }
 
+/// The environment variable that overrides `Gpu::kernel_variant`.
+pub const KERNEL_VARIANT_ENV: &str = "RBNN_KERNEL_VARIANT";
+
+/// How the per-channel and per-sample kernels (BatchNorm, channel dots) are formulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelVariant {
+    /// One element per invocation and 256-lane workgroup trees: many threads for a GPU.
+    Gpu,
+    /// Each invocation walks many elements, per-channel values load once per workgroup, no
+    /// integer division per element and no barrier in the first stage of a reduction
+    /// (shaders/common/channel_walk.wgsl): software adapters, where lanes are SIMD lanes,
+    /// divergent loads loop over them and barriers switch between subgroups.
+    Software,
+}
+
+impl KernelVariant {
+    /// "gpu" or "software".
+    pub fn parse(s: &str) -> Result<KernelVariant> {
+        match s {
+            "gpu" => Ok(KernelVariant::Gpu),
+            "software" => Ok(KernelVariant::Software),
+            _ => bail!("{KERNEL_VARIANT_ENV}={s:?}: expected \"gpu\" or \"software\""),
+        }
+    }
+}
+
 /// The device, its queue and the kernel cache. Created once per process (it is Send + Sync).
 pub struct Gpu {
     pub adapter: wgpu::Adapter,
@@ -256,6 +282,18 @@ impl Gpu {
     /// True for lavapipe, llvmpipe, WARP and other adapters that run on the CPU.
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The formulation of the per-channel and per-sample kernels a network is built with:
+    /// `KernelVariant::Software` on software adapters, else `KernelVariant::Gpu`;
+    /// RBNN_KERNEL_VARIANT=gpu or =software in the environment overrides that (to compare them,
+    /// or to run the GPU formulation's kernels on lavapipe).
+    pub fn kernel_variant(&self) -> Result<KernelVariant> {
+        match std::env::var(KERNEL_VARIANT_ENV) {
+            Ok(v) => KernelVariant::parse(&v),
+            Err(_) if self.is_software() => Ok(KernelVariant::Software),
+            Err(_) => Ok(KernelVariant::Gpu),
+        }
     }
 
     /// Fails with wgpu's own message if it reported a validation error since the last check.

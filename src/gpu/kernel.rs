@@ -50,7 +50,17 @@ pub fn shader_source(name: &str) -> Result<&'static ShaderSource> {
 /// tensors, padding and channel tails.
 /// infer_binconv (the packed engine's fused conv) joined the list after an NVIDIA H100 ran it 4-8x
 /// slower than binconv, its unchecked twin, on the same work (2026-11-26).
-const UNCHECKED_SHADERS: &[&str] = &["conv_gemm", "conv_direct", "binconv", "infer_binconv"];
+/// The software adapters' walk kernels (`KernelVariant::Software`) ran 1.5-2.5x faster on
+/// lavapipe without the checks (2026-12-03); their GPU-variant twins stay checked.
+const UNCHECKED_SHADERS: &[&str] = &[
+    "conv_gemm",
+    "conv_direct",
+    "binconv",
+    "infer_binconv",
+    "batchnorm_walk",
+    "channel_dot_walk",
+    "standardize_walk",
+];
 
 /// Parses and validates a shader with naga; an error names the original file (the kernel or the
 /// shaders/common/ file it includes), line and column.

@@ -25,7 +25,7 @@ mod tensor;
 mod timing;
 pub mod wgsl_include;
 
-pub use context::{AdapterSummary, Gpu};
+pub use context::{AdapterSummary, Gpu, KernelVariant, KERNEL_VARIANT_ENV};
 pub use kernel::{
     grid_1d, shader_source, shader_sources, validate_wgsl, Dispatch, Kernel, ShaderSource,
 };

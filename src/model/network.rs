@@ -14,7 +14,7 @@ use super::arch::{
 use super::liveness::{MadeTensors, SharedBuffers};
 use super::params::Params;
 use super::zoo::ModelKind;
-use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
+use crate::gpu::{Dispatch, Gpu, Imm, KernelVariant, Tensor};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
 use crate::ops::pool::MaxPool;
 use crate::ops::{batchnorm, elementwise, linear, loss, pool, shortcut};
@@ -78,6 +78,8 @@ struct Builder<'a> {
     params: &'a Params,
     mode: Mode,
     a32: bool,
+    /// The formulation of the BatchNorm and channel-dot kernels (`Gpu::kernel_variant`).
+    variant: KernelVariant,
     forward: Vec<Op>,
     /// Backward segments in forward order; executed last to first.
     backward: Vec<Vec<Op>>,
@@ -88,6 +90,34 @@ struct Builder<'a> {
     made: MadeTensors,
     /// Where the tensors that share buffers live (empty when planning them).
     shared: &'a SharedBuffers,
+}
+
+/// A BatchNorm layer's tensors (see `batchnorm::BatchNorm`), owned by the builder.
+struct BnTensors {
+    /// The software variant's (`batchnorm::BatchNorm::dot_partials`).
+    dot_partials: Option<Tensor>,
+    gamma: Tensor,
+    beta: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    partials: Tensor,
+}
+
+impl BnTensors {
+    fn bn(&self) -> batchnorm::BatchNorm<'_> {
+        batchnorm::BatchNorm {
+            gamma: &self.gamma,
+            beta: &self.beta,
+            running_mean: &self.running_mean,
+            running_var: &self.running_var,
+            mean: &self.mean,
+            rstd: &self.rstd,
+            partials: &self.partials,
+            dot_partials: self.dot_partials.as_ref(),
+        }
+    }
 }
 
 /// The shape of `conv` applied to `x`.
@@ -228,9 +258,42 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
+    /// A BatchNorm layer's parameters (views into the arenas) and its own saved statistics and
+    /// workspace, for input `x`.
+    /// In training with the software variant, the BatchNorm's backward also writes the partials
+    /// of sum dx * x per channel; when x is a binary conv's output, that conv takes its alpha
+    /// gradient from them (`BinaryConv2d::take_alpha_partials`).
+    fn bn_tensors(&mut self, x: &Act, name: &str) -> Result<BnTensors> {
+        let d = batchnorm::BnDims::of(&x.y.shape)?;
+        let dot_partials = if self.train() && self.variant == KernelVariant::Software {
+            let t = self.tensor("bn.dot_partials", &[d.dot_partials_len()])?;
+            let producer = self
+                .binconvs
+                .iter()
+                .position(|l| l.tensors.y.label == x.y.label);
+            if let Some(i) = producer {
+                self.binconvs[i]
+                    .take_alpha_partials(self.gpu, &t)
+                    .with_context(|| format!("the alpha gradient of {}", self.binconv_names[i]))?;
+            }
+            Some(t)
+        } else {
+            None
+        };
+        Ok(BnTensors {
+            dot_partials,
+            mean: self.tensor("bn.mean", &[d.c])?,
+            rstd: self.tensor("bn.rstd", &[d.c])?,
+            partials: self.tensor("bn.partials", &[d.partials_len(self.variant)])?,
+            gamma: self.params.get(&format!("{name}.weight"))?.clone(),
+            beta: self.params.get(&format!("{name}.bias"))?.clone(),
+            running_mean: self.params.get(&format!("{name}.running_mean"))?.clone(),
+            running_var: self.params.get(&format!("{name}.running_var"))?.clone(),
+        })
+    }
+
     /// BatchNorm2d or 1d (by the rank of x). `dy` reuses a gradient tensor for the output.
     fn bn(&mut self, x: &Act, name: &str, dy: Option<Tensor>) -> Result<Act> {
-        let d = batchnorm::BnDims::of(&x.y.shape)?;
         let shape = x.y.shape.clone();
         let out = Act {
             y: self.tensor(name, &shape)?,
@@ -239,38 +302,98 @@ impl<'a> Builder<'a> {
                 None => self.grad(&shape)?,
             },
         };
-        let mean = self.tensor("bn.mean", &[d.c])?;
-        let rstd = self.tensor("bn.rstd", &[d.c])?;
-        let partials = self.tensor("bn.partials", &[d.partials_len()])?;
-        let gamma = self.params.get(&format!("{name}.weight"))?.clone();
-        let beta = self.params.get(&format!("{name}.bias"))?.clone();
-        let running_mean = self.params.get(&format!("{name}.running_mean"))?.clone();
-        let running_var = self.params.get(&format!("{name}.running_var"))?.clone();
-        let bn = batchnorm::BatchNorm {
-            gamma: &gamma,
-            beta: &beta,
-            running_mean: &running_mean,
-            running_var: &running_var,
-            mean: &mean,
-            rstd: &rstd,
-            partials: &partials,
-        };
+        let t = self.bn_tensors(x, name)?;
+        let bn = t.bn();
         if self.train() {
-            for d in batchnorm::forward_train(self.gpu, &bn, &x.y, &out.y, true)? {
+            for d in batchnorm::forward_train(self.gpu, self.variant, &bn, &x.y, &out.y, true)? {
                 self.forward.push(Op::Dispatch(d));
             }
             let dgamma = self.params.grad(&format!("{name}.weight"))?;
             let dbeta = self.params.grad(&format!("{name}.bias"))?;
-            let ops = batchnorm::backward(self.gpu, &bn, &x.y, &out.dy, &x.dy, dgamma, dbeta)?
-                .into_iter()
-                .map(Op::Dispatch)
-                .collect();
+            let ops = batchnorm::backward(
+                self.gpu,
+                self.variant,
+                &bn,
+                &x.y,
+                &out.dy,
+                &x.dy,
+                dgamma,
+                dbeta,
+            )?
+            .into_iter()
+            .map(Op::Dispatch)
+            .collect();
             self.push_backward(ops);
         } else {
             self.forward.push(Op::Dispatch(batchnorm::forward_eval(
                 self.gpu, &bn, &x.y, &out.y,
             )?));
         }
+        Ok(out)
+    }
+
+    /// Whether BatchNorm -> [+ residual] -> hardtanh runs fused (software adapters, training).
+    fn fuse_bn_hardtanh(&self) -> bool {
+        self.train() && self.variant == KernelVariant::Software
+    }
+
+    /// hardtanh(BN(x)): fused where `fuse_bn_hardtanh`, else the two ops.
+    fn bn_hardtanh(&mut self, x: &Act, name: &str) -> Result<Act> {
+        if self.fuse_bn_hardtanh() {
+            self.fused_bn_hardtanh(x, name, None)
+        } else {
+            let z = self.bn(x, name, None)?;
+            self.hardtanh(&z)
+        }
+    }
+
+    /// hardtanh(BN(x) + residual), where `residual`'s gradient tensor is `du`: fused where
+    /// `fuse_bn_hardtanh` (then `residual` must already be built: the fused kernel reads it),
+    /// else BN, add and hardtanh. `residual` is built by `make_residual` after the BN in the
+    /// unfused order and before the fused op.
+    fn bn_add_hardtanh(
+        &mut self,
+        x: &Act,
+        name: &str,
+        du: &Tensor,
+        make_residual: impl FnOnce(&mut Self) -> Result<Act>,
+    ) -> Result<Act> {
+        if self.fuse_bn_hardtanh() {
+            let residual = make_residual(self)?;
+            self.fused_bn_hardtanh(x, name, Some((&residual, du)))
+        } else {
+            let z = self.bn(x, name, Some(du.clone()))?;
+            let residual = make_residual(self)?;
+            let u = self.add(&z, &residual, du)?;
+            self.hardtanh(&u)
+        }
+    }
+
+    /// batchnorm::forward_train_hardtanh and its backward; with a residual, the backward also
+    /// writes the residual's gradient `du`.
+    fn fused_bn_hardtanh(
+        &mut self,
+        x: &Act,
+        name: &str,
+        residual: Option<(&Act, &Tensor)>,
+    ) -> Result<Act> {
+        let out = self.act("hardtanh", &x.y.shape.clone())?;
+        let t = self.bn_tensors(x, name)?;
+        let bn = t.bn();
+        let res = residual.map(|(r, _)| &r.y);
+        for d in batchnorm::forward_train_hardtanh(self.gpu, &bn, &x.y, res, &out.y, true)? {
+            self.forward.push(Op::Dispatch(d));
+        }
+        let dgamma = self.params.grad(&format!("{name}.weight"))?;
+        let dbeta = self.params.grad(&format!("{name}.bias"))?;
+        let res_grad = residual.map(|(r, du)| (&r.y, du));
+        let ops = batchnorm::backward_hardtanh(
+            self.gpu, &bn, &x.y, res_grad, &out.dy, &x.dy, dgamma, dbeta,
+        )?
+        .into_iter()
+        .map(Op::Dispatch)
+        .collect();
+        self.push_backward(ops);
         Ok(out)
     }
 
@@ -397,10 +520,11 @@ impl<'a> Builder<'a> {
     /// The stem: float conv -> BatchNorm -> [hardtanh] -> [pool].
     fn stem(&mut self, x: &Act, stem: &Stem) -> Result<Act> {
         let c = self.float_conv(x, &stem.conv, false)?;
-        let mut out = self.bn(&c, &stem.bn.name, None)?;
-        if stem.hardtanh {
-            out = self.hardtanh(&out)?;
-        }
+        let out = if stem.hardtanh {
+            self.bn_hardtanh(&c, &stem.bn.name)?
+        } else {
+            self.bn(&c, &stem.bn.name, None)?
+        };
         match stem.pool {
             Some(pool) => self.pool(&out, pool),
             None => Ok(out),
@@ -412,13 +536,11 @@ impl<'a> Builder<'a> {
         let (du, identity) = self.block_grad(x, b)?;
         let (main_in, short_in) = self.fork(x, identity.then(|| du.clone()))?;
         let y1 = self.binconv(&main_in, &b.conv1)?;
-        let z1 = self.bn(&y1, &b.bn1.name, None)?;
-        let a1 = self.hardtanh(&z1)?;
+        let a1 = self.bn_hardtanh(&y1, &b.bn1.name)?;
         let y2 = self.binconv(&a1, &b.conv2)?;
-        let z2 = self.bn(&y2, &b.bn2.name, Some(du.clone()))?;
-        let s = self.shortcut(&short_in, b, du.clone())?;
-        let u = self.add(&z2, &s, &du)?;
-        self.hardtanh(&u)
+        self.bn_add_hardtanh(&y2, &b.bn2.name, &du.clone(), |me| {
+            me.shortcut(&short_in, b, du)
+        })
     }
 
     /// The gradient tensor of a block's first residual sum (shaped like conv1's output), and
@@ -434,16 +556,13 @@ impl<'a> Builder<'a> {
         let (du1, identity) = self.block_grad(x, b)?;
         let (main_in, short_in) = self.fork(x, identity.then(|| du1.clone()))?;
         let y1 = self.binconv(&main_in, &b.conv1)?;
-        let z1 = self.bn(&y1, &b.bn1.name, Some(du1.clone()))?;
-        let s = self.shortcut(&short_in, b, du1.clone())?;
-        let u1 = self.add(&z1, &s, &du1)?;
-        let out1 = self.hardtanh(&u1)?;
+        let out1 = self.bn_add_hardtanh(&y1, &b.bn1.name, &du1.clone(), |me| {
+            me.shortcut(&short_in, b, du1)
+        })?;
         let du2 = self.grad(&out1.y.shape.clone())?;
         let (main2, skip2) = self.fork(&out1, Some(du2.clone()))?;
         let y2 = self.binconv(&main2, &b.conv2)?;
-        let z2 = self.bn(&y2, &b.bn2.name, Some(du2.clone()))?;
-        let u2 = self.add(&z2, &skip2, &du2)?;
-        self.hardtanh(&u2)
+        self.bn_add_hardtanh(&y2, &b.bn2.name, &du2, |_| Ok(skip2))
     }
 
     /// The block's shortcut, writing its output gradient `dy` back into x.dy. For the identity,
@@ -470,8 +589,7 @@ impl<'a> Builder<'a> {
         if let Some(pool) = pool {
             y = self.pool(&y, pool)?;
         }
-        let z = self.bn(&y, &bn.name, None)?;
-        self.hardtanh(&z)
+        self.bn_hardtanh(&y, &bn.name)
     }
 
     fn head(&mut self, x: &Act, head: &Head) -> Result<Act> {
@@ -564,6 +682,7 @@ impl Network {
             params,
             mode,
             a32,
+            variant: gpu.kernel_variant()?,
             forward: Vec::new(),
             backward: Vec::new(),
             binconvs: Vec::new(),

@@ -10,9 +10,13 @@
 //! Per-channel reductions (up to N*HW = 262,144 elements at batch 256 with as few as 16 channels)
 //! run in two deterministic fixed-order stages parallel within each channel: `*_partials` with
 //! one workgroup per (chunk of CHUNK elements, channel), then `*_finish` with one per channel.
+//! Software adapters (`KernelVariant::Software`) run the `*_walk` first stages, elementwise
+//! passes and partials of one per lane (shaders/common/channel_walk.wgsl); the finish kernels
+//! are shared. Both variants compute y and dx with the same expressions; their statistics differ
+//! only in the order of the sums.
 
 use super::shape::{expect_at_least, expect_len, expect_u32};
-use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
+use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, KernelVariant, Tensor};
 use anyhow::{bail, Context, Result};
 
 /// PyTorch's default epsilon.
@@ -26,6 +30,8 @@ pub const CHUNK: usize = 4096;
 const MAX_COUNT: usize = 1 << 24;
 /// f32 values per (channel, chunk) in the workspace: the forward's (count, mean, M2).
 const PARTIAL_WORDS: usize = 3;
+/// Partials per chunk of the software variant: one per lane (WALK_LANES in the shader).
+const WALK_LANES: usize = 64;
 
 /// The sizes a BatchNorm sees: x is [n, c, hw] (BatchNorm1d: hw = 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,9 +61,66 @@ impl BnDims {
     pub fn chunks(&self) -> usize {
         self.count().div_ceil(CHUNK).max(1)
     }
-    /// Elements the `partials` workspace needs (the backward uses fewer).
-    pub fn partials_len(&self) -> usize {
-        self.c * self.chunks() * PARTIAL_WORDS
+    /// First-stage partials per channel in `variant`.
+    pub fn partials_per_channel(&self, variant: KernelVariant) -> usize {
+        match variant {
+            KernelVariant::Gpu => self.chunks(),
+            KernelVariant::Software => self.chunks() * WALK_LANES,
+        }
+    }
+    /// Elements of `BatchNorm::dot_partials`: one per lane of every chunk of every channel.
+    pub fn dot_partials_len(&self) -> usize {
+        self.c * self.partials_per_channel(KernelVariant::Software)
+    }
+    /// Elements the `partials` workspace needs in `variant` (the backward uses fewer).
+    pub fn partials_len(&self, variant: KernelVariant) -> usize {
+        self.c * self.partials_per_channel(variant) * PARTIAL_WORDS
+    }
+}
+
+/// The shader of each variant's kernels.
+const SHADER: &str = "batchnorm";
+const WALK_SHADER: &str = "batchnorm_walk";
+
+/// The shader and entry points of one variant.
+struct Entries {
+    shader: &'static str,
+    stats_partials: &'static str,
+    stats_finish: &'static str,
+    normalize: &'static str,
+    grad_partials: &'static str,
+    grad_finish: &'static str,
+    grad_input: &'static str,
+}
+
+fn entries(variant: KernelVariant) -> Entries {
+    match variant {
+        KernelVariant::Gpu => Entries {
+            shader: SHADER,
+            stats_partials: "stats_partials",
+            stats_finish: "stats_finish",
+            normalize: "normalize",
+            grad_partials: "grad_partials",
+            grad_finish: "grad_finish",
+            grad_input: "grad_input",
+        },
+        KernelVariant::Software => Entries {
+            shader: WALK_SHADER,
+            stats_partials: "stats_partials_walk",
+            stats_finish: "stats_finish_walk",
+            normalize: "normalize_walk",
+            grad_partials: "grad_partials_walk",
+            grad_finish: "grad_finish_walk",
+            grad_input: "grad_input_walk",
+        },
+    }
+}
+
+/// The grid of the elementwise passes (normalize, grad_input) in `variant`.
+fn elementwise_grid(d: BnDims, variant: KernelVariant, chunk_grid: [u32; 3]) -> [u32; 3] {
+    match variant {
+        KernelVariant::Gpu => grid_1d(d.total(), 256),
+        KernelVariant::Software => chunk_grid,
     }
 }
 
@@ -76,17 +139,22 @@ pub struct BatchNorm<'a> {
     /// Workspace of at least `BnDims::partials_len()` elements; layers may share one, since
     /// dispatches of a pass run in order.
     pub partials: &'a Tensor,
+    /// The software variant's backward (`KernelVariant::Software`; `BnDims::dot_partials_len`
+    /// elements, required there): the partials of `ops::channel_dot(dx, x)` it writes, in the
+    /// layout of the software variant's channel dot (`channel_dot::channel_dot_finish`).
+    pub dot_partials: Option<&'a Tensor>,
 }
 
-/// The immediates every BatchNorm dispatch takes. `update_running` matters only to the second
-/// dispatch of `forward_train` (stats_finish): record it with `immediates(dims, false)` to run a
-/// training forward that leaves the running statistics alone.
-pub fn immediates(dims: BnDims, update_running: bool) -> Vec<u8> {
+/// The immediates every BatchNorm dispatch takes in `variant`. `update_running` matters only to
+/// the second dispatch of `forward_train` (stats_finish): record it with
+/// `immediates(dims, variant, false)` to run a training forward that leaves the running
+/// statistics alone.
+pub fn immediates(dims: BnDims, variant: KernelVariant, update_running: bool) -> Vec<u8> {
     Imm::new()
         .u(dims.n as u32)
         .u(dims.c as u32)
         .u(dims.hw as u32)
-        .u(dims.chunks() as u32)
+        .u(dims.partials_per_channel(variant) as u32)
         .u(dims.total() as u32)
         .f(EPS)
         .f(MOMENTUM)
@@ -112,11 +180,12 @@ fn check(bn: &BatchNorm, x: &Tensor, out: &Tensor) -> Result<BnDims> {
     Ok(d)
 }
 
-fn elementwise_grid(d: BnDims) -> [u32; 3] {
-    grid_1d(d.total(), 256)
-}
-
-fn channel_grids(gpu: &Gpu, d: BnDims) -> Result<([u32; 3], [u32; 3])> {
+/// The grids of the first stages (chunks x channels) and of the finish kernels in `variant` (a
+/// workgroup per channel, or an invocation per channel).
+fn channel_grids(gpu: &Gpu, d: BnDims, variant: KernelVariant) -> Result<([u32; 3], [u32; 3])> {
+    if d.total() == 0 {
+        bail!("BatchNorm of {d:?}: no elements");
+    }
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
     if d.chunks() > max || d.c > max {
         bail!(
@@ -125,20 +194,89 @@ fn channel_grids(gpu: &Gpu, d: BnDims) -> Result<([u32; 3], [u32; 3])> {
             d.c
         );
     }
-    Ok(([d.chunks() as u32, d.c as u32, 1], [d.c as u32, 1, 1]))
+    let channels = match variant {
+        KernelVariant::Gpu => d.c,
+        KernelVariant::Software => d.c.div_ceil(64),
+    };
+    Ok(([d.chunks() as u32, d.c as u32, 1], [channels as u32, 1, 1]))
 }
 
-/// Training forward, three dispatches: [stats_partials, stats_finish, normalize].
-/// Overwrites `y`, `bn.mean`, `bn.rstd` and `bn.partials`; with `update_running`, updates
-/// `bn.running_mean` and `bn.running_var` in place (see `immediates` to change that per record).
-/// `y` must not share a buffer with the tensors it is computed from.
+/// Training forward, three dispatches: [stats_partials, stats_finish, normalize] (the `*_walk`
+/// ones in `variant` Software). Overwrites `y`, `bn.mean`, `bn.rstd` and `bn.partials`; with
+/// `update_running`, updates `bn.running_mean` and `bn.running_var` in place (see `immediates`
+/// to change that per record). `y` must not share a buffer with the tensors it is computed from.
 pub fn forward_train(
     gpu: &Gpu,
+    variant: KernelVariant,
     bn: &BatchNorm,
     x: &Tensor,
     y: &Tensor,
     update_running: bool,
 ) -> Result<Vec<Dispatch>> {
+    let Statistics {
+        dispatches: mut out,
+        d,
+        chunk_grid,
+        imm,
+    } = statistics(gpu, variant, bn, x, y, update_running)?;
+    let e = entries(variant);
+    out.push(gpu.dispatch(
+        &gpu.kernel(e.shader, e.normalize, &[])?,
+        &[x, bn.gamma, bn.beta, bn.mean, bn.rstd, y],
+        &imm,
+        elementwise_grid(d, variant, chunk_grid),
+    )?);
+    Ok(out)
+}
+
+/// Software adapters' BatchNorm -> [+ residual] -> hardtanh in three dispatches (the variant
+/// Software kernels): [stats_partials_walk, stats_finish_walk, normalize_hardtanh_walk or
+/// normalize_add_hardtanh_walk]; y = hardtanh(BN(x) [+ residual]), nothing else written but
+/// what `forward_train` writes.
+pub fn forward_train_hardtanh(
+    gpu: &Gpu,
+    bn: &BatchNorm,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    y: &Tensor,
+    update_running: bool,
+) -> Result<Vec<Dispatch>> {
+    let variant = KernelVariant::Software;
+    let Statistics {
+        dispatches: mut out,
+        d,
+        chunk_grid,
+        imm,
+    } = statistics(gpu, variant, bn, x, y, update_running)?;
+    // Buffers in binding order: res (19) after out (16).
+    let mut buffers = vec![x, bn.gamma, bn.beta, bn.mean, bn.rstd, y];
+    let entry = match residual {
+        Some(r) => {
+            expect_len(r, d.total(), "BatchNorm residual")?;
+            buffers.push(r);
+            "normalize_add_hardtanh_walk"
+        }
+        None => "normalize_hardtanh_walk",
+    };
+    out.push(gpu.dispatch(
+        &gpu.kernel(WALK_SHADER, entry, &[])?,
+        &buffers,
+        &imm,
+        chunk_grid,
+    )?);
+    Ok(out)
+}
+
+/// The checks of a training forward and its first two dispatches (the batch statistics), with
+/// the dims, the chunk grid and the immediates the last one needs.
+fn statistics(
+    gpu: &Gpu,
+    variant: KernelVariant,
+    bn: &BatchNorm,
+    x: &Tensor,
+    y: &Tensor,
+    update_running: bool,
+) -> Result<Statistics> {
     let d = check(bn, x, y)?;
     if d.count() < 2 {
         bail!(
@@ -156,18 +294,19 @@ pub fn forward_train(
             d.count()
         );
     }
-    expect_at_least(bn.partials, d.partials_len(), "BatchNorm partials")?;
-    let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
-    let imm = immediates(d, update_running);
-    Ok(vec![
+    expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
+    let (chunk_grid, channel_grid) = channel_grids(gpu, d, variant)?;
+    let imm = immediates(d, variant, update_running);
+    let e = entries(variant);
+    let dispatches = vec![
         gpu.dispatch(
-            &gpu.kernel("batchnorm", "stats_partials", &[])?,
+            &gpu.kernel(e.shader, e.stats_partials, &[])?,
             &[x, bn.partials],
             &imm,
             chunk_grid,
         )?,
         gpu.dispatch(
-            &gpu.kernel("batchnorm", "stats_finish", &[])?,
+            &gpu.kernel(e.shader, e.stats_finish, &[])?,
             &[
                 bn.partials,
                 bn.mean,
@@ -178,31 +317,42 @@ pub fn forward_train(
             &imm,
             channel_grid,
         )?,
-        gpu.dispatch(
-            &gpu.kernel("batchnorm", "normalize", &[])?,
-            &[x, bn.gamma, bn.beta, bn.mean, bn.rstd, y],
-            &imm,
-            elementwise_grid(d),
-        )?,
-    ])
+    ];
+    Ok(Statistics {
+        dispatches,
+        d,
+        chunk_grid,
+        imm,
+    })
+}
+
+/// `statistics`' dispatches and what the last dispatch of a forward needs.
+struct Statistics {
+    dispatches: Vec<Dispatch>,
+    d: BnDims,
+    chunk_grid: [u32; 3],
+    imm: Vec<u8>,
 }
 
 /// Inference forward with the running statistics. Overwrites `y`.
 pub fn forward_eval(gpu: &Gpu, bn: &BatchNorm, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
     let d = check(bn, x, y)?;
     gpu.dispatch(
-        &gpu.kernel("batchnorm", "normalize_running", &[])?,
+        &gpu.kernel(SHADER, "normalize_running", &[])?,
         &[x, bn.gamma, bn.beta, bn.running_mean, bn.running_var, y],
-        &immediates(d, false),
-        elementwise_grid(d),
+        &immediates(d, KernelVariant::Gpu, false),
+        grid_1d(d.total(), 256),
     )
 }
 
 /// Backward of the training forward (batch statistics), three dispatches:
-/// [grad_partials, grad_finish, grad_input]. Reads x, dy, gamma and the saved mean and rstd.
-/// Overwrites `dx`, `dgamma`, `dbeta` (each [C]) and `bn.partials`.
+/// [grad_partials, grad_finish, grad_input] (the `*_walk` ones in `variant` Software). Reads x,
+/// dy, gamma and the saved mean and rstd. Overwrites `dx`, `dgamma`, `dbeta` (each [C]) and
+/// `bn.partials`.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
+    variant: KernelVariant,
     bn: &BatchNorm,
     x: &Tensor,
     dy: &Tensor,
@@ -210,33 +360,158 @@ pub fn backward(
     dgamma: &Tensor,
     dbeta: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    let d = check(bn, x, dx)?;
-    expect_len(dy, d.total(), "BatchNorm dy")?;
-    expect_len(dgamma, d.c, "BatchNorm dgamma")?;
-    expect_len(dbeta, d.c, "BatchNorm dbeta")?;
-    expect_at_least(bn.partials, d.partials_len(), "BatchNorm partials")?;
-    let (chunk_grid, channel_grid) = channel_grids(gpu, d)?;
-    let imm = immediates(d, false);
+    let BackwardPlan {
+        d,
+        chunk_grid,
+        channel_grid,
+        imm,
+    } = backward_checks(gpu, variant, bn, [x, dy, dx, dgamma, dbeta])?;
+    let e = entries(variant);
+    let mut input = vec![x, dy, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx];
+    if variant == KernelVariant::Software {
+        input.push(dot_partials(bn, d)?);
+    }
     Ok(vec![
         gpu.dispatch(
-            &gpu.kernel("batchnorm", "grad_partials", &[])?,
+            &gpu.kernel(e.shader, e.grad_partials, &[])?,
             &[x, dy, bn.mean, bn.partials],
             &imm,
             chunk_grid,
         )?,
         gpu.dispatch(
-            &gpu.kernel("batchnorm", "grad_finish", &[])?,
+            &gpu.kernel(e.shader, e.grad_finish, &[])?,
             &[bn.rstd, bn.partials, dgamma, dbeta],
             &imm,
             channel_grid,
         )?,
         gpu.dispatch(
-            &gpu.kernel("batchnorm", "grad_input", &[])?,
-            &[x, dy, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx],
+            &gpu.kernel(e.shader, e.grad_input, &[])?,
+            &input,
             &imm,
-            elementwise_grid(d),
+            elementwise_grid(d, variant, chunk_grid),
         )?,
     ])
+}
+
+/// The backward of `forward_train_hardtanh` from dy = dL/dy, three dispatches:
+/// [grad_partials_hardtanh_walk, grad_finish_walk, grad_input_hardtanh_walk], or with a residual
+/// (its tensor and its gradient) [grad_partials_add_hardtanh_walk, grad_finish_walk,
+/// grad_input_walk],
+/// which also writes the residual's gradient, dL/d(BN(x) + residual). Overwrites `dx`, `dgamma`,
+/// `dbeta`, `bn.partials` (and the residual's gradient).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_hardtanh(
+    gpu: &Gpu,
+    bn: &BatchNorm,
+    x: &Tensor,
+    residual: Option<(&Tensor, &Tensor)>,
+    dy: &Tensor,
+    dx: &Tensor,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let variant = KernelVariant::Software;
+    let BackwardPlan {
+        d,
+        chunk_grid,
+        channel_grid,
+        imm,
+    } = backward_checks(gpu, variant, bn, [x, dy, dx, dgamma, dbeta])?;
+    let kernel = |entry: &str| gpu.kernel(WALK_SHADER, entry, &[]);
+    let params = [bn.gamma, bn.beta, bn.mean, bn.rstd];
+    let dot = dot_partials(bn, d)?;
+    let (partials, input) = match residual {
+        Some((r, r_grad)) => {
+            expect_len(r, d.total(), "BatchNorm residual")?;
+            expect_len(r_grad, d.total(), "BatchNorm residual gradient")?;
+            let mut partials = vec![x, dy];
+            partials.extend(params);
+            partials.extend([bn.partials, r, r_grad]);
+            let input = gpu.dispatch(
+                &kernel("grad_input_walk")?,
+                &[
+                    x, r_grad, bn.gamma, bn.mean, bn.rstd, dgamma, dbeta, dx, dot,
+                ],
+                &imm,
+                chunk_grid,
+            )?;
+            (
+                gpu.dispatch(
+                    &kernel("grad_partials_add_hardtanh_walk")?,
+                    &partials,
+                    &imm,
+                    chunk_grid,
+                )?,
+                input,
+            )
+        }
+        None => {
+            let mut partials = vec![x, dy];
+            partials.extend(params);
+            let mut input = partials.clone();
+            partials.push(bn.partials);
+            input.extend([dgamma, dbeta, dx, dot]);
+            (
+                gpu.dispatch(
+                    &kernel("grad_partials_hardtanh_walk")?,
+                    &partials,
+                    &imm,
+                    chunk_grid,
+                )?,
+                gpu.dispatch(
+                    &kernel("grad_input_hardtanh_walk")?,
+                    &input,
+                    &imm,
+                    chunk_grid,
+                )?,
+            )
+        }
+    };
+    let finish = gpu.dispatch(
+        &kernel("grad_finish_walk")?,
+        &[bn.rstd, bn.partials, dgamma, dbeta],
+        &imm,
+        channel_grid,
+    )?;
+    Ok(vec![partials, finish, input])
+}
+
+/// The checks of a backward over [x, dy, dx, dgamma, dbeta]: its dims, grids and immediates.
+fn backward_checks(
+    gpu: &Gpu,
+    variant: KernelVariant,
+    bn: &BatchNorm,
+    [x, dy, dx, dgamma, dbeta]: [&Tensor; 5],
+) -> Result<BackwardPlan> {
+    let d = check(bn, x, dx)?;
+    expect_len(dy, d.total(), "BatchNorm dy")?;
+    expect_len(dgamma, d.c, "BatchNorm dgamma")?;
+    expect_len(dbeta, d.c, "BatchNorm dbeta")?;
+    expect_at_least(bn.partials, d.partials_len(variant), "BatchNorm partials")?;
+    let (chunk_grid, channel_grid) = channel_grids(gpu, d, variant)?;
+    Ok(BackwardPlan {
+        d,
+        chunk_grid,
+        channel_grid,
+        imm: immediates(d, variant, false),
+    })
+}
+
+/// What `backward_checks` finds: the dims, the grids and the immediates of a backward.
+struct BackwardPlan {
+    d: BnDims,
+    chunk_grid: [u32; 3],
+    channel_grid: [u32; 3],
+    imm: Vec<u8>,
+}
+
+/// The software variant's `BatchNorm::dot_partials`, checked.
+fn dot_partials<'a>(bn: &BatchNorm<'a>, d: BnDims) -> Result<&'a Tensor> {
+    let Some(t) = bn.dot_partials else {
+        bail!("the software variant's BatchNorm backward needs dot_partials (BnDims::dot_partials_len)");
+    };
+    expect_at_least(t, d.dot_partials_len(), "BatchNorm dot partials")?;
+    Ok(t)
 }
 
 /// Plain-Rust references in f64.
@@ -328,5 +603,52 @@ pub mod cpu {
             }
         }
         (dx, dgamma, dbeta)
+    }
+
+    /// hardtanh(BN(x) [+ residual]) with the batch statistics (what `forward_train_hardtanh`
+    /// computes); the other outputs are `forward_train`'s.
+    pub fn forward_train_hardtanh(
+        x: &[f64],
+        d: BnDims,
+        p: &Params,
+        residual: Option<&[f64]>,
+        momentum: f64,
+        eps: f64,
+    ) -> TrainOutput {
+        let mut out = forward_train(x, d, p, momentum, eps);
+        for (i, y) in out.y.iter_mut().enumerate() {
+            *y = (*y + residual.map_or(0.0, |r| r[i])).clamp(-1.0, 1.0);
+        }
+        out
+    }
+
+    /// The backward of `forward_train_hardtanh` from dy, given its saved mean and rstd:
+    /// (dx, dgamma, dbeta, g) with g = hardtanh'(BN(x) [+ residual]) * dy, which is also the
+    /// residual's gradient (hardtanh' is 1 strictly inside (-1, 1), else 0).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_hardtanh(
+        x: &[f64],
+        dy: &[f64],
+        d: BnDims,
+        gamma: &[f64],
+        beta: &[f64],
+        mean: &[f64],
+        rstd: &[f64],
+        residual: Option<&[f64]>,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut g = vec![0.0; x.len()];
+        for n in 0..d.n {
+            for c in 0..d.c {
+                for i in 0..d.hw {
+                    let e = at(d, n, c, i);
+                    let u = (x[e] - mean[c]) * rstd[c] * gamma[c]
+                        + beta[c]
+                        + residual.map_or(0.0, |r| r[e]);
+                    g[e] = if u > -1.0 && u < 1.0 { dy[e] } else { 0.0 };
+                }
+            }
+        }
+        let (dx, dgamma, dbeta) = backward(x, &g, d, gamma, mean, rstd);
+        (dx, dgamma, dbeta, g)
     }
 }

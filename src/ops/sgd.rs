@@ -4,11 +4,14 @@
 //! (binarisation hides NaN from the loss).
 //!
 //! Per element: g' = g + wd * w; buf = momentum * buf + g' (buf = g' at the very first step);
-//! w -= lr * buf. Params, grads and momentum buffers are each one arena tensor (`Gpu::arena`) with
-//! the same layout; the arena's alignment gaps are zero in all three and stay zero.
+//! w -= lr * buf, with lr and wd multiplied by the element's parameter-group scales
+//! (`ParamGroups`; `step` uses one group of scale 1, the official recipe). Params, grads and
+//! momentum buffers are each one arena tensor (`Gpu::arena`) with the same layout; the arena's
+//! alignment gaps are zero in all three and stay zero.
 //! The step's scalars are immediates: build the dispatch once, then record it every step with
 //! `dispatch.record_with(&mut pass, &step_immediates(len, &hyper))`.
 
+use super::param_groups::ParamGroups;
 use super::shape::expect_u32;
 use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
 use anyhow::{bail, Result};
@@ -36,13 +39,27 @@ pub fn step_immediates(len: usize, s: &SgdStep) -> Vec<u8> {
         .to_vec()
 }
 
-/// One SGD step over whole arenas. Updates `params` and `momentum_buf` in place; reads `grads`.
-/// The three tensors must be distinct buffers of the same length.
+/// One SGD step over whole arenas, every element with the learning rate and weight decay as
+/// given. Updates `params` and `momentum_buf` in place; reads `grads`. The three tensors must be
+/// distinct buffers of the same length.
 pub fn step(
     gpu: &Gpu,
     params: &Tensor,
     grads: &Tensor,
     momentum_buf: &Tensor,
+    s: &SgdStep,
+) -> Result<Dispatch> {
+    let groups = ParamGroups::uniform(gpu, params.len())?;
+    step_grouped(gpu, params, grads, momentum_buf, &groups, s)
+}
+
+/// `step` with each element's learning rate and weight decay multiplied by its group's scales.
+pub fn step_grouped(
+    gpu: &Gpu,
+    params: &Tensor,
+    grads: &Tensor,
+    momentum_buf: &Tensor,
+    groups: &ParamGroups,
     s: &SgdStep,
 ) -> Result<Dispatch> {
     let n = params.len();
@@ -58,9 +75,10 @@ pub fn step(
         );
     }
     expect_u32(n, "SGD arena elements")?;
+    groups.expect_len(n, "SGD")?;
     gpu.dispatch(
         &gpu.kernel("sgd", "step", &[])?,
-        &[grads, params, momentum_buf],
+        &[grads, params, momentum_buf, &groups.index, &groups.scales],
         &step_immediates(n, s),
         grid_1d(n, 256),
     )
@@ -104,6 +122,7 @@ pub fn find_nonfinite(gpu: &Gpu, t: &Tensor, flag: &Tensor) -> Result<Dispatch> 
 /// Plain-Rust reference in f64.
 pub mod cpu {
     use super::SgdStep;
+    use crate::ops::param_groups::GroupScale;
 
     /// What `find_nonfinite` flags: some element is NaN or infinite.
     pub fn any_nonfinite(x: &[f32]) -> bool {
@@ -112,8 +131,21 @@ pub mod cpu {
 
     /// One step; updates `w` and `buf` in place.
     pub fn step(w: &mut [f64], g: &[f64], buf: &mut [f64], s: &SgdStep) {
-        let (lr, m, wd) = (s.lr as f64, s.momentum as f64, s.weight_decay as f64);
+        step_grouped(w, g, buf, s, &vec![GroupScale::ONE; w.len()]);
+    }
+
+    /// One step with the scales of each element (`param_groups::cpu::per_element`).
+    pub fn step_grouped(
+        w: &mut [f64],
+        g: &[f64],
+        buf: &mut [f64],
+        s: &SgdStep,
+        scales: &[GroupScale],
+    ) {
+        let m = s.momentum as f64;
         for i in 0..w.len() {
+            let lr = s.lr as f64 * scales[i].lr as f64;
+            let wd = s.weight_decay as f64 * scales[i].decay as f64;
             let g2 = g[i] + wd * w[i];
             buf[i] = if s.first_step { g2 } else { m * buf[i] + g2 };
             w[i] -= lr * buf[i];

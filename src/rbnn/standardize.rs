@@ -1,10 +1,12 @@
 //! Per-row standardisation (shaders/standardize.wgsl): the weight per output channel and the
 //! activations per sample, (x - mean) / std with the unbiased std, two-pass statistics, and the
 //! full backward through mean and std.
+//! The elementwise passes over the activations have a second formulation for software adapters
+//! (`KernelVariant::Software`: the shader's `*_walk` entry points, same expressions, same bits).
 
 use super::rotate::{WeightDims, WeightScratch};
-use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
-use crate::ops::shape::expect_len;
+use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, KernelVariant, Tensor};
+use crate::ops::shape::{expect_len, expect_u32};
 use anyhow::{bail, Result};
 use std::f64::consts::SQRT_2;
 
@@ -99,6 +101,7 @@ pub fn activation_stats(gpu: &Gpu, d: RowDims, x: &Tensor, astats: &Tensor) -> R
 /// out = a2 or sign(a2) elementwise, from x and astats.
 pub fn activation_output(
     gpu: &Gpu,
+    variant: KernelVariant,
     d: RowDims,
     x: &Tensor,
     astats: &Tensor,
@@ -112,13 +115,58 @@ pub fn activation_output(
         ActivationOutput::Standardized => 0,
         ActivationOutput::Sign => 1,
     };
-    let k = gpu.kernel("standardize", "activation_output", &[])?;
+    let (shader, entry, grid) = elementwise(gpu, variant, d, "activation_output")?;
     gpu.dispatch(
-        &k,
+        &gpu.kernel(shader, &entry, &[])?,
         &[x, astats, out],
         immediates(d.rows, d.len, mode, 0.0, 0.0).bytes(),
-        grid_1d(d.rows * d.len, 256),
+        grid,
     )
+}
+
+/// Elements of a row one workgroup of a `*_walk` kernel covers (WALK_LANES * WALK_STEPS in
+/// shaders/common/channel_walk.wgsl).
+const WALK_CHUNK: usize = 4096;
+
+/// The shader, entry point and grid of the elementwise pass `entry` in `variant`: one invocation
+/// per element, or workgroup (chunk, row) of its `_walk` twin in standardize_walk.wgsl.
+fn elementwise(
+    gpu: &Gpu,
+    variant: KernelVariant,
+    d: RowDims,
+    entry: &str,
+) -> Result<(&'static str, String, [u32; 3])> {
+    Ok(match variant {
+        KernelVariant::Gpu => (
+            "standardize",
+            entry.to_string(),
+            grid_1d(d.rows * d.len, 256),
+        ),
+        KernelVariant::Software => {
+            if d.rows == 0 || d.len == 0 {
+                bail!(
+                    "{entry}: {} rows of {} elements: nothing to walk",
+                    d.rows,
+                    d.len
+                );
+            }
+            expect_u32(d.rows * d.len, "standardised elements")?;
+            let chunks = d.len.div_ceil(WALK_CHUNK);
+            let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+            if chunks > max || d.rows > max {
+                bail!(
+                    "{entry}: {chunks} chunks x {} rows exceed the adapter's {max} workgroups \
+                     per dimension",
+                    d.rows
+                );
+            }
+            (
+                "standardize_walk",
+                format!("{entry}_walk"),
+                [chunks as u32, d.rows as u32, 1],
+            )
+        }
+    })
 }
 
 /// Immediates of both `activation_backward` dispatches for the ApproxSign of epoch t
@@ -135,8 +183,10 @@ pub fn activation_backward_immediates(d: RowDims, grad: ActivationGrad, t: f32) 
 /// dx holds dL/d(ba) on entry (the conv data gradient) and dL/dx on exit: ApproxSign (unless
 /// a32), then back through the per-sample standardisation. Two dispatches: per-sample sums into
 /// `sums` [N, 2], then the elementwise update.
+#[allow(clippy::too_many_arguments)]
 pub fn activation_backward(
     gpu: &Gpu,
+    variant: KernelVariant,
     d: RowDims,
     grad: ActivationGrad,
     x: &Tensor,
@@ -151,7 +201,9 @@ pub fn activation_backward(
     expect_len(sums, d.rows * 2, "activation sums")?;
     let imm = activation_backward_immediates(d, grad, 1.0);
     let k_sums = gpu.kernel("standardize", "activation_backward_sums", &[])?;
-    let k_apply = gpu.kernel("standardize", "activation_backward_apply", &[])?;
+    let (apply_shader, apply, apply_grid) =
+        elementwise(gpu, variant, d, "activation_backward_apply")?;
+    let k_apply = gpu.kernel(apply_shader, &apply, &[])?;
     Ok([
         gpu.dispatch(
             &k_sums,
@@ -159,16 +211,71 @@ pub fn activation_backward(
             imm.bytes(),
             [d.rows as u32, 1, 1],
         )?,
-        gpu.dispatch(
-            &k_apply,
-            &[x, astats, dx, sums],
-            imm.bytes(),
-            grid_1d(d.rows * d.len, 256),
-        )?,
+        gpu.dispatch(&k_apply, &[x, astats, dx, sums], imm.bytes(), apply_grid)?,
     ])
 }
 
 /// The standardisations in f64 (docs/numerics.md section 1).
+/// Elements of the per-lane partials of `activation_backward_walk` for rows `d`.
+pub fn walk_partials_len(d: RowDims) -> usize {
+    d.rows * d.len.div_ceil(WALK_CHUNK) * WALK_LANES * 2
+}
+
+/// Partials per chunk of the walk kernels (WALK_LANES in shaders/common/channel_walk.wgsl).
+const WALK_LANES: usize = 64;
+
+/// Software adapters' activation backward (`KernelVariant::Software`), three dispatches:
+/// [activation_backward_sums_walk, activation_backward_sums_finish_walk,
+/// activation_backward_apply_walk]. Computes what `activation_backward` computes (and leaves the
+/// same sums in `sums`), through the per-lane `partials` (`walk_partials_len`); with
+/// `ActivationGrad::ApproxSign` the first pass also writes sign(x - mean) to `sign_out`, what
+/// `activation_output(.., ActivationOutput::Sign)` writes, so that it replaces that pass. Record
+/// the first two before anything reads `sign_out`, all three with
+/// `activation_backward_immediates`.
+#[allow(clippy::too_many_arguments)]
+pub fn activation_backward_walk(
+    gpu: &Gpu,
+    d: RowDims,
+    grad: ActivationGrad,
+    x: &Tensor,
+    astats: &Tensor,
+    dx: &Tensor,
+    sign_out: &Tensor,
+    partials: &Tensor,
+    sums: &Tensor,
+) -> Result<[Dispatch; 3]> {
+    check_rows("activation standardisation backward", d, gpu)?;
+    expect_len(x, d.rows * d.len, "input")?;
+    expect_len(astats, d.rows * 2, "activation stats")?;
+    expect_len(dx, d.rows * d.len, "input gradient")?;
+    expect_len(sign_out, d.rows * d.len, "activation signs")?;
+    expect_len(partials, walk_partials_len(d), "activation partial sums")?;
+    expect_len(sums, d.rows * 2, "activation sums")?;
+    let imm = activation_backward_immediates(d, grad, 1.0);
+    let (shader, _, grid) = elementwise(gpu, KernelVariant::Software, d, "activation_backward")?;
+    let kernel = |entry: &str| gpu.kernel(shader, entry, &[]);
+    Ok([
+        gpu.dispatch(
+            &kernel("activation_backward_sums_walk")?,
+            &[x, astats, sign_out, dx, partials],
+            imm.bytes(),
+            grid,
+        )?,
+        gpu.dispatch(
+            &kernel("activation_backward_sums_finish_walk")?,
+            &[sums, partials],
+            imm.bytes(),
+            [d.rows.div_ceil(64) as u32, 1, 1],
+        )?,
+        gpu.dispatch(
+            &kernel("activation_backward_apply_walk")?,
+            &[x, astats, dx, sums],
+            imm.bytes(),
+            grid,
+        )?,
+    ])
+}
+
 pub mod cpu {
     /// Rows standardised to zero mean and unit unbiased std, with the saved statistics.
     pub struct Standardized {

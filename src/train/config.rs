@@ -1,10 +1,13 @@
 //! The training configuration. Its defaults are the official recipe (docs/numerics.md section
-//! 9); the whole struct is saved as JSON in every checkpoint's metadata so a resumed run (and a
-//! reader of the checkpoint) knows exactly how it was trained.
+//! 9); `train::recipe` holds the short-budget one. The whole struct, with every value resolved,
+//! is saved as JSON in every checkpoint's metadata so a resumed run (and a reader of the
+//! checkpoint) knows exactly how it was trained.
 
-pub use crate::train::lr::LrType;
+pub use crate::train::choices::{OptimizerKind, ParamGroup, Recipe};
+pub use crate::train::lr::{LrType, LrUpdate};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::f64::consts::FRAC_PI_2;
 
 /// The dataset used when none is named: the small Fashion-MNIST subset embedded in the binary, so
 /// a first run needs no download.
@@ -32,6 +35,8 @@ pub struct Config {
     pub tmin: f64,
     pub tmax: f64,
     pub lr_type: LrType,
+    /// Whether the learning rate changes every epoch (official) or every step.
+    pub lr_update: LrUpdate,
     /// Milestone epochs of the step schedule.
     pub lr_decay_step: Vec<usize>,
     pub warm_up: bool,
@@ -53,6 +58,27 @@ pub struct Config {
     /// Threads decoding a streamed dataset (ImageNet); 0: one per core. The batches do not
     /// depend on it.
     pub data_threads: usize,
+    /// The recipe the defaults came from (the values below are what the run used).
+    pub recipe: Recipe,
+    /// SGD (the official recipe: `momentum`, `weight_decay`) or Adam (`adam_beta1`,
+    /// `adam_beta2`, `adam_eps`, `weight_decay` as L2 on the gradient).
+    pub optimizer: OptimizerKind,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_eps: f64,
+    /// The rotation gate theta of every binary conv at initialisation (official: pi/2).
+    pub theta_init: f64,
+    /// The learning rate of theta and of alpha as multiples of `lr`.
+    pub theta_lr_scale: f64,
+    pub alpha_lr_scale: f64,
+    /// Parameter groups trained without weight decay (official: none).
+    pub no_decay_on: Vec<ParamGroup>,
+    /// The initial gamma of every BatchNorm2d; None: the model's own (docs/numerics.md section
+    /// 7: 1e-8 for the resnet20 models, 1 for the others).
+    pub bn_gamma_init: Option<f64>,
+    /// Random crops and flips of the training images (docs/numerics.md section 11); off, the
+    /// training images are seen as they are.
+    pub augment: bool,
 }
 
 impl Default for Config {
@@ -70,6 +96,7 @@ impl Default for Config {
             tmin: 1e-2,
             tmax: 10.0,
             lr_type: LrType::Cos,
+            lr_update: LrUpdate::Epoch,
             lr_decay_step: Vec::new(),
             warm_up: false,
             rotation_update: 1,
@@ -80,6 +107,17 @@ impl Default for Config {
             accumulate: 1,
             ranks: 1,
             data_threads: 0,
+            recipe: Recipe::Official,
+            optimizer: OptimizerKind::Sgd,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_eps: 1e-8,
+            theta_init: FRAC_PI_2,
+            theta_lr_scale: 1.0,
+            alpha_lr_scale: 1.0,
+            no_decay_on: Vec::new(),
+            bn_gamma_init: None,
+            augment: true,
         }
     }
 }
@@ -115,6 +153,39 @@ impl Config {
         if self.rotation_update == 0 {
             bail!("--rotation-update must be at least 1 (1 = every epoch)");
         }
+        for (flag, beta) in [
+            ("--adam-beta1", self.adam_beta1),
+            ("--adam-beta2", self.adam_beta2),
+        ] {
+            if !(0.0..1.0).contains(&beta) {
+                bail!("{flag} must be in [0, 1), got {beta}");
+            }
+        }
+        if !(self.adam_eps.is_finite() && self.adam_eps > 0.0) {
+            bail!(
+                "--adam-eps must be a positive number, got {}",
+                self.adam_eps
+            );
+        }
+        if !self.theta_init.is_finite() {
+            bail!(
+                "--theta-init must be a finite angle in radians, got {}",
+                self.theta_init
+            );
+        }
+        if let Some(g) = self.bn_gamma_init {
+            if !g.is_finite() {
+                bail!("--bn-gamma-init must be a finite number, got {g}");
+            }
+        }
+        for (flag, scale) in [
+            ("--theta-lr-scale", self.theta_lr_scale),
+            ("--alpha-lr-scale", self.alpha_lr_scale),
+        ] {
+            if !(scale.is_finite() && scale >= 0.0) {
+                bail!("{flag} must be a number >= 0, got {scale}");
+            }
+        }
         if self.lr_type == LrType::Step {
             if self.lr_decay_step.is_empty() {
                 bail!("--lr-type step needs --lr-decay-step, e.g. --lr-decay-step 30,60,90");
@@ -139,6 +210,22 @@ impl Config {
             &self.lr_decay_step,
             self.warm_up,
         )
+    }
+
+    /// The learning rate of step `step` of `steps` in `epoch`: the epoch's rate, or with
+    /// `lr_update` Step the closed form at the fractional epoch.
+    pub fn step_learning_rate(&self, epoch: usize, step: usize, steps: usize) -> f64 {
+        match self.lr_update {
+            LrUpdate::Epoch => self.learning_rate(epoch),
+            LrUpdate::Step => crate::train::lr::learning_rate_at(
+                self.lr,
+                epoch as f64 + step as f64 / steps.max(1) as f64,
+                self.epochs,
+                self.lr_type,
+                &self.lr_decay_step,
+                self.warm_up,
+            ),
+        }
     }
 
     /// The JSON stored in checkpoint metadata under "config".

@@ -13,6 +13,18 @@ pub enum LrType {
     Step,
 }
 
+/// When the learning rate changes (`--lr-update`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LrUpdate {
+    /// Once per epoch, the official code's way: `learning_rate` of the epoch.
+    #[default]
+    Epoch,
+    /// Every step: the same closed form at the fractional epoch e + s/S (step s of S), so a
+    /// run of few epochs still anneals smoothly.
+    Step,
+}
+
 /// Epochs of linear warm-up when warm-up is on (the official code's fixed 5).
 pub const WARM_UP_EPOCHS: usize = 5;
 
@@ -45,6 +57,33 @@ pub fn learning_rate(
         }
         LrType::Step => {
             let passed = milestones.iter().filter(|&&m| m <= e).count();
+            base_lr * 0.1f64.powi(passed as i32)
+        }
+    }
+}
+
+/// `learning_rate` at a fractional epoch `position` (e + s/S at step s of S in epoch e): the
+/// same closed form on a continuous clock. Warm-up: lr * min(1, (position + 1) / 5) before
+/// epoch 5. At whole epochs it equals `learning_rate` (up to rounding).
+pub fn learning_rate_at(
+    base_lr: f64,
+    position: f64,
+    epochs: usize,
+    lr_type: LrType,
+    milestones: &[usize],
+    warm_up: bool,
+) -> f64 {
+    let warm = WARM_UP_EPOCHS as f64;
+    if warm_up && position < warm {
+        return base_lr * ((position + 1.0) / warm).min(1.0);
+    }
+    let shift = if warm_up { warm - 1.0 } else { 0.0 };
+    let x = (position - shift).max(0.0);
+    let total = (epochs as f64 - shift).max(1.0);
+    match lr_type {
+        LrType::Cos => base_lr / 2.0 * (1.0 + (std::f64::consts::PI * x / total).cos()),
+        LrType::Step => {
+            let passed = milestones.iter().filter(|&&m| m as f64 <= x).count();
             base_lr * 0.1f64.powi(passed as i32)
         }
     }
@@ -108,6 +147,36 @@ mod tests {
             learning_rate(0.1, 77, 120, LrType::Step, &[], false),
             0.1
         ));
+    }
+
+    #[test]
+    fn per_step_rates_follow_the_closed_form_between_epochs() {
+        for (lr_type, milestones, warm_up) in [
+            (LrType::Cos, vec![], false),
+            (LrType::Cos, vec![], true),
+            (LrType::Step, vec![3, 7], false),
+            (LrType::Step, vec![8], true),
+        ] {
+            let per_epoch = |e| learning_rate(0.1, e, 12, lr_type, &milestones, warm_up);
+            let at = |x| learning_rate_at(0.1, x, 12, lr_type, &milestones, warm_up);
+            // Whole epochs: the per-epoch rate (warm-up epochs 0-3 and the cosine alike).
+            for e in 0..12 {
+                assert!(close(at(e as f64), per_epoch(e)), "{lr_type:?} epoch {e}");
+            }
+            // Never above the base rate, never negative.
+            for i in 0..=1200 {
+                let r = at(i as f64 / 100.0);
+                assert!((0.0..=0.1 + 1e-15).contains(&r), "{lr_type:?} at {i}: {r}");
+            }
+        }
+        // Within an epoch the cosine keeps falling.
+        let at = |x| learning_rate_at(0.1, x, 3, LrType::Cos, &[], false);
+        assert!(close(at(1.5), 0.05));
+        assert!((1..300).all(|i| at(i as f64 / 100.0) < at((i - 1) as f64 / 100.0)));
+        // Warm-up rises linearly within its epochs, to the full rate from epoch 4.
+        let warm = |x| learning_rate_at(0.1, x, 20, LrType::Cos, &[], true);
+        assert!(close(warm(0.5), 0.03));
+        assert!(close(warm(4.5), 0.1));
     }
 
     #[test]

@@ -12,7 +12,9 @@ use plotters::prelude::*;
 
 use crate::train::metrics::{read_metrics, EpochMetrics};
 
-const FONT: &str = "sans-serif";
+/// The family name of the embedded font, registered with plotters by `register_font` (for other
+/// pictures drawn with plotters, such as the classifier example's predictions).
+pub const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-ascii.ttf");
 static FONT_REGISTERED: OnceLock<bool> = OnceLock::new();
 
@@ -49,7 +51,8 @@ pub fn plot_curves(metrics: &[EpochMetrics], png: &Path, title: &str) -> Result<
     crate::train::checkpoint::write_atomic(png, &encoded)
 }
 
-fn register_font() -> Result<()> {
+/// Registers the embedded font with plotters as `FONT` (once per process).
+pub fn register_font() -> Result<()> {
     let ok = *FONT_REGISTERED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok()
     });

@@ -1,4 +1,4 @@
-//! The epoch runner: data -> one submit per training step (forward, loss, backward, SGD) ->
+//! The epoch runner: data -> one submit per training step (forward, loss, backward, optimizer) ->
 //! rotation update at the first batch of every rotation epoch -> evaluation -> metrics and
 //! checkpoints (atomic) -> curves.
 //!
@@ -24,6 +24,7 @@ use crate::train::checkpoint::{self, CheckpointInfo, HostTensor, StateDict, MOME
 use crate::train::config::Config;
 use crate::train::data_parallel::DataParallel;
 use crate::train::metrics::{self, EpochMetrics, MetricsWriter};
+use crate::train::optimizer::{self, Optimizer};
 use crate::train::plot;
 use crate::train::run_dir::{RunDir, RunFiles};
 use anyhow::{bail, Context, Result};
@@ -96,11 +97,17 @@ pub fn state_dict(gpu: &Gpu, params: &Params, with_momentum: bool) -> Result<Sta
     Ok(state)
 }
 
-/// Uploads a checkpoint's tensors into `params`, failing with every missing or mis-shaped
-/// tensor named. Returns whether momentum buffers were present.
-pub fn restore(gpu: &Gpu, params: &mut Params, state: &StateDict, file: &Path) -> Result<bool> {
+/// Uploads a checkpoint's model tensors into `params`, failing with every missing or mis-shaped
+/// tensor named. Returns the optimizer's tensors (SGD's momentum buffers or Adam's state, empty
+/// when the checkpoint has none) for `Optimizer::restore`.
+pub fn restore(
+    gpu: &Gpu,
+    params: &mut Params,
+    state: &StateDict,
+    file: &Path,
+) -> Result<StateDict> {
     let mut state = state.clone();
-    let momentum = state.split_prefix(MOMENTUM_PREFIX);
+    let optimizer_state = optimizer::split_state(&mut state);
     let mut expected: Vec<(String, Vec<usize>)> = params
         .spec
         .tensors
@@ -121,24 +128,28 @@ pub fn restore(gpu: &Gpu, params: &mut Params, state: &StateDict, file: &Path) -
     if let Some(bn) = params.batchnorm_names().first() {
         params.batches_tracked = state.i64(&format!("{bn}.num_batches_tracked"))?[0];
     }
-    if momentum.is_empty() {
-        return Ok(false);
-    }
-    let trainable: Vec<(String, Vec<usize>)> = params
-        .spec
-        .tensors
+    Ok(optimizer_state)
+}
+
+/// The initial parameters of a fresh run: the model's initialisation (docs/numerics.md section
+/// 7), with every binary conv's rotation gate theta set to `cfg.theta_init` and, when the config
+/// says, every BatchNorm2d's gamma to `cfg.bn_gamma_init`.
+fn initial_values(params: &Params, cfg: &Config, rng: &mut Rng) -> Vec<(String, Vec<f32>)> {
+    let mut values = params.spec.initialise(rng);
+    let gammas: Vec<String> = params
+        .batchnorm_names()
         .iter()
-        .filter(|t| t.trainable)
-        .map(|t| (t.name.clone(), t.shape.clone()))
+        .map(|bn| format!("{bn}.weight"))
         .collect();
-    checkpoint::check_against(&momentum, &trainable, file)
-        .context("momentum buffers (momentum.<name>)")?;
-    let values: Vec<(String, Vec<f32>)> = trainable
-        .iter()
-        .map(|(n, _)| Ok((n.clone(), momentum.f32(n)?)))
-        .collect::<Result<_>>()?;
-    params.upload_momentum(gpu, &values)?;
-    Ok(true)
+    for (name, v) in values.iter_mut() {
+        if name.ends_with(".rotate") {
+            v.fill(cfg.theta_init as f32);
+        }
+        if let Some(gamma) = cfg.bn_gamma_init.filter(|_| gammas.contains(name)) {
+            v.fill(gamma as f32);
+        }
+    }
+    values
 }
 
 /// Evaluates `net` (built in Mode::Eval) over a whole split; returns the loss totals and the
@@ -321,7 +332,7 @@ pub fn train_rank(
     let mut rng = Rng::new(cfg.seed);
     let mut start_epoch = 0;
     let mut best_top1 = 0.0;
-    let mut has_momentum = false;
+    let mut optimizer_state = StateDict::new();
     if let Some(path) = resume {
         let ck = checkpoint::load(path)?;
         checkpoint::check_model(&ck.metadata, kind.name(), path)?;
@@ -336,7 +347,16 @@ pub fn train_rank(
                 cfg.dataset
             );
         }
-        has_momentum = restore(gpu, &mut params, &ck.state, path)?;
+        if info.config.optimizer != cfg.optimizer {
+            bail!(
+                "{} was trained with --optimizer {}; this run asks for {} (resume with the \
+                 optimizer and recipe it was trained with)",
+                path.display(),
+                info.config.optimizer.name(),
+                cfg.optimizer.name()
+            );
+        }
+        optimizer_state = restore(gpu, &mut params, &ck.state, path)?;
         start_epoch = info.epoch;
         best_top1 = info.best_top1;
         rng.state = info.rng_state;
@@ -344,7 +364,7 @@ pub fn train_rank(
             metrics::retain_before(&files.metrics(), start_epoch)?;
         }
     } else {
-        let values = params.spec.initialise(&mut rng);
+        let values = initial_values(&params, cfg, &mut rng);
         params.upload(gpu, &values)?;
     }
 
@@ -374,19 +394,10 @@ pub fn train_rank(
     let rotation = RotationUpdate::new(gpu, &layers)?;
     let finite_check = FiniteCheck::new(gpu, &params)?;
 
-    let sgd_base = sgd::SgdStep {
-        lr: cfg.lr as f32,
-        momentum: cfg.momentum as f32,
-        weight_decay: cfg.weight_decay as f32,
-        first_step: false,
-    };
-    let sgd = sgd::step(
-        gpu,
-        &params.trainable,
-        &params.grads,
-        &params.momentum,
-        &sgd_base,
-    )?;
+    let mut optimizer = Optimizer::new(gpu, &params, cfg)?;
+    if let Some(path) = resume {
+        optimizer.restore(gpu, &params, &optimizer_state, path)?;
+    }
     let schedule = ApproxSignSchedule {
         t_min: cfg.tmin,
         t_max: cfg.tmax,
@@ -398,6 +409,9 @@ pub fn train_rank(
     };
     let mut plan = BatchPlan::train_source(&train_ds, global, cfg.seed);
     plan.threads = cfg.data_threads;
+    if !cfg.augment {
+        plan.augment = None;
+    }
     plan.shard = parallel.shard();
     plan.drop_last = !keep_tail;
     let batcher = Batcher::new(
@@ -407,7 +421,6 @@ pub fn train_rank(
     )?;
     let per_epoch = batcher.batches_per_epoch();
     let mut batches = batcher.into_iter();
-    let mut first_step = !has_momentum;
     let mut summary = TrainSummary {
         epochs_run: 0,
         best_top1,
@@ -444,14 +457,9 @@ pub fn train_rank(
         let mut images = 0usize;
         let mut skipped_train = 0;
         for step in 0..per_epoch {
-            let imm = sgd::step_immediates(
-                params.trainable.len(),
-                &sgd::SgdStep {
-                    lr: lr as f32,
-                    first_step,
-                    ..sgd_base
-                },
-            );
+            // The optimizer's step for this global batch, recorded once its gradient is
+            // complete: in the last micro-batch's pass, or after the sum over ranks.
+            let imm = optimizer.next_step(cfg.step_learning_rate(epoch, step, per_epoch));
             for micro in 0..parallel.micro_batches() {
                 let Some(batch) = batches.next() else {
                     return Err(batches.failure());
@@ -468,7 +476,7 @@ pub fn train_rank(
                     net.record_step(&mut pass, scalars);
                     parallel.record_after_backward(&mut pass, micro);
                     if parallel.optimizer_in_pass(micro) {
-                        sgd.record_with(&mut pass, &imm);
+                        optimizer.record_with(&mut pass, &imm);
                     }
                 }
                 parallel.record_readback(&mut encoder, micro);
@@ -478,10 +486,9 @@ pub fn train_rank(
             }
             if parallel.sum_over_ranks(gpu)? {
                 let mut encoder = gpu.device.create_command_encoder(&Default::default());
-                sgd.record_with(&mut encoder.begin_compute_pass(&Default::default()), &imm);
+                optimizer.record_with(&mut encoder.begin_compute_pass(&Default::default()), &imm);
                 gpu.queue.submit([encoder.finish()]);
             }
-            first_step = false;
             // Every rank's share of this global batch (the last one may be partial).
             images += global.min(train_ds.len() - step * global);
             if (step + 1) % READBACK_EVERY == 0 || step + 1 == per_epoch {
@@ -549,7 +556,7 @@ pub fn train_rank(
                 rng_state: rng.state,
             };
             let path = files.interrupted();
-            let state = checked_state(gpu, &params, &path, files, resume)?;
+            let state = checked_state(gpu, &params, &optimizer, &path, files, resume)?;
             checkpoint::save_atomic(&path, &state, &info.to_metadata())?;
             let resume_point = if files.last().exists() {
                 Some(files.last())
@@ -628,7 +635,7 @@ pub fn train_rank(
             best_top1,
             rng_state: rng.state,
         };
-        let state = checked_state(gpu, &params, &files.last(), files, resume)?;
+        let state = checked_state(gpu, &params, &optimizer, &files.last(), files, resume)?;
         checkpoint::save_atomic(&files.last(), &state, &info.to_metadata())?;
         if is_best {
             checkpoint::save_atomic(&files.best(), &state, &info.to_metadata())?;
@@ -680,15 +687,20 @@ fn sum_totals(gpu: &Gpu, nets: &[Network]) -> Result<loss::LossTotals> {
     Ok(sum)
 }
 
-/// The state to write to `path`, refused (and not written) when a tensor holds NaN or infinity.
+/// The state to write to `path` (the model's and the optimizer's), refused (and not written)
+/// when a tensor holds NaN or infinity.
 fn checked_state(
     gpu: &Gpu,
     params: &Params,
+    optimizer: &Optimizer,
     path: &Path,
     files: &RunFiles,
     resume: Option<&Path>,
 ) -> Result<StateDict> {
-    let state = state_dict(gpu, params, true)?;
+    let mut state = state_dict(gpu, params, false)?;
+    for (name, t) in optimizer.state_dict(gpu, params)?.iter() {
+        state.insert(name, t.clone());
+    }
     let bad = checkpoint::nonfinite_tensors(&state);
     if !bad.is_empty() {
         bail!(

@@ -19,6 +19,10 @@
 //!   dalpha_o = ops::channel_dot(dy, y) / alpha_o  (= sum dy_o * (conv before scaling)_o)
 //!   then rotate::weight_backward (ApproxSign, theta, standardisation) and
 //!   standardize::activation_backward (ApproxSign with ta = max(t,1), standardisation).
+//! With `KernelVariant::Software` (software adapters) the activation backward is
+//! standardize::activation_backward_walk, whose sums pass runs right after the data gradient and
+//! also writes sign(a2) (no separate sign pass), and a network whose BatchNorm consumes y hands
+//! the layer the partials of its dalpha sum (`take_alpha_partials`).
 
 pub mod cpu;
 
@@ -26,8 +30,8 @@ use super::binconv;
 pub use super::rotate::rotation_dims;
 use super::rotate::{self, ParamGrads, WeightDims, WeightScratch};
 use super::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
-use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
-use crate::ops::channel_dot::{channel_dot, ChannelDot};
+use crate::gpu::{Dispatch, Gpu, Imm, KernelVariant, Tensor};
+use crate::ops::channel_dot::{channel_dot, channel_dot_finish, ChannelDot};
 use crate::ops::conv::{self, ConvBackwardWeight, ConvShape};
 use crate::ops::conv_coop;
 use crate::ops::shape::expect_len;
@@ -163,13 +167,20 @@ struct Backward {
     dbw: Tensor,
     /// Per-sample sums of the activation backward, [N, 2].
     asums: Tensor,
+    /// Their per-lane partials (software variant, standardize::activation_backward_walk).
+    apartials: Option<Tensor>,
     data: Dispatch,
-    /// sign(a2) into `act` (binary activations; with a32 the forward wrote a2 there).
+    /// sign(a2) into `act` (binary activations, GPU variant; with a32 the forward wrote a2
+    /// there).
     activation_sign: Option<Dispatch>,
+    /// Right after `data`, with the activation backward's immediates: the software variant's
+    /// activation sums, which also write sign(a2) into `act` (binary activations).
+    activation_early: Vec<Dispatch>,
     weight_conv: ConvBackwardWeight,
     weight: Dispatch,
     alpha: ChannelDot,
-    activation: [Dispatch; 2],
+    /// Last, with the same immediates: the rest of the activation backward.
+    activation: Vec<Dispatch>,
 }
 
 /// One RBNN binary convolution: parameters (the caller's), scratch (its own, allocated once) and
@@ -222,6 +233,7 @@ impl BinaryConv2d {
             len: s.ci * s.h * s.w,
         };
         let scratch = WeightScratch::new(gpu, &name, dims)?;
+        let variant = gpu.kernel_variant()?;
         let astats = gpu.try_tensor(&format!("{name}.astats"), &[s.n, 2])?;
         let act = if a32 || grads.is_some() {
             Some(gpu.try_tensor(&format!("{name}.act"), &[s.n, s.ci, s.h, s.w])?)
@@ -238,6 +250,7 @@ impl BinaryConv2d {
             Some(a2) if a32 => {
                 let standardize = standardize::activation_output(
                     gpu,
+                    variant,
                     rows,
                     &t.x,
                     &astats,
@@ -293,11 +306,14 @@ impl BinaryConv2d {
         };
         let dbw = gpu.try_tensor(&format!("{name}.dbw"), &[s.co, s.ci, s.kh, s.kw])?;
         let asums = gpu.try_tensor(&format!("{name}.asums"), &[s.n, 2])?;
-        let activation_sign = if self.a32 {
+        let variant = gpu.kernel_variant()?;
+        let software = variant == KernelVariant::Software;
+        let activation_sign = if self.a32 || software {
             None
         } else {
             Some(standardize::activation_output(
                 gpu,
+                variant,
                 rows,
                 &t.x,
                 &self.astats,
@@ -324,26 +340,62 @@ impl BinaryConv2d {
         };
         let weight = rotate::weight_backward(gpu, self.dims, &dbw, &self.scratch, &grads)?;
         // dalpha_o = sum dy * (conv output before scaling) = sum dy * y / alpha_o.
-        let alpha = channel_dot(gpu, g.dy, &t.y, &t.alpha, g.alpha)?;
-        let activation = standardize::activation_backward(
-            gpu,
-            rows,
-            activation_grad(self.a32),
-            &t.x,
-            &self.astats,
-            g.dx,
-            &asums,
-        )?;
+        let alpha = channel_dot(gpu, variant, g.dy, &t.y, &t.alpha, g.alpha)?;
+        let (apartials, activation_early, activation) = if software {
+            let partials = gpu.try_tensor(
+                &format!("{name}.apartials"),
+                &[standardize::walk_partials_len(rows)],
+            )?;
+            let [sums, finish, apply] = standardize::activation_backward_walk(
+                gpu,
+                rows,
+                activation_grad(self.a32),
+                &t.x,
+                &self.astats,
+                g.dx,
+                act,
+                &partials,
+                &asums,
+            )?;
+            (Some(partials), vec![sums, finish], vec![apply])
+        } else {
+            let activation = standardize::activation_backward(
+                gpu,
+                variant,
+                rows,
+                activation_grad(self.a32),
+                &t.x,
+                &self.astats,
+                g.dx,
+                &asums,
+            )?;
+            (None, Vec::new(), activation.into())
+        };
         Ok(Backward {
             dbw,
             asums,
+            apartials,
             data,
             activation_sign,
+            activation_early,
             weight_conv,
             weight,
             alpha,
             activation,
         })
+    }
+
+    /// Takes the alpha gradient's per-channel dot products from `partials`, which a kernel that
+    /// runs earlier in the backward writes (the software variant's BatchNorm backward on this
+    /// layer's output, `batchnorm::BatchNorm::dot_partials`: the partials of sum dy * y), instead
+    /// of the layer's own pass over dy and y: `ops::channel_dot::channel_dot_finish`.
+    pub fn take_alpha_partials(&mut self, gpu: &Gpu, partials: &Tensor) -> Result<()> {
+        let t = &self.tensors;
+        let (Some(b), Some(alpha_grad)) = (&mut self.backward, &t.alpha_grad) else {
+            bail!("only a training layer has an alpha gradient");
+        };
+        b.alpha = channel_dot_finish(gpu, &t.y.shape, partials, &t.alpha, alpha_grad)?;
+        Ok(())
     }
 
     /// The weight side of the forward (w2, rw, w3, packed or scaled sign(w3)): depends on the
@@ -387,21 +439,22 @@ impl BinaryConv2d {
         let Some(b) = &self.backward else {
             return Vec::new();
         };
+        let rows = RowDims {
+            rows: self.shape.n,
+            len: self.shape.ci * self.shape.h * self.shape.w,
+        };
+        let imm = standardize::activation_backward_immediates(rows, activation_grad(self.a32), t);
         let mut out: Vec<(&Dispatch, Option<Imm>)> = vec![(&b.data, None)];
         if let Some(sign) = &b.activation_sign {
             out.push((sign, None));
         }
+        out.extend(b.activation_early.iter().map(|d| (d, Some(imm.clone()))));
         out.extend(b.weight_conv.dispatches().into_iter().map(|d| (d, None)));
         out.extend(b.alpha.dispatches.iter().map(|d| (d, None)));
         out.push((
             &b.weight,
             Some(rotate::weight_backward_immediates(self.dims, t, k)),
         ));
-        let rows = RowDims {
-            rows: self.shape.n,
-            len: self.shape.ci * self.shape.h * self.shape.w,
-        };
-        let imm = standardize::activation_backward_immediates(rows, activation_grad(self.a32), t);
         out.extend(b.activation.iter().map(|d| (d, Some(imm.clone()))));
         out
     }
@@ -429,6 +482,7 @@ impl BinaryConv2d {
         if let Some(b) = &self.backward {
             bytes += b.dbw.bytes()
                 + b.asums.bytes()
+                + b.apartials.as_ref().map_or(0, |t| t.bytes())
                 + b.weight_conv.scratch_bytes()
                 + b.alpha.partials.bytes();
         }
