@@ -142,7 +142,7 @@ fn the_check_finds_what_it_looks_for() {
     assert!(!problems("scripts/get-cifar10 DIR")
         .iter()
         .any(|p| p.contains("get-cifar10")));
-    assert_eq!(problems("../shared/tools/get-cifar10 DIR").len(), 1);
+    assert_eq!(problems("../outside/tools/get-cifar10 DIR").len(), 1);
     assert_eq!(problems("scripts/no-such-script DIR").len(), 1);
     assert_eq!(
         problems("cargo run --release --example classifier").len(),
