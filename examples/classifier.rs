@@ -17,12 +17,15 @@
 //! its IDX files, else the subset.
 //!
 //! Budget: on a software adapter (lavapipe, llvmpipe: the GPU emulated on the CPU) the whole
-//! example is meant to finish within 3 minutes, so it first times a few training steps and
-//! sizes the run from that rate: as many training images as fit in the time left after
-//! evaluation, in one epoch while they fit in the subset's 5,000 (the README's recipe table:
-//! more distinct images beat more epochs at one budget), else in as few epochs as hold them,
-//! and says what it chose and why. On a GPU it trains longer (15 epochs over the subset, 3 over
-//! the full set) and says so.
+//! example is meant to finish within 3 minutes. It times the float evaluation path on one batch
+//! of test images, reserves the time that scoring every test image twice (float path and packed
+//! engine) and exporting will take, and gives the rest to the trainer as a time budget
+//! (`Config::time_budget`, as `rbnn train --time-budget`): the trainer measures its own rate
+//! after its first 20 steps and plans as many steps as fit, at most the fast recipe's 3 epochs
+//! (a shuffled epoch is 5,000 distinct images: the README's recipe table, more distinct images
+//! beat more epochs at one budget), with the schedules ending where the run ends. Both say what
+//! they chose. On a GPU it trains longer (15 epochs over the subset, 3 over the full set) and
+//! says so.
 //!
 //! Everything lands in runs/classifier/ (replaced by the next run of the example): checkpoints,
 //! metrics.jsonl, curves.png, the packed model.safetensors, predictions.png, and samples/*.png
@@ -36,12 +39,11 @@ use rbnn::gpu::Gpu;
 use rbnn::infer::export::{export_checkpoint, ExportOptions};
 use rbnn::infer::predict::top_k;
 use rbnn::infer::Engine;
-use rbnn::model::network::{Mode, Network, StepScalars};
+use rbnn::model::network::{Mode, Network};
 use rbnn::model::{ModelKind, ModelSpec, Params};
 use rbnn::rng::Rng;
 use rbnn::train::checkpoint;
 use rbnn::train::config::{Config, Recipe};
-use rbnn::train::optimizer::Optimizer;
 use rbnn::train::plot;
 use rbnn::train::run_dir::{Existing, RunDir};
 use rbnn::train::trainer::{self, load_split, restore};
@@ -62,29 +64,19 @@ const PICTURED_PER_ROW: usize = 6;
 const SIDE: usize = 28;
 
 /// Wall clock the whole example may take on a software adapter: the 3 minutes it promises,
-/// less a margin for a machine busier at the end than when the rate was measured.
+/// less a margin for a machine busier at the end than when the rates were measured.
 const SOFTWARE_BUDGET_SECONDS: f64 = 155.0;
 /// Test images the trainer scores after each epoch on a software adapter (a progress line; the
 /// result is scored on every test image at the end).
 const MONITOR_TEST_IMAGES: usize = 200;
-/// Training steps timed to measure the rate (after one untimed step that compiles the kernels).
-const PROBE_STEPS: usize = 5;
-/// The trainer's rate as a share of the probe's: it also prepares every batch on the CPU and
-/// reads the loss back (on lavapipe with 2 busy cores, 2026-12-03, the probe said 18 img/s and
-/// the trainer ran at 13-14).
-const TRAINER_SHARE_OF_PROBE_RATE: f64 = 0.8;
 /// Batch of the evaluations (float path and packed engine).
 const EVAL_BATCH: usize = 200;
-/// Seconds of fixed cost after training, measured on lavapipe with 2 cores: the rotation update
-/// of each epoch (about 1.5 s), export, loading the packed engine and building its plans,
-/// drawing the pictures.
-const ROTATION_SECONDS: f64 = 1.5;
+/// Seconds after training not spent scoring images: the last checkpoints and curves, export,
+/// loading the packed engine and building its plans, drawing the pictures (about 5 s on
+/// lavapipe with 2 cores, 2026-12-03; counted high for a busier machine).
 const FIXED_SECONDS_AFTER_TRAINING: f64 = 8.0;
-/// Scoring an image once costs about this share of training on it (measured on lavapipe with 2
-/// busy cores, 2026-12-03, at batch 16: training at 14 img/s, the float path and the packed
-/// engine with its loading took 48 s together for 1,000 test images, of which 8 s are counted in
-/// `FIXED_SECONDS_AFTER_TRAINING`).
-const FORWARD_SHARE_OF_STEP: f64 = 0.3;
+/// The least the trainer gets, however slow the evaluation probe found the machine.
+const MIN_TRAINING_SECONDS: f64 = 20.0;
 
 fn main() {
     if let Err(e) = run() {
@@ -114,80 +106,58 @@ fn base_config(full_set: bool) -> (Config, &'static str) {
     (cfg, name)
 }
 
-/// Training images per second the trainer will reach at the recipe's batch size, from
-/// `PROBE_STEPS` steps of a throwaway network (the kernels it compiles are cached for the real
-/// run).
-fn training_rate(gpu: &Gpu, cfg: &Config, image: [usize; 3], classes: usize) -> Result<f64> {
-    let spec = ModelSpec::new(ModelKind::Resnet20, classes, image[0]);
+/// Test images per second the float evaluation path scores here: one batch of `input` through a
+/// freshly initialised network, timed after one untimed batch that compiles its kernels.
+fn evaluation_rate(gpu: &Gpu, test: &Dataset, input: &[f32]) -> Result<f64> {
+    let spec = ModelSpec::new(ModelKind::Resnet20, test.classes.len(), test.c);
     let values = spec.initialise(&mut Rng::new(0));
     let params = Params::new(gpu, spec)?;
     params.upload(gpu, &values)?;
-    let net = Network::new(gpu, &params, cfg.batch_size, Mode::Train, false, image)?;
-    let mut rng = Rng::new(1);
-    gpu.write(&net.input, &rng.normal_vec(net.input.len(), 1.0));
-    let targets: Vec<u32> = (0..cfg.batch_size)
-        .map(|_| rng.below(classes) as u32)
-        .collect();
-    gpu.write(&net.target, &targets);
-    let mut optimizer = Optimizer::new(gpu, &params, cfg)?;
-    let mut step = || {
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            net.record_step(&mut pass, StepScalars { t: 0.01, k: 100.0 });
-            optimizer.record(&mut pass, cfg.lr);
-        }
-        gpu.queue.submit([encoder.finish()]);
-    };
-    step();
-    gpu.wait()?;
+    let batch = test.n.min(EVAL_BATCH);
+    let net = Network::new(
+        gpu,
+        &params,
+        batch,
+        Mode::Eval,
+        false,
+        [test.c, test.h, test.w],
+    )?;
+    let one_batch = &input[..batch * test.sample_len()];
+    eval_logits(gpu, &net, one_batch, test.sample_len(), test.classes.len())?;
     let started = Instant::now();
-    for _ in 0..PROBE_STEPS {
-        step();
-    }
-    gpu.wait()?;
-    let probed = (PROBE_STEPS * cfg.batch_size) as f64 / started.elapsed().as_secs_f64();
-    Ok(TRAINER_SHARE_OF_PROBE_RATE * probed)
+    eval_logits(gpu, &net, one_batch, test.sample_len(), test.classes.len())?;
+    Ok(batch as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The software adapter's run: the images that fit in the time left. Returns the config and a
+/// The software adapter's run: the trainer gets the time left once the evaluation after
+/// training is reserved, and plans its steps from its own rate. Returns the config and a
 /// sentence saying what was chosen and why.
 fn software_budget(
     base: Config,
-    rate: f64,
+    eval_rate: f64,
     elapsed: f64,
     train_images: usize,
     test_images: usize,
 ) -> (Config, String) {
-    let eval_rate = rate / FORWARD_SHARE_OF_STEP;
-    // After training: the float path and the packed engine over every test image (the engine is
-    // the faster of the two; counted as fast as the float path), and the fixed costs. During
-    // training: each epoch's rotation update and monitoring evaluation.
-    let after = 2.0 * test_images as f64 / eval_rate + FIXED_SECONDS_AFTER_TRAINING;
-    let per_epoch = ROTATION_SECONDS + MONITOR_TEST_IMAGES as f64 / eval_rate;
-    let batch = base.batch_size;
-    let whole_split = train_images / batch * batch;
-    let images_in = |epochs: usize| {
-        let seconds = SOFTWARE_BUDGET_SECONDS - elapsed - after - epochs as f64 * per_epoch;
-        (seconds.max(0.0) * rate) as usize
-    };
-    // As few epochs as hold the images that fit; each over whole batches, at least 4 of them.
-    let epochs = images_in(1).div_ceil(whole_split.max(1)).max(1);
-    let per_epoch_images =
-        (images_in(epochs) / epochs / batch * batch).clamp(4 * batch, whole_split.max(4 * batch));
+    // After training: the trainer's last progress check, the float path and the packed engine
+    // over every test image (the engine is the faster of the two; counted as fast as the float
+    // path), and the fixed costs.
+    let scored = MONITOR_TEST_IMAGES + 2 * test_images;
+    let after = scored as f64 / eval_rate + FIXED_SECONDS_AFTER_TRAINING;
+    let training = (SOFTWARE_BUDGET_SECONDS - elapsed - after).max(MIN_TRAINING_SECONDS);
     let cfg = Config {
-        epochs,
-        max_train_images: Some(per_epoch_images),
+        time_budget: Some(training),
         max_test_images: Some(MONITOR_TEST_IMAGES),
         ..base
     };
     let note = format!(
-        "software adapter: training runs at {rate:.0} img/s here (batch {batch}), so within the \
-         example's {SOFTWARE_BUDGET_SECONDS:.0} s it trains {epochs} epoch{} over the first \
-         {per_epoch_images} of {train_images} training images (about {:.0} s), then scores all \
-         {test_images} test images. On a GPU it trains 15 epochs over every image.",
-        if epochs == 1 { "" } else { "s" },
-        (epochs * per_epoch_images) as f64 / rate
+        "software adapter: evaluation runs at {eval_rate:.0} img/s here, so of the example's \
+         {SOFTWARE_BUDGET_SECONDS:.0} s, {elapsed:.0} s are gone and {after:.0} s are kept for \
+         scoring {scored} test images and exporting after training; training gets the other \
+         {training:.0} s: the trainer measures its own rate after 20 steps and plans as many \
+         steps as fit (at most {} epochs over the {train_images} training images). On a GPU it \
+         trains 15 epochs over every image.",
+        cfg.epochs
     );
     (cfg, note)
 }
@@ -222,8 +192,20 @@ fn float_logits(gpu: &Gpu, path: &Path, ds: &Dataset, input: &[f32]) -> Result<V
     restore(gpu, &mut params, &ck.state, path)?;
     let batch = ds.n.min(EVAL_BATCH);
     let net = Network::new(gpu, &params, batch, Mode::Eval, false, [ds.c, ds.h, ds.w])?;
-    let per_image = ds.sample_len();
-    let mut logits = Vec::with_capacity(ds.n * ds.classes.len());
+    eval_logits(gpu, &net, input, ds.sample_len(), ds.classes.len())
+}
+
+/// Logits of `net` (built in Mode::Eval) for the images of `input`, `per_image` values each, a
+/// batch at a time.
+fn eval_logits(
+    gpu: &Gpu,
+    net: &Network,
+    input: &[f32],
+    per_image: usize,
+    classes: usize,
+) -> Result<Vec<f32>> {
+    let batch = net.batch;
+    let mut logits = Vec::with_capacity(input.len() / per_image * classes);
     for chunk in input.chunks(batch * per_image) {
         let mut full = chunk.to_vec();
         // A short last batch: the rows past it are zeros and their logits are dropped.
@@ -236,7 +218,7 @@ fn float_logits(gpu: &Gpu, path: &Path, ds: &Dataset, input: &[f32]) -> Result<V
         }
         gpu.queue.submit([encoder.finish()]);
         let rows = chunk.len() / per_image;
-        logits.extend_from_slice(&gpu.read_f32(&net.logits)?[..rows * ds.classes.len()]);
+        logits.extend_from_slice(&gpu.read_f32(&net.logits)?[..rows * classes]);
     }
     Ok(logits)
 }
@@ -365,16 +347,16 @@ fn run() -> Result<()> {
     let (base, name) = base_config(full_set);
     let train_split = load_split(&base, Split::Train)?;
     let test = load_split(&base, Split::Test)?;
-    let image = [test.c, test.h, test.w];
     println!(
         "data: {name} ({} training, {} test images)",
         train_split.n, test.n
     );
+    let input = normalised(&test);
     let (cfg, note) = if gpu.is_software() {
-        let rate = training_rate(&gpu, &base, image, test.classes.len())?;
+        let eval_rate = evaluation_rate(&gpu, &test, &input)?;
         software_budget(
             base,
-            rate,
+            eval_rate,
             started.elapsed().as_secs_f64(),
             train_split.n,
             test.n,
@@ -386,7 +368,7 @@ fn run() -> Result<()> {
     println!("{note}");
     println!(
         "recipe fast: {} lr {} ({} per step, cosine), batch {}, theta from {:.3} rad, weight \
-         decay {} (none on {}), {}, {} epoch{}\n",
+         decay {} (none on {}), {}, {}\n",
         cfg.optimizer.name(),
         cfg.lr,
         if cfg.lr_update == rbnn::train::config::LrUpdate::Step {
@@ -407,8 +389,17 @@ fn run() -> Result<()> {
         } else {
             "no augmentation"
         },
-        cfg.epochs,
-        if cfg.epochs == 1 { "" } else { "s" }
+        match cfg.time_budget {
+            Some(seconds) => format!(
+                "at most {} epochs, ended by a time budget of {seconds:.0} s",
+                cfg.epochs
+            ),
+            None => format!(
+                "{} epoch{}",
+                cfg.epochs,
+                if cfg.epochs == 1 { "" } else { "s" }
+            ),
+        }
     );
 
     // The example's own run directory, replaced by every run of the example.
@@ -419,7 +410,13 @@ fn run() -> Result<()> {
     let summary = trainer::train(&gpu, &cfg, &run, None, &AtomicBool::new(false), true)?;
     summary.last.context("no epoch completed")?;
     println!(
-        "\ntrained in {:.0} s ({:.0} s since the start)",
+        "\ntrained {} steps of {} ({} training images seen, {} epoch{}) in {:.0} s ({:.0} s since \
+         the start)",
+        summary.steps_run,
+        cfg.batch_size,
+        summary.steps_run * cfg.batch_size,
+        summary.epochs_run,
+        if summary.epochs_run == 1 { "" } else { "s" },
         training_started.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -432,13 +429,14 @@ fn run() -> Result<()> {
         report.describe()
     );
 
-    let input = normalised(&test);
     let shape = [test.n, test.c, test.h, test.w];
     let engine_started = Instant::now();
     let mut engine = Engine::load(&gpu, &model_path)?;
     let packed = engine.run(&gpu, &input, shape)?;
     let engine_seconds = engine_started.elapsed().as_secs_f64();
+    let float_started = Instant::now();
     let float = float_logits(&gpu, &files.last(), &test, &input)?;
+    let float_seconds = float_started.elapsed().as_secs_f64();
     let k = test.classes.len();
     let (mut correct, mut agree, mut worst) = (0, 0, 0.0f64);
     let identical = packed
@@ -462,8 +460,8 @@ fn run() -> Result<()> {
         test.n, engine_seconds,
     );
     println!(
-        "float evaluation path: the same prediction on {agree}/{}; logits bit for bit equal: \
-         {identical}/{} (largest difference {worst:.1e} of the largest logit)",
+        "float evaluation path ({float_seconds:.1} s): the same prediction on {agree}/{}; logits \
+         bit for bit equal: {identical}/{} (largest difference {worst:.1e} of the largest logit)",
         test.n,
         packed.len()
     );

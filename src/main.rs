@@ -325,6 +325,13 @@ struct TrainArgs {
     /// Threads decoding a streamed dataset (imagenet); default one per core.
     #[arg(long, default_value_t = 0)]
     data_threads: usize,
+    /// Stop training within SECONDS of wall clock (from the start of training; the last
+    /// evaluation and checkpoints come after it). After its first 20 steps the run measures its
+    /// rate, plans as many steps as fit (at most --epochs) and fits the learning-rate and t/k
+    /// schedules onto them; it plans again when its rate moves, and records every plan in the
+    /// checkpoints and metrics.jsonl. Such a run cannot be resumed.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "resume")]
+    time_budget: Option<f64>,
     /// Run directory: checkpoints, metrics.jsonl, curves.png. Default: a new runs/run-NNN for
     /// every run (runs/latest points at the newest one that has finished an epoch); with
     /// --resume, the checkpoint's own directory. A directory that holds a run is refused unless
@@ -906,6 +913,8 @@ fn train_config(a: &TrainArgs) -> Result<Config> {
         no_decay_on,
         bn_gamma_init: a.bn_gamma_init.or(base.bn_gamma_init),
         augment: a.augment.unwrap_or(base.augment),
+        time_budget: a.time_budget,
+        replans: Vec::new(),
     })
 }
 

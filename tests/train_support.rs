@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
-use rbnn::train::config::{Config, LrType};
+use rbnn::train::config::{Config, LrType, Replan};
 use rbnn::train::lr::learning_rate;
 use rbnn::train::metrics::{read_metrics, retain_before, EpochMetrics, MetricsWriter};
 use rbnn::train::plot::{plot_curves, plot_metrics_file};
@@ -82,6 +82,16 @@ fn config_validation_names_the_flag() {
     assert!(bad(|c| c.momentum = 1.0).contains("--momentum"));
     assert!(bad(|c| c.tmin = 20.0).contains("--tmin"));
     assert!(bad(|c| c.rotation_update = 0).contains("--rotation-update"));
+    for seconds in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+        let mut c = Config {
+            time_budget: Some(seconds),
+            ..Config::default()
+        };
+        let e = err_text(c.validate());
+        assert!(e.contains("--time-budget") && e.contains("positive"), "{e}");
+        c.time_budget = Some(30.0);
+        c.validate().unwrap();
+    }
     assert!(bad(|c| c.lr_type = LrType::Step).contains("--lr-decay-step"));
     assert!(bad(|c| {
         c.lr_type = LrType::Step;
@@ -115,6 +125,8 @@ fn epoch(e: usize, epochs: usize) -> EpochMetrics {
         angular_cosine: cos,
         skipped_train_images: e,
         skipped_test_images: 0,
+        steps: None,
+        planned_steps: None,
     }
 }
 
@@ -296,4 +308,115 @@ fn resuming_keeps_the_earlier_metrics_lines_byte_for_byte() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     retain_before(&path, 2).unwrap();
     assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), modified);
+}
+
+#[test]
+fn planned_steps_compress_the_schedules_onto_the_run() {
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12;
+    let cfg = Config {
+        epochs: 3,
+        lr: 0.01,
+        lr_update: rbnn::train::config::LrUpdate::Step,
+        ..Config::default()
+    };
+    // 100 steps per epoch, the run planned to 150 from the start: the cosine of 3 epochs ends
+    // at step 150.
+    let planned = Config {
+        replans: vec![Replan {
+            at_step: 0,
+            planned_steps: 150,
+        }],
+        ..cfg.clone()
+    };
+    planned.validate().unwrap();
+    assert_eq!(planned.planned_steps(), Some(150));
+    assert!(close(planned.step_learning_rate(0, 0, 100), 0.01));
+    assert!(close(planned.step_learning_rate(0, 75, 100), 0.005));
+    assert!(close(planned.step_learning_rate(1, 50, 100), 0.0));
+    assert!(close(planned.schedule_position(1, 0, 100), 2.0));
+    assert_eq!(planned.schedule_epoch(0, 100), 0);
+    assert_eq!(planned.schedule_epoch(1, 100), 2);
+    // Never past the schedule's last epoch.
+    assert_eq!(planned.schedule_epoch(2, 100), 2);
+    // Without a plan: the usual clock e + s/S.
+    assert_eq!(cfg.schedule_epoch(1, 100), 1);
+    assert!(close(
+        cfg.step_learning_rate(1, 50, 100),
+        rbnn::train::lr::learning_rate_at(0.01, 1.5, 3, LrType::Cos, &[], false)
+    ));
+    // Per-epoch updates take the epoch the compressed clock is in.
+    let per_epoch = Config {
+        lr_update: rbnn::train::config::LrUpdate::Epoch,
+        ..planned.clone()
+    };
+    assert!(close(
+        per_epoch.step_learning_rate(0, 60, 100),
+        learning_rate(0.01, 1, 3, LrType::Cos, &[], false)
+    ));
+    // Planned to 150 at step 20 (the clock then at 0.2 epochs), then to 250 at step 100: each
+    // piece runs the rest of the clock to 3 epochs at its last step, with no jump.
+    let twice = Config {
+        replans: vec![
+            Replan {
+                at_step: 20,
+                planned_steps: 150,
+            },
+            Replan {
+                at_step: 100,
+                planned_steps: 250,
+            },
+        ],
+        ..cfg.clone()
+    };
+    twice.validate().unwrap();
+    assert!(close(twice.schedule_position(0, 10, 100), 0.1));
+    assert!(close(twice.schedule_position(0, 20, 100), 0.2));
+    let at_100 = 0.2 + 2.8 * 80.0 / 130.0;
+    assert!(close(
+        twice.schedule_position(0, 99, 100),
+        0.2 + 2.8 * 79.0 / 130.0
+    ));
+    assert!(close(twice.schedule_position(1, 0, 100), at_100));
+    assert!(close(
+        twice.schedule_position(1, 75, 100),
+        at_100 + (3.0 - at_100) * 75.0 / 150.0
+    ));
+    assert!(close(twice.schedule_position(2, 50, 100), 3.0));
+    assert!(close(twice.step_learning_rate(2, 50, 100), 0.0));
+    // Out of order, or planning fewer steps than are done: refused.
+    for replans in [
+        vec![
+            Replan {
+                at_step: 50,
+                planned_steps: 150,
+            },
+            Replan {
+                at_step: 20,
+                planned_steps: 150,
+            },
+        ],
+        vec![Replan {
+            at_step: 50,
+            planned_steps: 40,
+        }],
+    ] {
+        let bad = Config {
+            replans,
+            ..cfg.clone()
+        };
+        assert!(err_text(bad.validate()).contains("replans"));
+    }
+    // A run without a budget writes neither field (its checkpoints stay as they were); a
+    // planned one records both and reads them back.
+    let json = cfg.to_json();
+    assert!(
+        !json.contains("time_budget") && !json.contains("replans"),
+        "{json}"
+    );
+    let budgeted = Config {
+        time_budget: Some(42.5),
+        ..planned
+    };
+    let back = Config::from_json(&budgeted.to_json(), "test").unwrap();
+    assert_eq!(back, budgeted);
 }

@@ -79,6 +79,28 @@ pub struct Config {
     /// Random crops and flips of the training images (docs/numerics.md section 11); off, the
     /// training images are seen as they are.
     pub augment: bool,
+    /// Wall-clock seconds the training may take (`--time-budget`); None: no limit. The trainer
+    /// then plans the run's length from its own measured rate (`replans`) and stops at the
+    /// budget at the latest. Absent from the JSON of a run without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_budget: Option<f64>,
+    /// How the run's length was planned, in order: each entry says that from optimizer step
+    /// `at_step` on the run was planned to `planned_steps` steps in all, and the schedules' clock
+    /// (`schedule_position`) spreads what is left of its `epochs` epochs over the steps left, so
+    /// the learning rate and t/k schedules end where the run ends without a jump. Set by the
+    /// trainer from `time_budget` (not a flag) and recorded in the checkpoint and metrics.jsonl;
+    /// empty (and absent from the JSON): `epochs` full epochs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replans: Vec<Replan>,
+}
+
+/// One planning of a time-budgeted run's length (`Config::replans`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replan {
+    /// Optimizer steps done when it was planned (the first step it applies to, 0-based).
+    pub at_step: usize,
+    /// Optimizer steps of the whole run from then on.
+    pub planned_steps: usize,
 }
 
 impl Default for Config {
@@ -118,6 +140,8 @@ impl Default for Config {
             no_decay_on: Vec::new(),
             bn_gamma_init: None,
             augment: true,
+            time_budget: None,
+            replans: Vec::new(),
         }
     }
 }
@@ -186,6 +210,22 @@ impl Config {
                 bail!("{flag} must be a number >= 0, got {scale}");
             }
         }
+        if let Some(seconds) = self.time_budget {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                bail!("--time-budget must be a positive number of seconds, got {seconds}");
+            }
+        }
+        let mut at = 0;
+        for r in &self.replans {
+            if r.at_step < at || r.planned_steps < r.at_step.max(1) {
+                bail!(
+                    "replans must be in step order, each planning at least the steps done and \
+                     one step in all, got {:?}",
+                    self.replans
+                );
+            }
+            at = r.at_step;
+        }
         if self.lr_type == LrType::Step {
             if self.lr_decay_step.is_empty() {
                 bail!("--lr-type step needs --lr-decay-step, e.g. --lr-decay-step 30,60,90");
@@ -213,19 +253,69 @@ impl Config {
     }
 
     /// The learning rate of step `step` of `steps` in `epoch`: the epoch's rate, or with
-    /// `lr_update` Step the closed form at the fractional epoch.
+    /// `lr_update` Step the closed form at the fractional epoch. With `replans`, both on the
+    /// planned clock of `schedule_position`.
     pub fn step_learning_rate(&self, epoch: usize, step: usize, steps: usize) -> f64 {
+        if !self.replans.is_empty() {
+            let position = self.schedule_position(epoch, step, steps);
+            return match self.lr_update {
+                LrUpdate::Epoch => self.learning_rate(position.floor() as usize),
+                LrUpdate::Step => self.learning_rate_at(position),
+            };
+        }
         match self.lr_update {
             LrUpdate::Epoch => self.learning_rate(epoch),
-            LrUpdate::Step => crate::train::lr::learning_rate_at(
-                self.lr,
-                epoch as f64 + step as f64 / steps.max(1) as f64,
-                self.epochs,
-                self.lr_type,
-                &self.lr_decay_step,
-                self.warm_up,
-            ),
+            LrUpdate::Step => {
+                self.learning_rate_at(epoch as f64 + step as f64 / steps.max(1) as f64)
+            }
         }
+    }
+
+    /// The run's planned optimizer steps (the last of `replans`); None for whole epochs.
+    pub fn planned_steps(&self) -> Option<usize> {
+        self.replans.last().map(|r| r.planned_steps)
+    }
+
+    /// Where step `step` of `steps` in `epoch` stands on the schedules' clock, in epochs of
+    /// `self.epochs`: e + s/S; with `replans`, piecewise linear in the run's step n = e*S + s:
+    /// from each re-plan's `at_step` on, the clock goes from where it stood to `epochs` at its
+    /// `planned_steps` (before the first, at the unplanned pace of S steps per epoch).
+    pub fn schedule_position(&self, epoch: usize, step: usize, steps: usize) -> f64 {
+        let n = (epoch * steps + step) as f64;
+        let end = self.epochs as f64;
+        // The current piece: its first step, the clock there, and its last step.
+        let (mut from, mut at, mut until) = (0.0, 0.0, end * steps.max(1) as f64);
+        let along = |from: f64, at: f64, until: f64, n: f64| match until > from {
+            true => at + (end - at) * (n - from) / (until - from),
+            false => end,
+        };
+        for r in self.replans.iter().take_while(|r| r.at_step as f64 <= n) {
+            at = along(from, at, until, r.at_step as f64);
+            from = r.at_step as f64;
+            until = r.planned_steps as f64;
+        }
+        along(from, at, until, n)
+    }
+
+    /// The epoch of the t/k schedule for training epoch `epoch` of `steps` steps: itself, or
+    /// with `replans` the clock's epoch at its first step (never past the last).
+    pub fn schedule_epoch(&self, epoch: usize, steps: usize) -> usize {
+        match self.replans.is_empty() {
+            false => (self.schedule_position(epoch, 0, steps).floor() as usize)
+                .min(self.epochs.saturating_sub(1)),
+            true => epoch,
+        }
+    }
+
+    fn learning_rate_at(&self, position: f64) -> f64 {
+        crate::train::lr::learning_rate_at(
+            self.lr,
+            position,
+            self.epochs,
+            self.lr_type,
+            &self.lr_decay_step,
+            self.warm_up,
+        )
     }
 
     /// The JSON stored in checkpoint metadata under "config".

@@ -58,6 +58,13 @@ pub struct EpochMetrics {
     pub skipped_train_images: usize,
     #[serde(default)]
     pub skipped_test_images: usize,
+    /// In a time-budgeted run (`--time-budget`): the optimizer steps this epoch ran (fewer than
+    /// a full epoch in the last one) and the run's planned steps as they stood then (the
+    /// schedules' length; None before the first plan). Absent from the log of a run without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_steps: Option<usize>,
 }
 
 fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {

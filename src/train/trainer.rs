@@ -6,6 +6,16 @@
 //! backward and the optimizer (`data_parallel`); in a data-parallel run rank 0 alone evaluates,
 //! writes the run directory and prints progress.
 //!
+//! A run with a time budget (`Config::time_budget`, `rbnn train --time-budget`) plans its length
+//! from its own rate: after its first REPLAN_AFTER_STEPS steps it counts the steps that fit in
+//! the budget's rest at the rate it has measured so far and fits the learning-rate and t/k
+//! schedules onto them; at every later readback it plans again when the count has moved by more
+//! than REPLAN_TOLERANCE (another engineer's build starting or ending). Every plan is recorded
+//! (`Config::replans`, in the checkpoints; the last in metrics.jsonl). The run ends at its
+//! planned step with the usual end of an epoch (evaluation, metrics, checkpoints, curves), or
+//! at the budget should the machine slow down faster than the plans follow. Its length depends
+//! on the machine, so it cannot be resumed exactly, and `--resume` refuses it.
+//!
 //! Nothing non-finite passes silently: binarisation hides NaN from the loss, so every time the
 //! loss is read back (every READBACK_EVERY steps) the parameters and state are checked on the GPU
 //! too, and every checkpoint is checked on the host before it is written. A run that goes
@@ -21,7 +31,7 @@ use crate::rbnn::rotation::{LayerDiagnostics, RotationUpdate};
 use crate::rbnn::schedule::ApproxSignSchedule;
 use crate::rng::Rng;
 use crate::train::checkpoint::{self, CheckpointInfo, HostTensor, StateDict, MOMENTUM_PREFIX};
-use crate::train::config::Config;
+use crate::train::config::{Config, Replan};
 use crate::train::data_parallel::DataParallel;
 use crate::train::metrics::{self, EpochMetrics, MetricsWriter};
 use crate::train::optimizer::{self, Optimizer};
@@ -32,11 +42,19 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Loss and accuracy are read back (one small copy) every this many steps for the progress bar
 /// and the NaN checks of the loss and the parameters; never inside a step.
 const READBACK_EVERY: usize = 20;
+
+/// Steps a time-budgeted run takes to measure its rate before it plans its length (at a
+/// readback, so the GPU has finished them). Early enough that the cosine has barely moved.
+const REPLAN_AFTER_STEPS: usize = READBACK_EVERY;
+
+/// A time-budgeted run plans again when the steps that fit differ from its plan by more than
+/// this share of it (smaller moves are noise of the measured rate).
+const REPLAN_TOLERANCE: f64 = 0.02;
 
 /// What a finished (or interrupted) run reports.
 #[derive(Clone, Debug)]
@@ -45,6 +63,11 @@ pub struct TrainSummary {
     pub best_top1: f64,
     pub last: Option<EpochMetrics>,
     pub interrupted: bool,
+    /// Optimizer steps this call ran.
+    pub steps_run: usize,
+    /// The run's planned steps (`Config::planned_steps`) as they stood at its end; None for a
+    /// run of whole epochs.
+    pub planned_steps: Option<usize>,
 }
 
 /// A split of the configured dataset, cut to --max-train-images / --max-test-images.
@@ -310,9 +333,25 @@ pub fn train_rank(
     show_progress: bool,
     end_epoch: usize,
 ) -> Result<TrainSummary> {
+    let run_started = Instant::now();
     let end_epoch = end_epoch.min(cfg.epochs);
     cfg.validate()?;
     let cluster = place.cluster;
+    if cfg.time_budget.is_some() && cluster.size() > 1 {
+        bail!(
+            "--time-budget is for a single process: the {} ranks of this run would each measure \
+             a rate of their own and plan different lengths",
+            cluster.size()
+        );
+    }
+    if let (Some(_), Some(path)) = (cfg.time_budget, resume) {
+        bail!(
+            "--resume {} with --time-budget: a time-budgeted run's length is planned from the \
+             rate it measures, which a resumed run cannot repeat, so it cannot continue exactly; \
+             resume without --time-budget or start a new run",
+            path.display()
+        );
+    }
     let root = place.run;
     let show_progress = show_progress && root.is_some();
     let cfg = &Config {
@@ -354,6 +393,15 @@ pub fn train_rank(
                 path.display(),
                 info.config.optimizer.name(),
                 cfg.optimizer.name()
+            );
+        }
+        if let Some(seconds) = info.config.time_budget {
+            bail!(
+                "{} is from a run with --time-budget {seconds}: its schedules were planned onto \
+                 the {} steps that fit in that budget, so it cannot be resumed exactly; start a \
+                 new run (from scratch)",
+                path.display(),
+                info.config.planned_steps().unwrap_or(0)
             );
         }
         optimizer_state = restore(gpu, &mut params, &ck.state, path)?;
@@ -426,18 +474,36 @@ pub fn train_rank(
         best_top1,
         last: None,
         interrupted: false,
+        steps_run: 0,
+        planned_steps: cfg.planned_steps(),
     };
+    // The config as the run goes: cfg, with the time budget's plans (`replans`) as they are
+    // made. The schedules read it and the checkpoints record it.
+    let mut run_cfg = cfg.clone();
+    let deadline = cfg
+        .time_budget
+        .map(|seconds| run_started + Duration::from_secs_f64(seconds));
+    // When this call's first step started: the clock of the measured rate.
+    let mut steps_started_at: Option<Instant> = None;
+    let mut run_ended = false;
 
     for epoch in start_epoch..end_epoch {
-        let lr = cfg.learning_rate(epoch);
-        let (t, k) = schedule.at(epoch);
+        let lr = match run_cfg.replans.is_empty() {
+            false => run_cfg.step_learning_rate(epoch, 0, per_epoch),
+            true => cfg.learning_rate(epoch),
+        };
+        let (t, k) = schedule.at(run_cfg.schedule_epoch(epoch, per_epoch));
+        // Steps of this epoch (fewer in the last epoch of a run with planned steps) and the
+        // epochs the run will have.
+        let mut epoch_steps = epoch_steps(&run_cfg, epoch, per_epoch);
+        let mut epochs_shown = run_epochs(&run_cfg, per_epoch);
         let scalars = StepScalars {
             t: t as f32,
             k: k as f32,
         };
         let started = Instant::now();
-        let bar = progress_bar(per_epoch, show_progress);
-        bar.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
+        let bar = progress_bar(epoch_steps, show_progress);
+        bar.set_prefix(format!("epoch {}/{epochs_shown}", epoch + 1));
         let rotated = if epoch % cfg.rotation_update.max(1) == 0 {
             let diagnostics = rotation.update(gpu)?;
             parallel.check_same_rotations(gpu, &params, &train_net.binconv_names, epoch)?;
@@ -456,10 +522,12 @@ pub fn train_rank(
         }
         let mut images = 0usize;
         let mut skipped_train = 0;
+        let mut steps_in_epoch = 0;
         for step in 0..per_epoch {
+            steps_started_at.get_or_insert_with(Instant::now);
             // The optimizer's step for this global batch, recorded once its gradient is
             // complete: in the last micro-batch's pass, or after the sum over ranks.
-            let imm = optimizer.next_step(cfg.step_learning_rate(epoch, step, per_epoch));
+            let imm = optimizer.next_step(run_cfg.step_learning_rate(epoch, step, per_epoch));
             for micro in 0..parallel.micro_batches() {
                 let Some(batch) = batches.next() else {
                     return Err(batches.failure());
@@ -491,7 +559,9 @@ pub fn train_rank(
             }
             // Every rank's share of this global batch (the last one may be partial).
             images += global.min(train_ds.len() - step * global);
-            if (step + 1) % READBACK_EVERY == 0 || step + 1 == per_epoch {
+            steps_in_epoch += 1;
+            summary.steps_run += 1;
+            if (step + 1) % READBACK_EVERY == 0 || step + 1 == epoch_steps {
                 // This rank's share: the progress line of rank 0.
                 let totals = sum_totals(gpu, &nets)?;
                 // The parameters first: when they have gone, they are the cause to report.
@@ -522,12 +592,50 @@ pub fn train_rank(
                     100.0 * totals.top1_accuracy(),
                     rate
                 );
+                if let Some(budget) = cfg
+                    .time_budget
+                    .filter(|_| summary.steps_run >= REPLAN_AFTER_STEPS)
+                {
+                    let done = epoch * per_epoch + step + 1;
+                    let step_seconds = steps_started_at.map_or(0.0, |s| s.elapsed().as_secs_f64())
+                        / summary.steps_run as f64;
+                    let left = budget - run_started.elapsed().as_secs_f64();
+                    let planned = plan_steps(done, step_seconds, left, cfg.epochs * per_epoch);
+                    let moved = run_cfg.planned_steps().is_none_or(|current| {
+                        planned.abs_diff(current) as f64 > REPLAN_TOLERANCE * current as f64
+                    });
+                    if moved {
+                        run_cfg.replans.push(Replan {
+                            at_step: done,
+                            planned_steps: planned,
+                        });
+                        epoch_steps = self::epoch_steps(&run_cfg, epoch, per_epoch);
+                        epochs_shown = run_epochs(&run_cfg, per_epoch);
+                        bar.set_length(epoch_steps as u64);
+                        bar.set_prefix(format!("epoch {}/{epochs_shown}", epoch + 1));
+                        if show_progress {
+                            bar.suspend(|| {
+                                eprintln!(
+                                    "time budget {budget:.0} s: after {done} steps {:.1} s are \
+                                     left at {:.0} img/s so far ({:.3} s per step of {global}), \
+                                     so the run is planned to {planned} steps ({} images, {:.2} \
+                                     epochs of {per_epoch} steps); the learning rate and t/k \
+                                     schedules end there",
+                                    left.max(0.0),
+                                    global as f64 / step_seconds,
+                                    step_seconds,
+                                    planned * global,
+                                    planned as f64 / per_epoch.max(1) as f64,
+                                )
+                            });
+                        }
+                    }
+                }
                 if show_progress && bar.is_hidden() {
                     // Not a terminal (a log file, CI): plain lines instead of a bar.
                     eprintln!(
-                        "epoch {}/{} step {}/{per_epoch}: {message}",
+                        "epoch {}/{epochs_shown} step {}/{epoch_steps}: {message}",
                         epoch + 1,
-                        cfg.epochs,
                         step + 1
                     );
                 }
@@ -537,6 +645,26 @@ pub fn train_rank(
             if parallel.any_rank(stop.load(Ordering::Relaxed)) {
                 bar.abandon_with_message("interrupted");
                 summary.interrupted = true;
+                break;
+            }
+            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            let planned_done = run_cfg
+                .planned_steps()
+                .is_some_and(|planned| epoch * per_epoch + step + 1 >= planned);
+            if planned_done || out_of_time {
+                // The planned steps are done, or the budget is spent: this epoch is the last.
+                if out_of_time && show_progress {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "time budget {:.0} s spent after {} steps (planned: {}); the run \
+                             ends here",
+                            cfg.time_budget.unwrap_or(0.0),
+                            epoch * per_epoch + step + 1,
+                            run_cfg.planned_steps().unwrap_or(cfg.epochs * per_epoch)
+                        )
+                    });
+                }
+                run_ended = true;
                 break;
             }
         }
@@ -551,7 +679,7 @@ pub fn train_rank(
                 model: cfg.model.clone(),
                 dataset: cfg.dataset.clone(),
                 epoch,
-                config: cfg.clone(),
+                config: run_cfg.clone(),
                 best_top1,
                 rng_state: rng.state,
             };
@@ -624,6 +752,9 @@ pub fn train_rank(
             angular_cosine: per_layer(&train_net.binconv_names, &diagnostics, |d| d.mean_cosine),
             skipped_train_images: skipped_train,
             skipped_test_images: skipped_test,
+            steps: (cfg.time_budget.is_some() || !run_cfg.replans.is_empty())
+                .then_some(steps_in_epoch),
+            planned_steps: run_cfg.planned_steps(),
         };
         bar.finish_and_clear();
         writer.write(&m)?;
@@ -631,7 +762,7 @@ pub fn train_rank(
             model: cfg.model.clone(),
             dataset: cfg.dataset.clone(),
             epoch: epoch + 1,
-            config: cfg.clone(),
+            config: run_cfg.clone(),
             best_top1,
             rng_state: rng.state,
         };
@@ -646,7 +777,7 @@ pub fn train_rank(
                 "epoch {:>4}/{} lr {:.5} t {:.4} | train loss {:.4} top1 {:.2}% | test loss {:.4} \
                  top1 {:.2}% top5 {:.2}% (best {:.2}%) | {:.1}s, {:.0} img/s, rotation {:.0} ms",
                 epoch + 1,
-                cfg.epochs,
+                epochs_shown,
                 lr,
                 t,
                 m.train_loss,
@@ -663,7 +794,11 @@ pub fn train_rank(
         summary.epochs_run += 1;
         summary.best_top1 = best_top1;
         summary.last = Some(m);
+        if run_ended {
+            break;
+        }
     }
+    summary.planned_steps = run_cfg.planned_steps();
     if summary.epochs_run > 0 && root.is_some() {
         plot::plot_metrics_file(
             &files.metrics(),
@@ -672,6 +807,29 @@ pub fn train_rank(
         )?;
     }
     Ok(summary)
+}
+
+/// The steps of a time-budgeted run: the `done` so far and as many more as fit in `seconds_left`
+/// at `step_seconds` each, at most `full` (every epoch of the config), at least `done`.
+fn plan_steps(done: usize, step_seconds: f64, seconds_left: f64, full: usize) -> usize {
+    let more = (seconds_left / step_seconds.max(1e-9)).floor().max(0.0);
+    (done + more.min(full as f64) as usize).clamp(done.min(full), full)
+}
+
+/// Steps of epoch `epoch`: a full epoch of `per_epoch`, or what is left of the planned steps.
+fn epoch_steps(cfg: &Config, epoch: usize, per_epoch: usize) -> usize {
+    match cfg.planned_steps() {
+        Some(planned) => planned.saturating_sub(epoch * per_epoch).min(per_epoch),
+        None => per_epoch,
+    }
+}
+
+/// Epochs the run will have (its last one partial with planned steps).
+fn run_epochs(cfg: &Config, per_epoch: usize) -> usize {
+    match cfg.planned_steps() {
+        Some(planned) => planned.div_ceil(per_epoch.max(1)).min(cfg.epochs),
+        None => cfg.epochs,
+    }
 }
 
 /// Loss and accuracy totals of this rank's training networks (one per micro-batch size).
