@@ -324,11 +324,21 @@ fn vec4_direct_kernels_equal_the_scalar_ones_bit_for_bit() {
             s.n * s.oh() * s.ow(),
         );
         assert!(bits(y4) == bits(scalar_y), "forward {s:?}: vec4 != scalar");
-        assert!(bits(dx4) == bits(scalar_dx), "backward_data {s:?}: vec4 != scalar");
-        assert!(bits(dw4) == bits(scalar_dw), "backward_weight {s:?}: vec4 != scalar");
+        assert!(
+            bits(dx4) == bits(scalar_dx),
+            "backward_data {s:?}: vec4 != scalar"
+        );
+        assert!(
+            bits(dw4) == bits(scalar_dw),
+            "backward_weight {s:?}: vec4 != scalar"
+        );
     }
     if gpu.info.subgroup_min_size == 8 && gpu.info.subgroup_max_size == 8 && gpu.is_software() {
-        assert_eq!(took_vec4, vec4_shapes().len(), "every shape should take the vec4 kernels");
+        assert_eq!(
+            took_vec4,
+            vec4_shapes().len(),
+            "every shape should take the vec4 kernels"
+        );
     }
 }
 

@@ -3,8 +3,8 @@
 //! chosen per layer.
 
 use super::{
-    check_backward_data, check_backward_weight, check_forward, check_z, grid, split_weight_grad, SplitSum,
-    ConvBackwardWeight, ConvParams, ConvShape, MAX_PARTIAL,
+    check_backward_data, check_backward_weight, check_forward, check_z, grid, split_weight_grad,
+    ConvBackwardWeight, ConvParams, ConvShape, SplitSum, MAX_PARTIAL,
 };
 use crate::gpu::{grid_1d, Dispatch, Gpu, Kernel, Tensor};
 use anyhow::{ensure, Result};
