@@ -21,16 +21,8 @@
 // bounds every window: at most 7 * 2 + 3 = 17 rows and columns (3 segments of 8).
 // #include "common/conv_params.wgsl"
 // #include "common/lane_groups.wgsl"
-
-override DKH: u32 = 3u;
-override DKW: u32 = 3u;
-override DS: u32 = 1u;
-override DTRANSPOSED: bool = false;
-// The padding modulo the stride, for DTRANSPOSED: with it, which taps reach which outputs is known
-// at compile time (the rest of the padding only moves the window, a runtime offset).
-override DPMOD: i32 = 0;
-override DKK: u32 = DKH * DKW;
-override DCOLS: u32 = 7u * DS + DKW;
+// #include "common/direct_window.wgsl"
+// #include "common/weight_group.wgsl"
 
 var<immediate> p: ConvParams;
 
@@ -38,40 +30,6 @@ var<immediate> p: ConvParams;
 @group(0) @binding(0) var<storage, read> in_a: array<f32>;
 @group(0) @binding(1) var<storage, read> in_b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
-// floor(a / b) for a > -64 b.
-fn floor_div(a: i32, b: i32) -> i32 {
-    return (a + 64 * b) / b - 64;
-}
-
-// First input row (or column) of the window that a tile starting at output row t0 reads.
-fn window_origin(t0: u32, k: u32) -> i32 {
-    if DTRANSPOSED {
-        return i32(t0 / DS) + i32(p.pad / DS) + floor_div(DPMOD + 1 - i32(k), i32(DS));
-    }
-    return i32(t0 * DS) - i32(p.pad);
-}
-
-// Rows (or columns) of that window.
-fn window_len(k: u32) -> u32 {
-    if DTRANSPOSED {
-        return u32(floor_div(7 + DPMOD, i32(DS)) - floor_div(DPMOD + 1 - i32(k), i32(DS)) + 1);
-    }
-    return 7u * DS + k;
-}
-
-// Where output row t (0..8) of a tile meets tap r in the window, or -1 where it does not (a
-// transposed conv with stride > 1 reaches each output from only some taps).
-fn window_index(t: u32, r: u32, k: u32) -> i32 {
-    if DTRANSPOSED {
-        let num = i32(t) + DPMOD - i32(r);
-        if num % i32(DS) != 0 {
-            return -1;
-        }
-        return floor_div(num, i32(DS)) - floor_div(DPMOD + 1 - i32(k), i32(DS));
-    }
-    return i32(t * DS + r);
-}
 
 @compute @workgroup_size(64)
 fn direct(ids: LaneIds) {
@@ -174,51 +132,30 @@ fn weight_window_row(plane: u32, iy: i32, ix0: i32, valid: bool) -> array<f32, 1
 @compute @workgroup_size(64)
 fn direct_weight(ids: LaneIds) {
     let gl = group_lane(ids);
-    let iblocks = (p.ci + 7u) / 8u;
-    let oblocks = (p.co + 15u) / 16u;
-    let strips_x = (p.ow + 7u) / 8u;
-    let strips = p.n * strips_x;
-    // aux: strips per chunk.
-    let chunks = (strips + p.aux - 1u) / p.aux;
-    let total = chunks * oblocks * iblocks;
-    let g = gl.group;
-    let gc = min(g, total - 1u);
-    let ib = gc % iblocks;
-    let t = gc / iblocks;
-    let ob = t % oblocks;
-    let chunk = t / oblocks;
-    let ci = ib * 8u + gl.lane;
-    let ci_ok = ci < p.ci;
-    let o0 = ob * 16u;
+    let wg = weight_group(gl);
     let ohw = p.oh * p.ow;
 
     var acc: array<array<f32, 9>, 16>;
-    let strip_end = min(strips, (chunk + 1u) * p.aux);
-    for (var strip = chunk * p.aux; strip < strip_end; strip++) {
-        let img = strip / strips_x;
-        let x0 = (strip - img * strips_x) * 8u;
-        let plane = (img * p.ci + select(0u, ci, ci_ok)) * p.h * p.w;
+    for (var strip = wg.strip_begin; strip < wg.strip_end; strip++) {
+        let img = strip / wg.strips_x;
+        let x0 = (strip - img * wg.strips_x) * 8u;
+        let plane = (img * p.ci + select(0u, wg.ci, wg.ci_ok)) * p.h * p.w;
         let ix0 = i32(x0 * DS) - i32(p.pad);
         let ox = x0 + gl.lane;
         let ox_ok = ox < p.ow;
         // win[r]: the input row tap row r reads for the current output row.
         var win: array<array<f32, 17>, 3>;
         for (var r = 0u; r < DKH; r++) {
-            win[r] = weight_window_row(plane, i32(r) - i32(p.pad), ix0, ci_ok);
+            win[r] = weight_window_row(plane, i32(r) - i32(p.pad), ix0, wg.ci_ok);
         }
         for (var y = 0u; y < p.oh; y++) {
             let dy_row = img * p.co * ohw + y * p.ow + ox;
             for (var o = 0u; o < 16u; o++) {
-                let ok = ox_ok && o0 + o < p.co;
-                let d = select(0.0, in_b[select(0u, dy_row + (o0 + o) * ohw, ok)], ok);
+                let ok = ox_ok && wg.o0 + o < p.co;
+                let d = select(0.0, in_b[select(0u, dy_row + (wg.o0 + o) * ohw, ok)], ok);
                 var a = acc[o];
                 for (var px = 0u; px < 8u; px++) {
-                    let dv = subgroupShuffle(d, gl.base + px);
-                    for (var r = 0u; r < DKH; r++) {
-                        for (var c = 0u; c < DKW; c++) {
-                            a[r * DKW + c] = fma(dv, win[r][px * DS + c], a[r * DKW + c]);
-                        }
-                    }
+                    weight_taps(&a, subgroupShuffle(d, gl.base + px), px, &win);
                 }
                 acc[o] = a;
             }
@@ -227,19 +164,10 @@ fn direct_weight(ids: LaneIds) {
                 if r + DS < DKH {
                     win[r] = win[r + DS];
                 } else {
-                    win[r] = weight_window_row(plane, i32((y + 1u) * DS + r) - i32(p.pad), ix0, ci_ok);
+                    win[r] = weight_window_row(plane, i32((y + 1u) * DS + r) - i32(p.pad), ix0, wg.ci_ok);
                 }
             }
         }
     }
-
-    let cols = p.ci * DKK;
-    let out_base = chunk * p.co * cols;
-    for (var o = 0u; o < 16u; o++) {
-        if ci_ok && o0 + o < p.co && g < total {
-            for (var k = 0u; k < DKK; k++) {
-                out[out_base + (o0 + o) * cols + ci * DKK + k] = acc[o][k];
-            }
-        }
-    }
+    store_weight_tile(wg, &acc);
 }

@@ -3,7 +3,7 @@
 mod common;
 use common::assert_close;
 use rbnn::gpu::{Dispatch, Gpu};
-use rbnn::ops::conv::{self, cpu, ConvShape, Tiles};
+use rbnn::ops::conv::{self, cpu, ConvShape, DirectLoads, Tiles};
 use rbnn::rng::Rng;
 
 /// [n, ci, h, w, co, kh, kw, stride, pad].
@@ -48,6 +48,23 @@ fn awkward_shapes() -> Vec<ConvShape> {
         // there; 5 here); the ImageNet downsample's float 1x1 stride 2 at 64 -> 128 channels.
         shape([2, 3, 13, 11, 5, 7, 7, 2, 3]),
         shape([1, 64, 7, 7, 128, 1, 1, 2, 0]),
+    ]
+}
+
+/// Shapes the vec4 direct kernels take (rows of input and output and the weights whole vec4s):
+/// batch 1, 8x8 tiles that overhang the output in both directions, channel counts that are not
+/// multiples of the 8 lanes or the 16-channel weight tiles, stride 2 (windows of 17 columns), 1x1
+/// kernels at stride 1 and 2, the ResNet-20 shapes, and weight gradients split into chunks.
+fn vec4_shapes() -> Vec<ConvShape> {
+    vec![
+        shape([1, 6, 12, 12, 10, 3, 3, 1, 1]),
+        shape([2, 6, 12, 16, 10, 3, 3, 2, 1]),
+        shape([3, 12, 16, 8, 8, 3, 3, 2, 1]),
+        shape([2, 8, 8, 8, 16, 1, 1, 2, 0]),
+        shape([1, 4, 4, 12, 5, 1, 1, 1, 0]),
+        shape([2, 16, 32, 32, 16, 3, 3, 1, 1]),
+        shape([2, 16, 32, 32, 32, 3, 3, 2, 1]),
+        shape([5, 64, 8, 8, 64, 3, 3, 1, 1]),
     ]
 }
 
@@ -242,6 +259,87 @@ fn bad_shapes_and_tiles_are_errors() {
         bk: 16,
     };
     assert!(conv::forward_with(gpu, &s, bad_tiles, &x, &w, &y).is_err());
+}
+
+/// On adapters with subgroups of exactly 8 lanes (lavapipe) the vec4 direct kernels run these
+/// shapes and give the scalar direct kernels' bits exactly (the same multiply-adds in the same
+/// order), which match the CPU; elsewhere they are not used and `*_direct` runs the scalar
+/// kernels or refuses.
+#[test]
+fn vec4_direct_kernels_equal_the_scalar_ones_bit_for_bit() {
+    let gpu = gpu_or_skip!();
+    let bits = |v: Vec<f32>| v.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+    let mut rng = Rng::new(11);
+    let mut took_vec4 = 0;
+    for s in vec4_shapes() {
+        let eights = gpu.info.subgroup_min_size == 8 && gpu.info.subgroup_max_size == 8;
+        assert_eq!(
+            conv::vec4_supported(gpu, &s),
+            conv::direct_supported(gpu, &s) && eights,
+            "{s:?}"
+        );
+        let xv = rng.uniform_vec(s.input_len(), -1.0, 1.0);
+        let wv = rng.uniform_vec(s.weight_len(), -1.0, 1.0);
+        let dyv = rng.uniform_vec(s.output_len(), -1.0, 1.0);
+        let x = gpu.upload_f32("x", &[s.input_len()], &xv);
+        let w = gpu.upload_f32("w", &[s.weight_len()], &wv);
+        let dy = gpu.upload_f32("dy", &[s.output_len()], &dyv);
+        let y = gpu.tensor("y", &[s.output_len()]);
+        let dx = gpu.tensor("dx", &[s.input_len()]);
+        let dw = gpu.tensor("dw", &[s.weight_len()]);
+        if !conv::direct_supported(gpu, &s) {
+            assert!(conv::forward_direct(gpu, &s, DirectLoads::Vec4, &x, &w, &y).is_err());
+            continue;
+        }
+        took_vec4 += usize::from(conv::vec4_supported(gpu, &s));
+        let mut outputs = Vec::new();
+        for loads in [DirectLoads::Vec4, DirectLoads::Scalar] {
+            let f = conv::forward_direct(gpu, &s, loads, &x, &w, &y).unwrap();
+            let d = conv::backward_data_direct(gpu, &s, loads, &dy, &w, &dx).unwrap();
+            let bw = conv::backward_weight_direct(gpu, &s, loads, &x, &dy, &dw).unwrap();
+            outputs.push([
+                run_and_read(gpu, &[&f], &y),
+                run_and_read(gpu, &[&d], &dx),
+                run_and_read(gpu, &bw.dispatches(), &dw),
+            ]);
+        }
+        let [scalar_y, scalar_dx, scalar_dw] = outputs.pop().unwrap();
+        let [y4, dx4, dw4] = outputs.pop().unwrap();
+        check(
+            &format!("forward {s:?}"),
+            &y4,
+            &cpu::forward(&s, &xv, &wv),
+            s.ci * s.kh * s.kw,
+        );
+        check(
+            &format!("backward_data {s:?}"),
+            &dx4,
+            &cpu::backward_data(&s, &dyv, &wv),
+            s.co * s.kh * s.kw,
+        );
+        check(
+            &format!("backward_weight {s:?}"),
+            &dw4,
+            &cpu::backward_weight(&s, &xv, &dyv),
+            s.n * s.oh() * s.ow(),
+        );
+        assert!(bits(y4) == bits(scalar_y), "forward {s:?}: vec4 != scalar");
+        assert!(
+            bits(dx4) == bits(scalar_dx),
+            "backward_data {s:?}: vec4 != scalar"
+        );
+        assert!(
+            bits(dw4) == bits(scalar_dw),
+            "backward_weight {s:?}: vec4 != scalar"
+        );
+    }
+    if gpu.info.subgroup_min_size == 8 && gpu.info.subgroup_max_size == 8 && gpu.is_software() {
+        assert_eq!(
+            took_vec4,
+            vec4_shapes().len(),
+            "every shape should take the vec4 kernels"
+        );
+    }
 }
 
 /// Two runs of the split weight gradient give the same bits (fixed-order sums, no atomics).

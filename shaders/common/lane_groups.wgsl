@@ -1,4 +1,4 @@
-// defines: DIRECT_GROUPS, LaneIds, GroupLane, group_lane, DirectTile, direct_tile: the groups of 8
+// defines: DIRECT_GROUPS, LaneIds, GroupLane, group_lane, DirectTile, direct_tile, lanes8: the groups of 8
 // subgroup lanes of the direct kernels (conv_direct.wgsl; binconv.wgsl's direct), and the
 // output tile each group computes in the gather kernels.
 //
@@ -64,4 +64,22 @@ fn direct_tile(gl: GroupLane, n: u32, c_out: u32, h_out: u32, w_out: u32) -> Dir
     let ty0 = (t % tiles_y) * 8u;
     let oc = cb * 8u + gl.lane;
     return DirectTile(t / tiles_y, ty0, tx0, oc, oc < c_out && g < total);
+}
+
+// Every lane's v in every lane: lanes8(v)[i] is lane i's v. For subgroups of exactly 8 lanes only
+// (a group is then its whole subgroup; the vec4 kernels, ops::conv::direct::vec4_supported).
+// subgroupBroadcast takes a constant lane, which lavapipe compiles to one vector permute per
+// component, where a subgroupShuffle is a loop over the lanes. Broadcasts nobody reads are
+// removed by the compiler. Call from uniform control flow.
+fn lanes8(v: vec4<f32>) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(
+        subgroupBroadcast(v, 0u),
+        subgroupBroadcast(v, 1u),
+        subgroupBroadcast(v, 2u),
+        subgroupBroadcast(v, 3u),
+        subgroupBroadcast(v, 4u),
+        subgroupBroadcast(v, 5u),
+        subgroupBroadcast(v, 6u),
+        subgroupBroadcast(v, 7u),
+    );
 }

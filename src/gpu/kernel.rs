@@ -55,6 +55,8 @@ pub fn shader_source(name: &str) -> Result<&'static ShaderSource> {
 const UNCHECKED_SHADERS: &[&str] = &[
     "conv_gemm",
     "conv_direct",
+    "conv_direct4",
+    "conv_weight4",
     "binconv",
     "infer_binconv",
     "batchnorm_walk",

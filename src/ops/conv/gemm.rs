@@ -4,7 +4,7 @@
 
 use super::{
     check_backward_data, check_backward_weight, check_forward, check_z, grid, split_weight_grad,
-    ConvBackwardWeight, ConvParams, ConvShape, MAX_PARTIAL,
+    ConvBackwardWeight, ConvParams, ConvShape, SplitSum, MAX_PARTIAL,
 };
 use crate::gpu::{grid_1d, Dispatch, Gpu, Kernel, Tensor};
 use anyhow::{ensure, Result};
@@ -238,5 +238,6 @@ pub(crate) fn tiled_weight_grad(
         check_z(s, splits)?,
     ];
     let imm = ConvParams::new(s, s.output_pixels(), chunk);
-    split_weight_grad(gpu, s, gemm, imm, workgroups, splits, [x, dy, dw])
+    let sum = SplitSum::Scalar;
+    split_weight_grad(gpu, s, gemm, sum, imm, workgroups, splits, [x, dy, dw])
 }

@@ -9,7 +9,8 @@
 //!   through subgroup shuffles instead of workgroup memory, with register tiles the driver
 //!   unrolls; `forward`, `backward_data` and `backward_weight` run them wherever
 //!   `direct_supported` holds (software adapters with subgroups, kernels up to 3x3, stride 1 or
-//!   2).
+//!   2), and their vec4 variants (shaders/conv_direct4.wgsl, conv_weight4.wgsl: the same bits)
+//!   where `vec4_supported` holds too.
 //! - `gemm` (shaders/conv_gemm.wgsl): tiled implicit GEMMs with 4x4 register micro-tiles, for
 //!   every other shape and adapter. Their tile shape is a `Tiles` (WGSL override constants); the
 //!   `*_with` variants always run them with the tiles given (for the benchmark and for tuning).
@@ -22,7 +23,7 @@ pub mod cpu;
 mod direct;
 mod gemm;
 
-pub use direct::direct_supported;
+pub use direct::{direct_supported, vec4_supported, DirectLoads};
 pub(crate) use gemm::tiled_weight_grad;
 pub use gemm::{backward_data_with, backward_weight_with, forward_naive, forward_with, Tiles};
 
@@ -231,12 +232,11 @@ pub(crate) fn grid(tiles: usize, z: u32) -> [u32; 3] {
     [x, y, z]
 }
 
-/// y = conv2d(x, w) (overwrites y): the direct kernel where `direct_supported` holds, else the
-/// tiled GEMM with the default tiles.
+/// y = conv2d(x, w) (overwrites y): the direct kernel where `direct_supported` holds (its vec4
+/// variant where `vec4_supported` does too), else the tiled GEMM with the default tiles.
 pub fn forward(gpu: &Gpu, s: &ConvShape, x: &Tensor, w: &Tensor, y: &Tensor) -> Result<Dispatch> {
     if direct_supported(gpu, s) {
-        check_forward(s, x, w, y)?;
-        return direct::direct(gpu, s, false, [x, w, y]);
+        return forward_direct(gpu, s, DirectLoads::Vec4, x, w, y);
     }
     forward_with(gpu, s, Tiles::for_columns(s.co), x, w, y)
 }
@@ -250,8 +250,7 @@ pub fn backward_data(
     dx: &Tensor,
 ) -> Result<Dispatch> {
     if direct_supported(gpu, s) {
-        check_backward_data(s, dy, w, dx)?;
-        return direct::direct(gpu, s, true, [dy, w, dx]);
+        return backward_data_direct(gpu, s, DirectLoads::Vec4, dy, w, dx);
     }
     backward_data_with(gpu, s, Tiles::for_data_grad(s.ci, s.h * s.w), dy, w, dx)
 }
@@ -265,10 +264,52 @@ pub fn backward_weight(
     dw: &Tensor,
 ) -> Result<ConvBackwardWeight> {
     if direct_supported(gpu, s) {
-        check_backward_weight(s, x, dy, dw)?;
-        return direct::direct_weight(gpu, s, x, dy, dw);
+        return backward_weight_direct(gpu, s, DirectLoads::Vec4, x, dy, dw);
     }
     backward_weight_with(gpu, s, Tiles::for_weight_grad(s.co), x, dy, dw)
+}
+
+/// `forward` on the direct kernels with the loads given; an error where `direct_supported` does
+/// not hold.
+pub fn forward_direct(
+    gpu: &Gpu,
+    s: &ConvShape,
+    loads: DirectLoads,
+    x: &Tensor,
+    w: &Tensor,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    direct::check_supported(gpu, s)?;
+    check_forward(s, x, w, y)?;
+    direct::direct(gpu, s, false, loads, [x, w, y])
+}
+
+/// `backward_data` on the direct kernels with the loads given (see `forward_direct`).
+pub fn backward_data_direct(
+    gpu: &Gpu,
+    s: &ConvShape,
+    loads: DirectLoads,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    direct::check_supported(gpu, s)?;
+    check_backward_data(s, dy, w, dx)?;
+    direct::direct(gpu, s, true, loads, [dy, w, dx])
+}
+
+/// `backward_weight` on the direct kernels with the loads given (see `forward_direct`).
+pub fn backward_weight_direct(
+    gpu: &Gpu,
+    s: &ConvShape,
+    loads: DirectLoads,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+) -> Result<ConvBackwardWeight> {
+    direct::check_supported(gpu, s)?;
+    check_backward_weight(s, x, dy, dw)?;
+    direct::direct_weight(gpu, s, loads, x, dy, dw)
 }
 
 /// The weight gradient's dispatches and the partial-sum buffer they own (allocated once, here).
@@ -309,13 +350,23 @@ impl ConvBackwardWeight {
 /// Most elements of the partial buffer of a split weight gradient (64 MiB).
 const MAX_PARTIAL: usize = 16 << 20;
 
+/// The kernel that sums a weight gradient's chunks in order: conv_gemm.wgsl's reduce_splits, or
+/// (after the vec4 direct kernel) conv_weight4.wgsl's reduce_splits4, the same sums read as vec4s.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SplitSum {
+    Scalar,
+    Vec4,
+}
+
 /// A weight-gradient kernel (tiled GEMM or direct) over `splits` chunks of the reduction: with
-/// one chunk it writes dw directly, else a partial buffer [splits, dw] that conv_gemm.wgsl's
-/// reduce_splits sums in order.
+/// one chunk it writes dw directly, else a partial buffer [splits, dw] that `sum` adds up in
+/// order.
+#[allow(clippy::too_many_arguments)]
 fn split_weight_grad(
     gpu: &Gpu,
     s: &ConvShape,
     gemm: &Arc<Kernel>,
+    sum: SplitSum,
     imm: ConvParams,
     workgroups: [u32; 3],
     splits: usize,
@@ -339,12 +390,15 @@ fn split_weight_grad(
     let d_gemm = gpu
         .dispatch(gemm, &[x, dy, &partial], imm.bytes(), workgroups)?
         .with_flop(flop);
-    let reduce = gpu.kernel("conv_gemm", "reduce_splits", &[])?;
+    let (reduce, outputs_per_invocation) = match sum {
+        SplitSum::Scalar => (gpu.kernel("conv_gemm", "reduce_splits", &[])?, 1),
+        SplitSum::Vec4 => (gpu.kernel("conv_weight4", "reduce_splits4", &[])?, 4),
+    };
     let d_reduce = gpu.dispatch(
         &reduce,
         &[&partial, dw],
         ConvParams::new(s, s.weight_len(), splits).bytes(),
-        grid_1d(s.weight_len(), 256),
+        grid_1d(s.weight_len().div_ceil(outputs_per_invocation), 256),
     )?;
     Ok(ConvBackwardWeight {
         partial: Some(partial),
