@@ -125,13 +125,13 @@ pub fn rotate_forward(
                 &gpu.kernel(SOFTWARE, "rotate_left", &[])?,
                 &[&s.w2, r1, &s.bw],
                 imm.bytes(),
-                software_grid(left)?,
+                software_grid(d, left)?,
             )?,
             gpu.dispatch(
                 &gpu.kernel(SOFTWARE, "rotate_right", &[])?,
                 &[&s.w2, r2, &s.wstats, &s.rw, &s.w3, &s.bw],
                 imm.bytes(),
-                software_grid(right)?,
+                software_grid(d, right)?,
             )?,
         ]);
     }
@@ -163,8 +163,13 @@ pub(crate) fn software_immediates(d: WeightDims) -> Imm {
 }
 
 /// The grid of a shaders/weight_software.wgsl kernel with `invocations` invocations (8 per
-/// workgroup).
-pub(crate) fn software_grid(invocations: usize) -> Result<[u32; 3]> {
+/// workgroup), for weights `d`. The kernels run without naga's checks (gpu::kernel's
+/// UNCHECKED_SHADERS), so an empty weight (a, b or Co of 0, where they would divide by 0 or wrap
+/// a - 1) is refused here.
+pub(crate) fn software_grid(d: WeightDims, invocations: usize) -> Result<[u32; 3]> {
+    if d.is_empty() {
+        bail!("weight side: an empty weight {d:?} (Co, a, b must be at least 1)");
+    }
     if invocations > u32::MAX as usize {
         bail!("weight side: {invocations} invocations exceed the kernels' u32 indices");
     }
@@ -200,7 +205,7 @@ pub fn weight_backward(
             &gpu.kernel(SOFTWARE, "weight_backward", &[])?,
             &[&s.w2, &s.wstats, dbw, &s.rw, &s.w3, g.weight, g.rotate],
             imm.bytes(),
-            software_grid(d.co)?,
+            software_grid(d, d.co)?,
         );
     }
     let k = gpu.kernel("rotate", "weight_backward", &[])?;

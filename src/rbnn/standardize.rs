@@ -83,7 +83,7 @@ pub fn weight_forward(
             &gpu.kernel(SOFTWARE, "weight_forward", &[])?,
             &[weight, alpha, rotate, &s.wstats, &s.w2],
             software_immediates(d).bytes(),
-            software_grid(d.co)?,
+            software_grid(d, d.co)?,
         );
     }
     let k = gpu.kernel("standardize", "weight_forward", &[])?;

@@ -278,7 +278,7 @@ impl BinaryConv2d {
                     &[binconv::activation_bits_len(&s)],
                 )?;
                 weight_forward.push(binconv::pack_weights(gpu, &s, &scratch.w3, &wbits)?);
-                let pack = binconv::pack_activations(gpu, &s, &t.x, &astats, &abits)?;
+                let pack = binconv::pack_activations(gpu, variant, &s, &t.x, &astats, &abits)?;
                 let conv = binconv::binconv(gpu, &s, &abits, &wbits, &t.alpha, &t.y)?;
                 (Some(wbits), InputForward::Binary { abits, pack, conv })
             }
