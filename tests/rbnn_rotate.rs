@@ -205,12 +205,28 @@ fn software_weight_side_is_deterministic() {
     let (co, n) = (9, 135);
     let d = WeightDims::new(co, n);
     let variant = KernelVariant::Software;
-    let weight = gpu.upload_f32("weight", &[co, n], &common::f32s(&normal(&mut rng, co * n, 1.0)));
-    let alpha = gpu.upload_f32("alpha", &[co], &common::f32s(&uniform(&mut rng, co, 0.5, 1.5)));
-    let theta = gpu.upload_f32("rotate", &[co], &common::f32s(&uniform(&mut rng, co, -3.0, 3.0)));
+    let weight = gpu.upload_f32(
+        "weight",
+        &[co, n],
+        &common::f32s(&normal(&mut rng, co * n, 1.0)),
+    );
+    let alpha = gpu.upload_f32(
+        "alpha",
+        &[co],
+        &common::f32s(&uniform(&mut rng, co, 0.5, 1.5)),
+    );
+    let theta = gpu.upload_f32(
+        "rotate",
+        &[co],
+        &common::f32s(&uniform(&mut rng, co, -3.0, 3.0)),
+    );
     let r1 = gpu.upload_f32("R1", &[d.a, d.a], &random_orthogonal(&mut rng, d.a));
     let r2 = gpu.upload_f32("R2", &[d.b, d.b], &random_orthogonal(&mut rng, d.b));
-    let dbw = gpu.upload_f32("dbw", &[co, n], &common::f32s(&normal(&mut rng, co * n, 1.0)));
+    let dbw = gpu.upload_f32(
+        "dbw",
+        &[co, n],
+        &common::f32s(&normal(&mut rng, co * n, 1.0)),
+    );
     let run = || {
         let s = WeightScratch::new(gpu, "test", d).unwrap();
         let (gw, gr) = (
@@ -221,15 +237,14 @@ fn software_weight_side_is_deterministic() {
             weight: &gw,
             rotate: &gr,
         };
-        let mut dsp = vec![standardize::weight_forward(
-            gpu, variant, d, &weight, &alpha, &theta, &s,
-        )
-        .unwrap()];
+        let mut dsp =
+            vec![
+                standardize::weight_forward(gpu, variant, d, &weight, &alpha, &theta, &s).unwrap(),
+            ];
         dsp.extend(rotate::rotate_forward(gpu, variant, d, &r1, &r2, &s).unwrap());
         dsp.push(rotate::weight_backward(gpu, variant, d, &dbw, &s, &grads).unwrap());
         gpu.run(&dsp.iter().collect::<Vec<_>>()).unwrap();
-        [&s.w2, &s.wstats, &s.rw, &s.w3, &s.bw, &gw, &gr]
-            .map(|t| gpu.read_f32(t).unwrap())
+        [&s.w2, &s.wstats, &s.rw, &s.w3, &s.bw, &gw, &gr].map(|t| gpu.read_f32(t).unwrap())
     };
     let (first, second) = (run(), run());
     for (i, (x, y)) in first.iter().zip(&second).enumerate() {

@@ -41,8 +41,8 @@ fn weight_standardisation_and_channel_terms() {
         let alpha_t = gpu.upload_f32("alpha", &[co], &common::f32s(&alpha));
         let theta_t = gpu.upload_f32("rotate", &[co], &common::f32s(&theta));
         let s = WeightScratch::new(gpu, "test", d).unwrap();
-        let dsp = standardize::weight_forward(gpu, variant, d, &weight, &alpha_t, &theta_t, &s)
-            .unwrap();
+        let dsp =
+            standardize::weight_forward(gpu, variant, d, &weight, &alpha_t, &theta_t, &s).unwrap();
         gpu.run(&[&dsp]).unwrap();
         let want = standardize_rows(&w, n);
         // f32 inputs around 10 carry ~1e-6 absolute rounding; over std 0.5 that is ~2e-6.

@@ -414,8 +414,13 @@ impl<'a> Builder<'a> {
     /// have been built with `dy` = the tensor passed here as `dout`.
     fn add(&mut self, a: &Act, b: &Act, dout: &Tensor) -> Result<Act> {
         let y = self.tensor("sum", &a.y.shape.clone())?;
-        self.forward
-            .push(Op::Dispatch(elementwise::add(self.gpu, self.variant, &a.y, &b.y, &y)?));
+        self.forward.push(Op::Dispatch(elementwise::add(
+            self.gpu,
+            self.variant,
+            &a.y,
+            &b.y,
+            &y,
+        )?));
         Ok(Act {
             y,
             dy: dout.clone(),

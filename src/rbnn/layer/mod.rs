@@ -244,13 +244,7 @@ impl BinaryConv2d {
         };
 
         let mut weight_forward = vec![standardize::weight_forward(
-            gpu,
-            variant,
-            dims,
-            &t.weight,
-            &t.alpha,
-            &t.rotate,
-            &scratch,
+            gpu, variant, dims, &t.weight, &t.alpha, &t.rotate, &scratch,
         )?];
         weight_forward.extend(rotate::rotate_forward(
             gpu, variant, dims, &t.r1, &t.r2, &scratch,
