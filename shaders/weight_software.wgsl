@@ -33,37 +33,15 @@
 // is in range. 1D grid of 8-invocation workgroups (one subgroup each: small layers still spread
 // over the CPU threads), split over x and y past 65535 workgroups (gpu::grid_1d).
 
-// rotate.wgsl's immediates (rotate::weight_backward_immediates records them for both variants).
-struct Params {
-    co: u32,
-    a: u32,
-    b: u32,
-    // rotate.wgsl's rows per workgroup: unused here.
-    rb: u32,
-    // weight_backward: ApproxSign's sqrt(2)*t, t^2 and k.
-    c1: f32,
-    t2: f32,
-    k: f32,
-}
-var<immediate> p: Params;
+// The bindings and immediates of rotate.wgsl (rotate::weight_backward_immediates records them for
+// both variants), and weight_forward's own:
+// #include "common/rotate_io.wgsl"
 
-@group(0) @binding(0) var<storage, read> weight: array<f32>;
-@group(0) @binding(1) var<storage, read> alpha: array<f32>;
-@group(0) @binding(2) var<storage, read> theta: array<f32>;
-@group(0) @binding(3) var<storage, read_write> wstats_out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> w2_out: array<f32>;
-@group(0) @binding(5) var<storage, read> w2: array<f32>;
-@group(0) @binding(6) var<storage, read> r1: array<f32>;
-@group(0) @binding(7) var<storage, read> r2: array<f32>;
-@group(0) @binding(8) var<storage, read> wstats: array<f32>;
-@group(0) @binding(9) var<storage, read_write> rw_out: array<f32>;
-@group(0) @binding(10) var<storage, read_write> w3_out: array<f32>;
-@group(0) @binding(11) var<storage, read_write> bw_out: array<f32>;
-@group(0) @binding(12) var<storage, read> dbw: array<f32>;
-@group(0) @binding(13) var<storage, read> rw_in: array<f32>;
-@group(0) @binding(14) var<storage, read> w3_in: array<f32>;
-@group(0) @binding(15) var<storage, read_write> dweight: array<f32>;
-@group(0) @binding(16) var<storage, read_write> drotate: array<f32>;
+@group(0) @binding(14) var<storage, read> weight: array<f32>;
+@group(0) @binding(15) var<storage, read> alpha: array<f32>;
+@group(0) @binding(16) var<storage, read> theta: array<f32>;
+@group(0) @binding(17) var<storage, read_write> wstats_out: array<f32>;
+@group(0) @binding(18) var<storage, read_write> w2_out: array<f32>;
 
 const WG: u32 = 8u;
 
@@ -240,14 +218,7 @@ fn weight_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let gate_slope = wstats[4u * o + 3u];
     var acc = vec3<f32>(0.0);
     for (var i = base; i < base + n; i++) {
-        let g = dbw[i];
-        let w3 = w3_in[i];
-        let x2 = w2[i];
-        let d3 = max(p.k * (p.c1 - p.t2 * abs(w3)), 0.0) * (alpha_o * g);
-        let d2 = (1.0 - gate) * d3;
-        acc += vec3<f32>(d3 * (rw_in[i] - x2), d2, d2 * x2);
-        // dw2 parked in dweight until the channel sums are known.
-        dweight[i] = d2;
+        acc += weight_grad_element(i, alpha_o, gate);
     }
     drotate[o] = acc.x * gate_slope;
     let gm = acc.y / f32(n);

@@ -38,6 +38,14 @@ fn scratch_with(gpu: &rbnn::gpu::Gpu, d: WeightDims, w2: &[f64], stats: &[f64]) 
     s
 }
 
+/// Zeroed weight and rotate gradients [Co, n], [Co].
+fn grad_tensors(gpu: &rbnn::gpu::Gpu, d: WeightDims) -> (rbnn::gpu::Tensor, rbnn::gpu::Tensor) {
+    (
+        gpu.tensor("dweight", &[d.co, d.n()]),
+        gpu.tensor("drotate", &[d.co]),
+    )
+}
+
 #[test]
 fn rotated_weights_match_reference() {
     let gpu = gpu_or_skip!();
@@ -115,10 +123,7 @@ fn weight_backward_matches_reference_at_known_points() {
         gpu.write(&s.rw, &common::f32s(&rw));
         gpu.write(&s.w3, &common::f32s(&w3));
         let dbw_t = gpu.upload_f32("dbw", &[co, n], &common::f32s(&dbw));
-        let (gw, gr) = (
-            gpu.tensor("dweight", &[co, n]),
-            gpu.tensor("drotate", &[co]),
-        );
+        let (gw, gr) = grad_tensors(gpu, d);
         let grads = ParamGrads {
             weight: &gw,
             rotate: &gr,
@@ -229,10 +234,7 @@ fn software_weight_side_is_deterministic() {
     );
     let run = || {
         let s = WeightScratch::new(gpu, "test", d).unwrap();
-        let (gw, gr) = (
-            gpu.tensor("dweight", &[co, n]),
-            gpu.tensor("drotate", &[co]),
-        );
+        let (gw, gr) = grad_tensors(gpu, d);
         let grads = ParamGrads {
             weight: &gw,
             rotate: &gr,
