@@ -8,6 +8,10 @@
 // Entry points:
 //   pack_activations  x [N,Ci,H,W], astats [N,2] -> abits: the bits of x - mean_s (whose sign
 //                     is sign(a2) as std > 0). One invocation per word.
+//   pack_activations4 the same bits on software adapters (gpu::KernelVariant::Software) where
+//                     H*W % 4 == 0: one invocation per word of 4 consecutive pixels of a plane,
+//                     x read as vec4s (on lavapipe every storage access is a loop over the 8
+//                     SIMD lanes; a vec4 is one such loop for 4 floats).
 //   pack_weights      w3 [Co,Ci,kh,kw] -> wbits. One invocation per word.
 //   binconv           abits, wbits, alpha -> y [N,Co,OH,OW]: the tiled implicit GEMM of
 //                     common/binary_tile.wgsl. The fallback for adapters without subgroups.
@@ -29,6 +33,7 @@ var<immediate> p: ConvParams;
 @group(0) @binding(6) var<storage, read> wbits: array<vec2<u32>>;
 @group(0) @binding(7) var<storage, read> alpha: array<f32>;
 @group(0) @binding(8) var<storage, read_write> y: array<f32>;
+@group(0) @binding(9) var<storage, read> x4: array<vec4<f32>>;
 
 fn activation_pair(i: u32) -> vec2<u32> {
     return abits[i];
@@ -62,6 +67,45 @@ fn pack_activations(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let out = (((img * p.h + yy) * p.w + xx) * cw + c) * 2u;
     abits_out[out] = word.x;
     abits_out[out + 1u] = word.y;
+}
+
+// Invocation i -> words (img, c, pixels 4q .. 4q+3 of the plane) with q fastest; x4 is x.
+@compute @workgroup_size(256)
+fn pack_activations4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    let cw = words_per_tap(p.ci);
+    let quads = p.h * p.w / 4u;
+    if i >= p.n * cw * quads {
+        return;
+    }
+    let q = i % quads;
+    let t = i / quads;
+    let c = t % cw;
+    let img = t / cw;
+    let mean = astats[2u * img];
+    var w0 = vec2<u32>(0u);
+    var w1 = vec2<u32>(0u);
+    var w2 = vec2<u32>(0u);
+    var w3 = vec2<u32>(0u);
+    let c0 = c * 32u;
+    let count = min(32u, p.ci - c0);
+    for (var j = 0u; j < count; j++) {
+        let v = x4[(img * p.ci + c0 + j) * quads + q] - mean;
+        w0 |= sign_bits(v.x, j);
+        w1 |= sign_bits(v.y, j);
+        w2 |= sign_bits(v.z, j);
+        w3 |= sign_bits(v.w, j);
+    }
+    let out = ((img * p.h * p.w + 4u * q) * cw + c) * 2u;
+    let step = cw * 2u;
+    abits_out[out] = w0.x;
+    abits_out[out + 1u] = w0.y;
+    abits_out[out + step] = w1.x;
+    abits_out[out + step + 1u] = w1.y;
+    abits_out[out + 2u * step] = w2.x;
+    abits_out[out + 2u * step + 1u] = w2.y;
+    abits_out[out + 3u * step] = w3.x;
+    abits_out[out + 3u * step + 1u] = w3.y;
 }
 
 // Invocation i -> word (o, tap, c) with c fastest.

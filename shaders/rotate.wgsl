@@ -22,32 +22,8 @@
 //
 // wstats_o = (std, alpha, |sin theta|, sign(sin theta) * cos theta) from standardize.wgsl.
 // #include "common/workgroup_sum.wgsl"
+// #include "common/rotate_io.wgsl"
 
-struct Params {
-    co: u32,
-    a: u32,
-    b: u32,
-    // rotate_forward: rows of rw_o per workgroup.
-    rb: u32,
-    // weight_backward: ApproxSign's sqrt(2)*t, t^2 and k.
-    c1: f32,
-    t2: f32,
-    k: f32,
-}
-var<immediate> p: Params;
-
-@group(0) @binding(0) var<storage, read> w2: array<f32>;
-@group(0) @binding(1) var<storage, read> r1: array<f32>;
-@group(0) @binding(2) var<storage, read> r2: array<f32>;
-@group(0) @binding(3) var<storage, read> wstats: array<f32>;
-@group(0) @binding(4) var<storage, read_write> rw_out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> w3_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> bw_out: array<f32>;
-@group(0) @binding(7) var<storage, read> dbw: array<f32>;
-@group(0) @binding(8) var<storage, read> rw_in: array<f32>;
-@group(0) @binding(9) var<storage, read> w3_in: array<f32>;
-@group(0) @binding(10) var<storage, read_write> dweight: array<f32>;
-@group(0) @binding(12) var<storage, read_write> drotate: array<f32>;
 @group(0) @binding(13) var<storage, read_write> diag: array<f32>;
 
 const WG: u32 = 256u;
@@ -104,15 +80,7 @@ fn weight_backward(@builtin(local_invocation_index) tid: u32, @builtin(workgroup
     let gate_slope = wstats[4u * o + 3u];
     var acc = vec4<f32>(0.0);
     for (var j = tid; j < n; j += WG) {
-        let i = base + j;
-        let g = dbw[i];
-        let w3 = w3_in[i];
-        let x2 = w2[i];
-        let d3 = max(p.k * (p.c1 - p.t2 * abs(w3)), 0.0) * (alpha * g);
-        let d2 = (1.0 - gate) * d3;
-        acc += vec4<f32>(d3 * (rw_in[i] - x2), d2, d2 * x2, 0.0);
-        // dw2 parked in dweight until the channel sums are known.
-        dweight[i] = d2;
+        acc += vec4<f32>(weight_grad_element(base + j, alpha, gate), 0.0);
     }
     let total = workgroup_sum(tid, acc);
     if tid == 0u {

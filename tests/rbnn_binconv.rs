@@ -1,9 +1,11 @@
 //! shaders/binconv.wgsl: packing equals the CPU packing bit for bit, and the XOR-popcount
 //! convolution equals the float convolution of the same -1/0/+1 values exactly, borders, channel
 //! tails (Ci not a multiple of 32) and exact zeros (sign(0) = 0) included, for the direct kernel
-//! (where the adapter has subgroups) and the tiled one.
+//! (where the adapter has subgroups) and the tiled one; the software adapters' vec4 packing of
+//! the activations (planes of 36 and 40 pixels below; the others take the scalar kernel) too.
 mod common;
 
+use rbnn::gpu::KernelVariant;
 use rbnn::ops::conv::cpu as conv_ref;
 use rbnn::ops::conv::ConvShape;
 use rbnn::rbnn::binconv;
@@ -40,7 +42,7 @@ fn check(s: ConvShape, seed: u64) {
     let y = gpu.tensor("y", &[s.output_len()]);
     let ones = gpu.upload_f32("ones", &[s.co], &vec![1.0; s.co]);
     let alpha_t = gpu.upload_f32("alpha", &[s.co], &alpha);
-    let pa = binconv::pack_activations(gpu, &s, &xt, &st, &abits).unwrap();
+    let pa = binconv::pack_activations(gpu, KernelVariant::Gpu, &s, &xt, &st, &abits).unwrap();
     let pw = binconv::pack_weights(gpu, &s, &w3t, &wbits).unwrap();
     let conv_raw = binconv::binconv(gpu, &s, &abits, &wbits, &ones, &y).unwrap();
     gpu.write(&y, &vec![f32::NAN; y.len()]);
@@ -58,6 +60,17 @@ fn check(s: ConvShape, seed: u64) {
         gpu.read_u32(&wbits).unwrap(),
         pack_weights(&s, &w3),
         "{s:?} wbits"
+    );
+
+    // The software adapters' packing (vec4 reads where H*W % 4 == 0, else the same kernel) writes
+    // the same bits; NaN first so every word must be written.
+    gpu.write(&abits, &vec![f32::NAN; abits.len()]);
+    let pa4 = binconv::pack_activations(gpu, KernelVariant::Software, &s, &xt, &st, &abits);
+    gpu.run(&[&pa4.unwrap()]).unwrap();
+    assert_eq!(
+        gpu.read_u32(&abits).unwrap(),
+        pack_activations(&s, &centred),
+        "{s:?} abits, software variant"
     );
 
     let ba: Vec<f64> = centred.iter().map(|&v| sign(v as f64)).collect();

@@ -5,16 +5,21 @@ mod common;
 mod rbnn_common;
 
 use common::assert_close;
+use rbnn::gpu::KernelVariant;
 use rbnn::rbnn::procrustes::channel_cosine;
 use rbnn::rbnn::rotate::cpu::rotate;
 use rbnn::rbnn::rotate::{self, ParamGrads, WeightDims, WeightScratch};
 use rbnn::rbnn::rotation::cpu::diagnostics;
 use rbnn::rbnn::rotation::random_orthogonal;
 use rbnn::rbnn::schedule::cpu::{approx_sign_grad, sign};
+use rbnn::rbnn::standardize;
 use rbnn::rbnn::standardize::cpu::{standardize_rows, standardize_rows_backward};
 use rbnn::rng::Rng;
 use rbnn_common::*;
 use std::f64::consts::SQRT_2;
+
+/// Both variants, whatever the adapter, so that each stays tested on lavapipe.
+const VARIANTS: [KernelVariant; 2] = [KernelVariant::Gpu, KernelVariant::Software];
 
 /// wstats rows (std, alpha, |sin theta|, sign(sin theta) cos theta) for the given theta.
 fn wstats(std: &[f64], alpha: &[f64], theta: &[f64]) -> Vec<f64> {
@@ -33,13 +38,22 @@ fn scratch_with(gpu: &rbnn::gpu::Gpu, d: WeightDims, w2: &[f64], stats: &[f64]) 
     s
 }
 
+/// Zeroed weight and rotate gradients [Co, n], [Co].
+fn grad_tensors(gpu: &rbnn::gpu::Gpu, d: WeightDims) -> (rbnn::gpu::Tensor, rbnn::gpu::Tensor) {
+    (
+        gpu.tensor("dweight", &[d.co, d.n()]),
+        gpu.tensor("drotate", &[d.co]),
+    )
+}
+
 #[test]
 fn rotated_weights_match_reference() {
     let gpu = gpu_or_skip!();
     let mut rng = Rng::new(21);
     // a != b; a block of 8 rows cut short (a = 15); a = 1 (prime n); the largest model layer's
-    // 64 x 72.
-    for (co, n) in [(5usize, 27usize), (3, 300), (2, 13), (3, 4608)] {
+    // 64 x 72. The software variant's 4 x 4 tiles overhang all but the last.
+    let cases = [(5usize, 27usize), (3, 300), (2, 13), (3, 4608)];
+    for ((co, n), variant) in cases.iter().flat_map(|c| VARIANTS.map(|v| (*c, v))) {
         let d = WeightDims::new(co, n);
         let w2 = standardize_rows(&normal(&mut rng, co * n, 1.0), n).out;
         let r1 = common::f64s(&random_orthogonal(&mut rng, d.a));
@@ -49,13 +63,13 @@ fn rotated_weights_match_reference() {
         let s = scratch_with(gpu, d, &w2, &wstats(&vec![1.0; co], &alpha, &theta));
         let r1t = gpu.upload_f32("R1", &[d.a, d.a], &common::f32s(&r1));
         let r2t = gpu.upload_f32("R2", &[d.b, d.b], &common::f32s(&r2));
-        let dsp = rotate::rotate_forward(gpu, d, &r1t, &r2t, &s).unwrap();
-        gpu.run(&[&dsp]).unwrap();
+        let dsp = rotate::rotate_forward(gpu, variant, d, &r1t, &r2t, &s).unwrap();
+        gpu.run(&dsp.iter().collect::<Vec<_>>()).unwrap();
         let rw = rotate(&w2, &r1, &r2, d.a, d.b);
         let w3: Vec<f64> = (0..co * n)
             .map(|i| w2[i] + theta[i / n].sin().abs() * (rw[i] - w2[i]))
             .collect();
-        let what = format!("co {co} n {n}");
+        let what = format!("co {co} n {n} {variant:?}");
         // f32 sums of up to a + b products of O(1) values.
         assert_close(
             &format!("rw {what}"),
@@ -86,7 +100,8 @@ fn weight_backward_matches_reference_at_known_points() {
     let gpu = gpu_or_skip!();
     let mut rng = Rng::new(22);
     // (t, k) early in training (t < 1, k = 1/t, cut-off 14.1) and late (t > 1, k = 1, cut-off 0.47).
-    for (co, n, t, k) in [(4usize, 27usize, 0.1f64, 10.0f64), (3, 300, 3.0, 1.0)] {
+    let cases = [(4usize, 27usize, 0.1f64, 10.0f64), (3, 300, 3.0, 1.0)];
+    for ((co, n, t, k), variant) in cases.iter().flat_map(|c| VARIANTS.map(|v| (*c, v))) {
         let d = WeightDims::new(co, n);
         let w2 = standardize_rows(&normal(&mut rng, co * n, 1.0), n).out;
         let rw = normal(&mut rng, co * n, 1.0);
@@ -108,15 +123,12 @@ fn weight_backward_matches_reference_at_known_points() {
         gpu.write(&s.rw, &common::f32s(&rw));
         gpu.write(&s.w3, &common::f32s(&w3));
         let dbw_t = gpu.upload_f32("dbw", &[co, n], &common::f32s(&dbw));
-        let (gw, gr) = (
-            gpu.tensor("dweight", &[co, n]),
-            gpu.tensor("drotate", &[co]),
-        );
+        let (gw, gr) = grad_tensors(gpu, d);
         let grads = ParamGrads {
             weight: &gw,
             rotate: &gr,
         };
-        let dsp = rotate::weight_backward(gpu, d, &dbw_t, &s, &grads).unwrap();
+        let dsp = rotate::weight_backward(gpu, variant, d, &dbw_t, &s, &grads).unwrap();
         let imm = rotate::weight_backward_immediates(d, t as f32, k as f32);
         record_and_wait(gpu, |pass| dsp.record_with(pass, imm.bytes()));
 
@@ -137,7 +149,7 @@ fn weight_backward_matches_reference_at_known_points() {
             want_rot[o] *= sign(theta[o].sin()) * theta[o].cos();
         }
         let want_w = standardize_rows_backward(&w2, &std, &dw2, n);
-        let what = format!("t {t}");
+        let what = format!("t {t} {variant:?}");
         assert_close(
             &format!("drotate {what}"),
             &gpu.read_f32(&gr).unwrap(),
@@ -186,4 +198,63 @@ fn diagnostics_match_reference() {
     assert_eq!(flips / (co * n) as f64, want_flip, "flip counts are exact");
     assert!((cos - want_cos).abs() < 1e-5, "cos {cos} vs {want_cos}");
     assert_eq!(got[3], (n - 1) as f32);
+}
+
+/// The software variant's weight side (shaders/weight_software.wgsl: standardisation, both
+/// rotation passes, backward) gives the same bits on every run, and 9 channels (one more than a
+/// workgroup) of an odd n cover the grid's tail.
+#[test]
+fn software_weight_side_is_deterministic() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(24);
+    let (co, n) = (9, 135);
+    let d = WeightDims::new(co, n);
+    let variant = KernelVariant::Software;
+    let weight = gpu.upload_f32(
+        "weight",
+        &[co, n],
+        &common::f32s(&normal(&mut rng, co * n, 1.0)),
+    );
+    let alpha = gpu.upload_f32(
+        "alpha",
+        &[co],
+        &common::f32s(&uniform(&mut rng, co, 0.5, 1.5)),
+    );
+    let theta = gpu.upload_f32(
+        "rotate",
+        &[co],
+        &common::f32s(&uniform(&mut rng, co, -3.0, 3.0)),
+    );
+    let r1 = gpu.upload_f32("R1", &[d.a, d.a], &random_orthogonal(&mut rng, d.a));
+    let r2 = gpu.upload_f32("R2", &[d.b, d.b], &random_orthogonal(&mut rng, d.b));
+    let dbw = gpu.upload_f32(
+        "dbw",
+        &[co, n],
+        &common::f32s(&normal(&mut rng, co * n, 1.0)),
+    );
+    let run = || {
+        let s = WeightScratch::new(gpu, "test", d).unwrap();
+        let (gw, gr) = grad_tensors(gpu, d);
+        let grads = ParamGrads {
+            weight: &gw,
+            rotate: &gr,
+        };
+        let mut dsp =
+            vec![
+                standardize::weight_forward(gpu, variant, d, &weight, &alpha, &theta, &s).unwrap(),
+            ];
+        dsp.extend(rotate::rotate_forward(gpu, variant, d, &r1, &r2, &s).unwrap());
+        dsp.push(rotate::weight_backward(gpu, variant, d, &dbw, &s, &grads).unwrap());
+        gpu.run(&dsp.iter().collect::<Vec<_>>()).unwrap();
+        [&s.w2, &s.wstats, &s.rw, &s.w3, &s.bw, &gw, &gr].map(|t| gpu.read_f32(t).unwrap())
+    };
+    let (first, second) = (run(), run());
+    for (i, (x, y)) in first.iter().zip(&second).enumerate() {
+        let (x, y): (Vec<u32>, Vec<u32>) = (
+            x.iter().map(|v| v.to_bits()).collect(),
+            y.iter().map(|v| v.to_bits()).collect(),
+        );
+        assert_eq!(x, y, "output {i} differs between runs");
+    }
+    assert!(first[6].iter().all(|v| v.is_finite() && *v != 0.0));
 }

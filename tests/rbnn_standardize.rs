@@ -20,10 +20,14 @@ const VARIANTS: [KernelVariant; 2] = [KernelVariant::Gpu, KernelVariant::Softwar
 fn weight_standardisation_and_channel_terms() {
     let gpu = gpu_or_skip!();
     let mut rng = Rng::new(11);
-    // n = 27 (fewer than the 256 invocations) and n = 300 (more; a = 15, b = 20). The weights sit
-    // on an offset of 10 so the mean matters; theta includes 0 (sign(sin) = 0), pi/2 and
-    // negative angles.
-    for (co, n) in [(5usize, 27usize), (3, 300)] {
+    // n = 27 (fewer than the 256 invocations) and n = 300 (more; a = 15, b = 20); 9 channels of
+    // the shortest row, 2 (the software variant's workgroups of 8 channels, and one more). The
+    // weights sit on an offset of 10 so the mean matters; theta includes 0 (sign(sin) = 0), pi/2
+    // and negative angles.
+    for ((co, n), variant) in [(5usize, 27usize), (3, 300), (9, 2)]
+        .iter()
+        .flat_map(|c| VARIANTS.map(|v| (*c, v)))
+    {
         let d = WeightDims::new(co, n);
         let w: Vec<f64> = normal(&mut rng, co * n, 0.5)
             .iter()
@@ -37,7 +41,8 @@ fn weight_standardisation_and_channel_terms() {
         let alpha_t = gpu.upload_f32("alpha", &[co], &common::f32s(&alpha));
         let theta_t = gpu.upload_f32("rotate", &[co], &common::f32s(&theta));
         let s = WeightScratch::new(gpu, "test", d).unwrap();
-        let dsp = standardize::weight_forward(gpu, d, &weight, &alpha_t, &theta_t, &s).unwrap();
+        let dsp =
+            standardize::weight_forward(gpu, variant, d, &weight, &alpha_t, &theta_t, &s).unwrap();
         gpu.run(&[&dsp]).unwrap();
         let want = standardize_rows(&w, n);
         // f32 inputs around 10 carry ~1e-6 absolute rounding; over std 0.5 that is ~2e-6.

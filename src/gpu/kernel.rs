@@ -51,7 +51,8 @@ pub fn shader_source(name: &str) -> Result<&'static ShaderSource> {
 /// infer_binconv (the packed engine's fused conv) joined the list after an NVIDIA H100 ran it 4-8x
 /// slower than binconv, its unchecked twin, on the same work (2026-11-26).
 /// The software adapters' walk kernels (`KernelVariant::Software`) ran 1.5-2.5x faster on
-/// lavapipe without the checks (2026-12-03); their GPU-variant twins stay checked.
+/// lavapipe without the checks (2026-12-03); their GPU-variant twins stay checked. So did
+/// weight_software, the software adapters' weight side (2026-12-04).
 const UNCHECKED_SHADERS: &[&str] = &[
     "conv_gemm",
     "conv_direct",
@@ -62,6 +63,7 @@ const UNCHECKED_SHADERS: &[&str] = &[
     "batchnorm_walk",
     "channel_dot_walk",
     "standardize_walk",
+    "weight_software",
 ];
 
 /// Parses and validates a shader with naga; an error names the original file (the kernel or the

@@ -183,7 +183,7 @@ impl<'a> Builder<'a> {
             None => self.tensor("dfork", &x.y.shape)?,
         };
         let b = Act { y: x.y.clone(), dy };
-        let sum = elementwise::add(self.gpu, &a.dy, &b.dy, &x.dy)?;
+        let sum = elementwise::add(self.gpu, self.variant, &a.dy, &b.dy, &x.dy)?;
         // Pushed before either consumer's backward segment, so it runs after both.
         self.push_backward(vec![Op::Dispatch(sum)]);
         Ok((a, b))
@@ -414,8 +414,13 @@ impl<'a> Builder<'a> {
     /// have been built with `dy` = the tensor passed here as `dout`.
     fn add(&mut self, a: &Act, b: &Act, dout: &Tensor) -> Result<Act> {
         let y = self.tensor("sum", &a.y.shape.clone())?;
-        self.forward
-            .push(Op::Dispatch(elementwise::add(self.gpu, &a.y, &b.y, &y)?));
+        self.forward.push(Op::Dispatch(elementwise::add(
+            self.gpu,
+            self.variant,
+            &a.y,
+            &b.y,
+            &y,
+        )?));
         Ok(Act {
             y,
             dy: dout.clone(),

@@ -1,6 +1,8 @@
 //! Elementwise kernels (shaders/elementwise.wgsl): hardtanh, ReLU, residual add.
+//! Software adapters (`KernelVariant::Software`) add vec4s (`add4`) where the length allows.
 
-use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, Tensor};
+use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, KernelVariant, Tensor};
+use crate::ops::shape::expect_len;
 use anyhow::Result;
 
 fn unary(gpu: &Gpu, entry: &str, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
@@ -44,9 +46,28 @@ pub fn relu_backward(gpu: &Gpu, x: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<
     binary(gpu, "relu_backward", x, dy, dx)
 }
 
-/// out = a + b.
-pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Dispatch> {
-    binary(gpu, "add", a, b, out)
+/// out = a + b; with `KernelVariant::Software` four floats per invocation when the length is a
+/// multiple of 4 (the same sums, so the same bits).
+pub fn add(
+    gpu: &Gpu,
+    variant: KernelVariant,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    let n = out.len();
+    if variant == KernelVariant::Gpu || !n.is_multiple_of(4) {
+        return binary(gpu, "add", a, b, out);
+    }
+    expect_len(a, n, "add input")?;
+    expect_len(b, n, "add input")?;
+    let k = gpu.kernel("elementwise", "add4", &[])?;
+    gpu.dispatch(
+        &k,
+        &[a, b, out],
+        Imm::new().u((n / 4) as u32).bytes(),
+        grid_1d(n / 4, 256),
+    )
 }
 
 /// Plain-Rust references.

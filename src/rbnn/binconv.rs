@@ -11,7 +11,7 @@
 //! ops::conv's direct kernels) where the adapter and shape allow, and a workgroup-tiled one
 //! everywhere else.
 
-use crate::gpu::{grid_1d, Dispatch, Gpu, Tensor};
+use crate::gpu::{grid_1d, Dispatch, Gpu, KernelVariant, Tensor};
 use crate::ops::conv::{direct_supported, ConvParams, ConvShape};
 use crate::ops::shape::expect_len;
 use anyhow::{bail, Result};
@@ -37,8 +37,11 @@ fn immediates(s: &ConvShape) -> ConvParams {
 }
 
 /// abits = the packed signs of x - mean_s (= sign(a2)), from x [N,Ci,H,W] and astats [N,2].
+/// Software adapters (`KernelVariant::Software`) read x as vec4s where H*W % 4 == 0
+/// (`pack_activations4`, the same bits).
 pub fn pack_activations(
     gpu: &Gpu,
+    variant: KernelVariant,
     s: &ConvShape,
     x: &Tensor,
     astats: &Tensor,
@@ -48,6 +51,17 @@ pub fn pack_activations(
     expect_len(x, s.input_len(), "input")?;
     expect_len(astats, s.n * 2, "activation stats")?;
     expect_len(abits, activation_bits_len(s), "packed activations")?;
+    let plane = s.h * s.w;
+    if variant == KernelVariant::Software && plane.is_multiple_of(4) {
+        let k = gpu.kernel("binconv", "pack_activations4", &[])?;
+        // Bindings in increasing number: astats, abits, then x as vec4s.
+        return gpu.dispatch(
+            &k,
+            &[astats, abits, x],
+            immediates(s).bytes(),
+            grid_1d(s.n * words_per_tap(s.ci) * plane / 4, 256),
+        );
+    }
     let k = gpu.kernel("binconv", "pack_activations", &[])?;
     gpu.dispatch(
         &k,

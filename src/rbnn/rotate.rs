@@ -2,8 +2,12 @@
 //! all output channels in one dispatch, the adjustable weight w3 and alpha*sign(w3); the
 //! backward through ApproxSign, theta, alpha and the weight standardisation; the per-channel
 //! diagnostics of the rotation.
+//!
+//! Software adapters (`KernelVariant::Software`) run the forward and the backward as
+//! shaders/weight_software.wgsl's register-tiled, barrier-free twins: two dispatches for the
+//! forward (T = R1^T X_o parked in bw, then T R2 and the outputs), one for the backward.
 
-use crate::gpu::{Dispatch, Gpu, Imm, Tensor};
+use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, KernelVariant, Tensor};
 use crate::ops::shape::expect_len;
 use anyhow::{bail, Result};
 use std::f64::consts::SQRT_2;
@@ -98,17 +102,39 @@ fn immediates(d: WeightDims, rb: usize, c1: f32, t2: f32, k: f32) -> Imm {
 }
 
 /// rw_o = R1^T X_o R2, w3 = w2 + |sin theta_o| (rw - w2), bw = alpha_o sign(w3), from s.w2 and
-/// s.wstats (written by `standardize::weight_forward`).
+/// s.wstats (written by `standardize::weight_forward`): one dispatch in `KernelVariant::Gpu`,
+/// two in `KernelVariant::Software` (record them in order).
 pub fn rotate_forward(
     gpu: &Gpu,
+    variant: KernelVariant,
     d: WeightDims,
     r1: &Tensor,
     r2: &Tensor,
     s: &WeightScratch,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     s.check(d)?;
     expect_len(r1, d.a * d.a, "R1")?;
     expect_len(r2, d.b * d.b, "R2")?;
+    if variant == KernelVariant::Software {
+        let imm = software_immediates(d);
+        // 4 x 4 tiles of T, then blocks of 4 rows of rw (shaders/weight_software.wgsl).
+        let left = d.co * d.a.div_ceil(4) * d.b.div_ceil(4);
+        let right = d.co * d.a.div_ceil(4);
+        return Ok(vec![
+            gpu.dispatch(
+                &gpu.kernel(SOFTWARE, "rotate_left", &[])?,
+                &[&s.w2, r1, &s.bw],
+                imm.bytes(),
+                software_grid(d, left)?,
+            )?,
+            gpu.dispatch(
+                &gpu.kernel(SOFTWARE, "rotate_right", &[])?,
+                &[&s.w2, r2, &s.wstats, &s.rw, &s.w3, &s.bw],
+                imm.bytes(),
+                software_grid(d, right)?,
+            )?,
+        ]);
+    }
     if d.b > T_CAP {
         bail!(
             "rotate_forward: b = {} (n = Ci*kh*kw = {}, a = {}) exceeds the kernel's {T_CAP}-float \
@@ -120,12 +146,34 @@ pub fn rotate_forward(
     }
     let rb = (T_CAP / d.b).min(8);
     let k = gpu.kernel("rotate", "rotate_forward", &[])?;
-    gpu.dispatch(
+    Ok(vec![gpu.dispatch(
         &k,
         &[&s.w2, r1, r2, &s.wstats, &s.rw, &s.w3, &s.bw],
         immediates(d, rb, 0.0, 0.0, 0.0).bytes(),
         [d.a.div_ceil(rb) as u32, d.co as u32, 1],
-    )
+    )?])
+}
+
+/// The software adapters' twins of the weight side (`KernelVariant::Software`).
+pub(crate) const SOFTWARE: &str = "weight_software";
+
+/// The immediates of the shaders/weight_software.wgsl kernels other than `weight_backward`.
+pub(crate) fn software_immediates(d: WeightDims) -> Imm {
+    immediates(d, 0, 0.0, 0.0, 0.0)
+}
+
+/// The grid of a shaders/weight_software.wgsl kernel with `invocations` invocations (8 per
+/// workgroup), for weights `d`. The kernels run without naga's checks (gpu::kernel's
+/// UNCHECKED_SHADERS), so an empty weight (a, b or Co of 0, where they would divide by 0 or wrap
+/// a - 1) is refused here.
+pub(crate) fn software_grid(d: WeightDims, invocations: usize) -> Result<[u32; 3]> {
+    if d.is_empty() {
+        bail!("weight side: an empty weight {d:?} (Co, a, b must be at least 1)");
+    }
+    if invocations > u32::MAX as usize {
+        bail!("weight side: {invocations} invocations exceed the kernels' u32 indices");
+    }
+    Ok(grid_1d(invocations, 8))
 }
 
 /// Immediates of `weight_backward` for ApproxSign (t, k): recorded anew each step.
@@ -137,9 +185,10 @@ pub fn weight_backward_immediates(d: WeightDims, t: f32, k: f32) -> Imm {
 /// The weight-side backward from `dbw`, the conv weight gradient against the UNSCALED dy
 /// (dL/dsign(w3) = alpha_o dbw): overwrites g.weight and g.rotate (g.alpha comes from
 /// ops::channel_dot, see layer.rs). Record it with
-/// `weight_backward_immediates(d, t, k)`.
+/// `weight_backward_immediates(d, t, k)` (the same immediates for both variants).
 pub fn weight_backward(
     gpu: &Gpu,
+    variant: KernelVariant,
     d: WeightDims,
     dbw: &Tensor,
     s: &WeightScratch,
@@ -149,11 +198,21 @@ pub fn weight_backward(
     expect_len(dbw, d.len(), "conv weight gradient")?;
     expect_len(g.weight, d.len(), "weight gradient")?;
     expect_len(g.rotate, d.co, "rotate gradient")?;
+    let imm = weight_backward_immediates(d, 1.0, 1.0);
+    if variant == KernelVariant::Software {
+        // One invocation per output channel.
+        return gpu.dispatch(
+            &gpu.kernel(SOFTWARE, "weight_backward", &[])?,
+            &[&s.w2, &s.wstats, dbw, &s.rw, &s.w3, g.weight, g.rotate],
+            imm.bytes(),
+            software_grid(d, d.co)?,
+        );
+    }
     let k = gpu.kernel("rotate", "weight_backward", &[])?;
     gpu.dispatch(
         &k,
         &[&s.w2, &s.wstats, dbw, &s.rw, &s.w3, g.weight, g.rotate],
-        weight_backward_immediates(d, 1.0, 1.0).bytes(),
+        imm.bytes(),
         [d.co as u32, 1, 1],
     )
 }

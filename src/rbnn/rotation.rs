@@ -168,7 +168,9 @@ impl LayerUpdate {
         let d1 = gpu.try_tensor(&format!("{name}.rotation.d1"), &[a, a])?;
         let d2 = gpu.try_tensor(&format!("{name}.rotation.d2"), &[b, b])?;
         let diag = gpu.try_tensor(&format!("{name}.rotation.diag"), &[co, 4])?;
-        let prepare = standardize::weight_forward(gpu, d, &t.weight, &t.alpha, &t.rotate, scratch)?;
+        let variant = gpu.kernel_variant()?;
+        let prepare =
+            standardize::weight_forward(gpu, variant, d, &t.weight, &t.alpha, &t.rotate, scratch)?;
         let x = &scratch.w2;
         let y = Product {
             m: a,
@@ -229,10 +231,8 @@ impl LayerUpdate {
             z.bgemm(gpu, &t.r1, &bsign, &yz)?,
             sum_d2.bsum(gpu, x, &yz, &d2)?,
         ];
-        let measure = vec![
-            rotate::rotate_forward(gpu, d, &t.r1, &t.r2, scratch)?,
-            rotate::diagnostics(gpu, d, scratch, &diag)?,
-        ];
+        let mut measure = rotate::rotate_forward(gpu, variant, d, &t.r1, &t.r2, scratch)?;
+        measure.push(rotate::diagnostics(gpu, d, scratch, &diag)?);
         let at_d = staging_at;
         let at_r1 = at_d + a.max(b).pow(2);
         let at_diag = at_r1 + a * a;

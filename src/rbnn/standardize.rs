@@ -4,7 +4,7 @@
 //! The elementwise passes over the activations have a second formulation for software adapters
 //! (`KernelVariant::Software`: the shader's `*_walk` entry points, same expressions, same bits).
 
-use super::rotate::{WeightDims, WeightScratch};
+use super::rotate::{software_grid, software_immediates, WeightDims, WeightScratch, SOFTWARE};
 use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, KernelVariant, Tensor};
 use crate::ops::shape::{expect_len, expect_u32};
 use anyhow::{bail, Result};
@@ -53,9 +53,12 @@ fn check_rows(what: &str, d: RowDims, gpu: &Gpu) -> Result<()> {
 }
 
 /// s.w2 = the weight standardised per output channel; s.wstats_o = (std, alpha, |sin theta|,
-/// sign(sin theta) cos theta), so the backward sees this step's alpha and theta.
+/// sign(sin theta) cos theta), so the backward sees this step's alpha and theta. Software
+/// adapters (`KernelVariant::Software`) run shaders/weight_software.wgsl's twin: one invocation
+/// per channel, serial sums, no barrier.
 pub fn weight_forward(
     gpu: &Gpu,
+    variant: KernelVariant,
     d: WeightDims,
     weight: &Tensor,
     alpha: &Tensor,
@@ -75,6 +78,14 @@ pub fn weight_forward(
     expect_len(rotate, d.co, "rotate")?;
     expect_len(&s.w2, d.len(), "w2")?;
     expect_len(&s.wstats, d.co * 4, "wstats")?;
+    if variant == KernelVariant::Software {
+        return gpu.dispatch(
+            &gpu.kernel(SOFTWARE, "weight_forward", &[])?,
+            &[weight, alpha, rotate, &s.wstats, &s.w2],
+            software_immediates(d).bytes(),
+            software_grid(d, d.co)?,
+        );
+    }
     let k = gpu.kernel("standardize", "weight_forward", &[])?;
     gpu.dispatch(
         &k,

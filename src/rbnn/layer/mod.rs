@@ -21,8 +21,10 @@
 //!   standardize::activation_backward (ApproxSign with ta = max(t,1), standardisation).
 //! With `KernelVariant::Software` (software adapters) the activation backward is
 //! standardize::activation_backward_walk, whose sums pass runs right after the data gradient and
-//! also writes sign(a2) (no separate sign pass), and a network whose BatchNorm consumes y hands
-//! the layer the partials of its dalpha sum (`take_alpha_partials`).
+//! also writes sign(a2) (no separate sign pass), a network whose BatchNorm consumes y hands
+//! the layer the partials of its dalpha sum (`take_alpha_partials`), and the weight side
+//! (standardisation, rotation, their backward) runs shaders/weight_software.wgsl's barrier-free
+//! twins.
 
 pub mod cpu;
 
@@ -241,10 +243,12 @@ impl BinaryConv2d {
             None
         };
 
-        let mut weight_forward = vec![
-            standardize::weight_forward(gpu, dims, &t.weight, &t.alpha, &t.rotate, &scratch)?,
-            rotate::rotate_forward(gpu, dims, &t.r1, &t.r2, &scratch)?,
-        ];
+        let mut weight_forward = vec![standardize::weight_forward(
+            gpu, variant, dims, &t.weight, &t.alpha, &t.rotate, &scratch,
+        )?];
+        weight_forward.extend(rotate::rotate_forward(
+            gpu, variant, dims, &t.r1, &t.r2, &scratch,
+        )?);
         let activation_stats = standardize::activation_stats(gpu, rows, &t.x, &astats)?;
         let (wbits, input_forward) = match &act {
             Some(a2) if a32 => {
@@ -268,7 +272,7 @@ impl BinaryConv2d {
                     &[binconv::activation_bits_len(&s)],
                 )?;
                 weight_forward.push(binconv::pack_weights(gpu, &s, &scratch.w3, &wbits)?);
-                let pack = binconv::pack_activations(gpu, &s, &t.x, &astats, &abits)?;
+                let pack = binconv::pack_activations(gpu, variant, &s, &t.x, &astats, &abits)?;
                 let conv = binconv::binconv(gpu, &s, &abits, &wbits, &t.alpha, &t.y)?;
                 (Some(wbits), InputForward::Binary { abits, pack, conv })
             }
@@ -338,7 +342,7 @@ impl BinaryConv2d {
             weight: g.weight,
             rotate: g.rotate,
         };
-        let weight = rotate::weight_backward(gpu, self.dims, &dbw, &self.scratch, &grads)?;
+        let weight = rotate::weight_backward(gpu, variant, self.dims, &dbw, &self.scratch, &grads)?;
         // dalpha_o = sum dy * (conv output before scaling) = sum dy * y / alpha_o.
         let alpha = channel_dot(gpu, variant, g.dy, &t.y, &t.alpha, g.alpha)?;
         let (apartials, activation_early, activation) = if software {
