@@ -66,7 +66,7 @@ fn stats_partials_walk(@builtin(local_invocation_index) l: u32, @builtin(workgro
     var s = vec3<f32>(0.0);
     for (var k = 0u; k < steps; k++) {
         s = welford(s, x[w.e]);
-        walk_next(&w, p.c, p.hw);
+        walk_next(&w);
     }
     let o = lane_partial(wg, l) * 3u;
     partials_out[o] = s.x;
@@ -120,7 +120,7 @@ fn normalize_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id
     let steps = walk_steps(w, p.n * p.hw);
     for (var k = 0u; k < steps; k++) {
         out[w.e] = bn(a, x[w.e]);
-        walk_next(&w, p.c, p.hw);
+        walk_next(&w);
     }
 }
 
@@ -132,7 +132,7 @@ fn normalize_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(wor
     let steps = walk_steps(w, p.n * p.hw);
     for (var k = 0u; k < steps; k++) {
         out[w.e] = hardtanh(bn(a, x[w.e]));
-        walk_next(&w, p.c, p.hw);
+        walk_next(&w);
     }
 }
 
@@ -144,7 +144,7 @@ fn normalize_add_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin
     let steps = walk_steps(w, p.n * p.hw);
     for (var k = 0u; k < steps; k++) {
         out[w.e] = hardtanh(bn(a, x[w.e]) + res[w.e]);
-        walk_next(&w, p.c, p.hw);
+        walk_next(&w);
     }
 }
 
@@ -158,7 +158,7 @@ fn grad_partials_walk(@builtin(local_invocation_index) l: u32, @builtin(workgrou
     for (var k = 0u; k < steps; k++) {
         let g = dy[w.e];
         s += vec2<f32>(g, g * (x[w.e] - mu));
-        walk_next(&w, p.c, p.hw);
+        walk_next(&w);
     }
     write_grad_partial(lane_partial(wg, l), s);
 }
@@ -174,7 +174,7 @@ fn grad_partials_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin
         let v = x[w.e];
         let g = hardtanh_grad(bn(a, v), dy[w.e]);
         s += vec2<f32>(g, g * (v - a.mean));
-        walk_next(&w, p.c, p.hw);
+        walk_next(&w);
     }
     write_grad_partial(lane_partial(wg, l), s);
 }
@@ -191,7 +191,7 @@ fn grad_partials_add_hardtanh_walk(@builtin(local_invocation_index) l: u32, @bui
         let g = hardtanh_grad(bn(a, v) + res[w.e], dy[w.e]);
         grad_out[w.e] = g;
         s += vec2<f32>(g, g * (v - a.mean));
-        walk_next(&w, p.c, p.hw);
+        walk_next(&w);
     }
     write_grad_partial(lane_partial(wg, l), s);
 }
@@ -231,7 +231,7 @@ fn grad_input_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_i
         let dx = input_grad(q, v, dy[w.e]);
         out[w.e] = dx;
         dot += dx * v;
-        walk_next(&w, p.c, p.hw);
+        walk_next(&w);
     }
     dot_out[lane_partial(wg, l)] = dot;
 }
@@ -250,7 +250,7 @@ fn grad_input_hardtanh_walk(@builtin(local_invocation_index) l: u32, @builtin(wo
         let dx = input_grad(q, v, g);
         out[w.e] = dx;
         dot += dx * v;
-        walk_next(&w, p.c, p.hw);
+        walk_next(&w);
     }
     dot_out[lane_partial(wg, l)] = dot;
 }

@@ -19,7 +19,7 @@ fn partials_walk(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id)
     var s = 0.0;
     for (var k = 0u; k < steps; k++) {
         s += a[w.e] * b[w.e];
-        walk_next(&w, p.c, p.hw);
+        walk_next(&w);
     }
     partials_out[c * p.chunks + wg.x * WALK_LANES + l] = s;
 }

@@ -1,6 +1,7 @@
 //! shaders/standardize.wgsl against the f64 reference: weight and activation standardisation,
 //! sign(a2) with exact zeros, and the activation backward (ApproxSign with ta = max(t,1), a32),
-//! the elementwise passes in both kernel variants (the GPU's and the software adapters').
+//! the elementwise passes in both kernel variants (the GPU's and the software adapters'), and the
+//! software adapters' one-pass activation statistics (activation_stats_walk).
 mod common;
 mod rbnn_common;
 
@@ -8,13 +9,22 @@ use common::assert_close;
 use rbnn::gpu::KernelVariant;
 use rbnn::rbnn::rotate::{WeightDims, WeightScratch};
 use rbnn::rbnn::schedule::{self, cpu::activation_approx, cpu::approx_sign_grad};
-use rbnn::rbnn::standardize::cpu::{standardize_rows, standardize_rows_backward};
+use rbnn::rbnn::standardize::cpu::{standardize_rows, standardize_rows_backward, Standardized};
 use rbnn::rbnn::standardize::{self, ActivationGrad, ActivationOutput, RowDims};
 use rbnn::rng::Rng;
 use rbnn_common::*;
 
 /// Both variants, whatever the adapter, so that each stays tested on lavapipe.
 const VARIANTS: [KernelVariant; 2] = [KernelVariant::Gpu, KernelVariant::Software];
+
+/// The reference's (mean, std) per row, interleaved as the kernels write them ([rows, 2]).
+fn mean_std_pairs(st: &Standardized) -> Vec<f64> {
+    st.mean
+        .iter()
+        .zip(&st.std)
+        .flat_map(|(m, s)| [*m, *s])
+        .collect()
+}
 
 #[test]
 fn weight_standardisation_and_channel_terms() {
@@ -100,12 +110,7 @@ fn activation_standardisation_and_sign_with_exact_zeros() {
         gpu.run(&[&stats, &a2]).unwrap();
         let want = standardize_rows(&x, len);
         let got_stats = gpu.read_f32(&astats).unwrap();
-        let want_stats: Vec<f64> = want
-            .mean
-            .iter()
-            .zip(&want.std)
-            .flat_map(|(m, s)| [*m, *s])
-            .collect();
+        let want_stats = mean_std_pairs(&want);
         assert_close("astats", &got_stats, &common::f32s(&want_stats), 1e-5, 1e-6);
         assert_eq!(got_stats[0], 0.0, "sample 0 has mean exactly 0");
         assert_close(
@@ -228,6 +233,78 @@ fn activation_backward_matches_reference() {
             &common::f32s(&want),
             1e-4,
             2e-5,
+        );
+    }
+}
+
+#[test]
+fn activation_stats_walk_matches_reference_and_repeats() {
+    let gpu = gpu_or_skip!();
+    let mut rng = Rng::new(14);
+    // Batch 1, rows shorter than the 256 lanes (the shortest has 2 elements), odd lengths, rows of
+    // many elements per lane (9000, 8193). The values sit on offsets several times
+    // their spread, where sum/sum-of-squares statistics would lose digits.
+    let cases = [
+        (1usize, 4usize),
+        (2, 9000),
+        (3, 40),
+        (1, 2),
+        (3, 90),
+        (2, 8193),
+        (5, 77),
+    ];
+    for (rows, len) in cases {
+        let d = RowDims { rows, len };
+        let offsets: Vec<f64> = (0..rows).map(|_| rng.range(-20.0, 20.0)).collect();
+        let mut x: Vec<f64> = normal(&mut rng, rows * len, 1.5)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + offsets[i / len])
+            .collect();
+        // Sample 0 repeats 1, -1, 0, 0 where its length is a multiple of 4: its mean is exactly 0
+        // (as activation_stats', whose exact zeros of x - mean the 1-bit forward packs as 0).
+        let exact = len % 4 == 0;
+        if exact {
+            for (j, v) in x[..len].iter_mut().enumerate() {
+                *v = [1.0, -1.0, 0.0, 0.0][j % 4];
+            }
+        }
+        let xt = gpu.upload_f32("x", &[rows, len], &common::f32s(&x));
+        let astats = gpu.tensor("astats", &[rows, 2]);
+        let partials = gpu.tensor("partials", &[standardize::walk_stats_partials_len(d)]);
+        let stats = standardize::activation_stats_walk(gpu, d, &xt, &astats, &partials).unwrap();
+        gpu.run(&stats.iter().collect::<Vec<_>>()).unwrap();
+        let got = gpu.read_f32(&astats).unwrap();
+        // The reference of the f32 inputs (their rounding is the kernel's business, not ours).
+        let x32: Vec<f64> = common::f32s(&x).iter().map(|&v| v as f64).collect();
+        let want = standardize_rows(&x32, len);
+        let want_stats = mean_std_pairs(&want);
+        // As activation_stats (activation_standardisation_and_sign_with_exact_zeros).
+        assert_close(
+            &format!("astats walk {rows}x{len}"),
+            &got,
+            &common::f32s(&want_stats),
+            1e-5,
+            1e-6,
+        );
+        if exact {
+            assert_eq!(got[0], 0.0, "{rows}x{len}: sample 0 has mean exactly 0");
+        }
+        // The means have the bits of activation_stats' (the same sums in the same order; the
+        // packed engine's signs of x - mean rely on them).
+        let gpu_astats = gpu.tensor("gpu astats", &[rows, 2]);
+        let gpu_stats = standardize::activation_stats(gpu, d, &xt, &gpu_astats).unwrap();
+        gpu.run(&[&gpu_stats]).unwrap();
+        let gpu_got = gpu.read_f32(&gpu_astats).unwrap();
+        let means = |v: &[f32]| v.iter().step_by(2).map(|m| m.to_bits()).collect::<Vec<_>>();
+        assert_eq!(means(&got), means(&gpu_got), "{rows}x{len}: means");
+        // The same bits on a second run (fixed-order reductions).
+        gpu.run(&stats.iter().collect::<Vec<_>>()).unwrap();
+        let again = gpu.read_f32(&astats).unwrap();
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            again.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "astats walk {rows}x{len} differ between runs"
         );
     }
 }

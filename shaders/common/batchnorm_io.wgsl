@@ -1,6 +1,7 @@
-// defines: Params, p, the bindings, welford, merge, write_stats and write_grads of the BatchNorm
-// kernels: batchnorm.wgsl (the GPU variant) and batchnorm_walk.wgsl (the software adapters'
-// kernels), so that both read the same immediates and buffers and end their reductions alike.
+// defines: Params, p, the bindings, write_stats and write_grads of the BatchNorm kernels (and
+// welford, merge from common/moments.wgsl): batchnorm.wgsl (the GPU variant) and
+// batchnorm_walk.wgsl (the software adapters' kernels), so that both read the same immediates
+// and buffers and end their reductions alike.
 
 struct Params {
     n: u32,
@@ -37,28 +38,7 @@ var<immediate> p: Params;
 @group(0) @binding(20) var<storage, read_write> grad_out: array<f32>;
 @group(0) @binding(21) var<storage, read_write> dot_out: array<f32>;
 
-// Welford's update of the (count, mean, M2) summary s with the value v: one pass, no
-// cancellation.
-fn welford(s: vec3<f32>, v: f32) -> vec3<f32> {
-    let count = s.x + 1.0;
-    let d = v - s.y;
-    let mean = s.y + d / count;
-    return vec3<f32>(count, mean, s.z + d * (v - mean));
-}
-
-// Chan et al.: combines two (count, mean, M2) summaries.
-fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
-    if b.x == 0.0 {
-        return a;
-    }
-    if a.x == 0.0 {
-        return b;
-    }
-    let n = a.x + b.x;
-    let d = b.y - a.y;
-    let f = b.x / n;
-    return vec3<f32>(n, a.y + d * f, a.z + b.z + d * d * a.x * f);
-}
+// #include "common/moments.wgsl"
 
 // The end of stats_finish for channel c from its (count, mean, M2) summary t: batch mean and
 // rstd = 1/sqrt(biased var + eps); with p.update, also running = (1 - m) * running + m * batch

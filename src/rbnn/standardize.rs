@@ -1,8 +1,10 @@
 //! Per-row standardisation (shaders/standardize.wgsl): the weight per output channel and the
 //! activations per sample, (x - mean) / std with the unbiased std, two-pass statistics, and the
 //! full backward through mean and std.
-//! The elementwise passes over the activations have a second formulation for software adapters
-//! (`KernelVariant::Software`: the shader's `*_walk` entry points, same expressions, same bits).
+//! The passes over the activations have a second formulation for software adapters
+//! (`KernelVariant::Software`: shaders/standardize_walk.wgsl's `*_walk` entry points; the
+//! elementwise ones with the same expressions, same bits; the statistics in one pass with
+//! per-lane partials).
 
 use super::rotate::{software_grid, software_immediates, WeightDims, WeightScratch, SOFTWARE};
 use crate::gpu::{grid_1d, Dispatch, Gpu, Imm, KernelVariant, Tensor};
@@ -138,6 +140,8 @@ pub fn activation_output(
 /// Elements of a row one workgroup of a `*_walk` kernel covers (WALK_LANES * WALK_STEPS in
 /// shaders/common/channel_walk.wgsl).
 const WALK_CHUNK: usize = 4096;
+/// The software variant's shader.
+const WALK_SHADER: &str = "standardize_walk";
 
 /// The shader, entry point and grid of the elementwise pass `entry` in `variant`: one invocation
 /// per element, or workgroup (chunk, row) of its `_walk` twin in standardize_walk.wgsl.
@@ -172,7 +176,7 @@ fn elementwise(
                 );
             }
             (
-                "standardize_walk",
+                WALK_SHADER,
                 format!("{entry}_walk"),
                 [chunks as u32, d.rows as u32, 1],
             )
@@ -226,10 +230,58 @@ pub fn activation_backward(
     ])
 }
 
-/// The standardisations in f64 (docs/numerics.md section 1).
 /// Elements of the per-lane partials of `activation_backward_walk` for rows `d`.
 pub fn walk_partials_len(d: RowDims) -> usize {
     d.rows * d.len.div_ceil(WALK_CHUNK) * WALK_LANES * 2
+}
+
+/// Lanes per row of `activation_stats_walk`: those of `activation_stats`' workgroup (SUM_LANES in
+/// shaders/common/workgroup_sum.wgsl), whose order of the sum it keeps.
+const STATS_LANES: usize = 256;
+
+/// Elements of the per-lane partials of `activation_stats_walk` for rows `d`: a (count, mean,
+/// M2, sum) per lane of every row.
+pub fn walk_stats_partials_len(d: RowDims) -> usize {
+    d.rows * STATS_LANES * 4
+}
+
+/// Software adapters' `activation_stats` (`KernelVariant::Software`), two dispatches:
+/// [activation_stats_walk, activation_stats_finish_walk]: astats [N, 2] = (mean, std) of each
+/// sample of x in one pass over x without barriers (per-lane sums and Welford summaries in
+/// `partials`, `walk_stats_partials_len`, combined per sample in a fixed order). The mean has
+/// the bits of `activation_stats`' (the same sums in the same order), which the packed engine's
+/// signs of x - mean rely on; the std may differ in its last bits.
+pub fn activation_stats_walk(
+    gpu: &Gpu,
+    d: RowDims,
+    x: &Tensor,
+    astats: &Tensor,
+    partials: &Tensor,
+) -> Result<[Dispatch; 2]> {
+    check_rows("activation standardisation", d, gpu)?;
+    expect_len(x, d.rows * d.len, "input")?;
+    expect_len(astats, d.rows * 2, "activation stats")?;
+    expect_len(
+        partials,
+        walk_stats_partials_len(d),
+        "activation statistics partials",
+    )?;
+    expect_u32(d.rows * d.len, "standardised elements")?;
+    let imm = immediates(d.rows, d.len, 0, 0.0, 0.0);
+    Ok([
+        gpu.dispatch(
+            &gpu.kernel(WALK_SHADER, "activation_stats_walk", &[])?,
+            &[x, partials],
+            imm.bytes(),
+            [(STATS_LANES / 64) as u32, d.rows as u32, 1],
+        )?,
+        gpu.dispatch(
+            &gpu.kernel(WALK_SHADER, "activation_stats_finish_walk", &[])?,
+            &[astats, partials],
+            imm.bytes(),
+            [d.rows.div_ceil(64) as u32, 1, 1],
+        )?,
+    ])
 }
 
 /// Partials per chunk of the walk kernels (WALK_LANES in shaders/common/channel_walk.wgsl).
@@ -265,6 +317,7 @@ pub fn activation_backward_walk(
     let imm = activation_backward_immediates(d, grad, 1.0);
     let (shader, _, grid) = elementwise(gpu, KernelVariant::Software, d, "activation_backward")?;
     let kernel = |entry: &str| gpu.kernel(shader, entry, &[]);
+
     Ok([
         gpu.dispatch(
             &kernel("activation_backward_sums_walk")?,
@@ -287,6 +340,7 @@ pub fn activation_backward_walk(
     ])
 }
 
+/// The standardisations in f64 (docs/numerics.md section 1).
 pub mod cpu {
     /// Rows standardised to zero mean and unit unbiased std, with the saved statistics.
     pub struct Standardized {

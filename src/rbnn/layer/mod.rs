@@ -6,7 +6,8 @@
 //!   weight side   standardize::weight_forward  weight -> w2 (+ std, alpha, theta terms)
 //!                 rotate::rotate_forward       w2, R1, R2 -> rw, w3, bw = alpha*sign(w3)
 //!                 binconv::pack_weights        w3 -> packed sign/nonzero bits
-//!   input side    standardize::activation_stats  x -> per-sample mean, std
+//!   input side    standardize::activation_stats  x -> per-sample mean, std (software adapters:
+//!                                                  activation_stats_walk, one pass, two stages)
 //!                 binconv::pack_activations      x - mean -> packed bits
 //!                 binconv::binconv               y = alpha * (1-bit conv, exact integers)
 //!   with a32, the input side is a2 = (x - mean)/std and y = conv::forward(a2, bw) in float.
@@ -204,7 +205,10 @@ pub struct BinaryConv2d {
     /// Packed sign(w3) [Co, kh*kw, Cw, 2] (sign and nonzero planes; binary activations only).
     pub wbits: Option<Tensor>,
     weight_forward: Vec<Dispatch>,
-    activation_stats: Dispatch,
+    /// The per-lane partials of the software variant's activation statistics
+    /// (standardize::activation_stats_walk).
+    stats_partials: Option<Tensor>,
+    activation_stats: Vec<Dispatch>,
     input_forward: InputForward,
     backward: Option<Backward>,
 }
@@ -249,7 +253,17 @@ impl BinaryConv2d {
         weight_forward.extend(rotate::rotate_forward(
             gpu, variant, dims, &t.r1, &t.r2, &scratch,
         )?);
-        let activation_stats = standardize::activation_stats(gpu, rows, &t.x, &astats)?;
+        let (stats_partials, activation_stats) = if variant == KernelVariant::Software {
+            let partials = gpu.try_tensor(
+                &format!("{name}.stats_partials"),
+                &[standardize::walk_stats_partials_len(rows)],
+            )?;
+            let stats = standardize::activation_stats_walk(gpu, rows, &t.x, &astats, &partials)?;
+            (Some(partials), stats.into())
+        } else {
+            let stats = standardize::activation_stats(gpu, rows, &t.x, &astats)?;
+            (None, vec![stats])
+        };
         let (wbits, input_forward) = match &act {
             Some(a2) if a32 => {
                 let standardize = standardize::activation_output(
@@ -288,6 +302,7 @@ impl BinaryConv2d {
             act,
             wbits,
             weight_forward,
+            stats_partials,
             activation_stats,
             input_forward,
             backward: None,
@@ -410,7 +425,7 @@ impl BinaryConv2d {
 
     /// The input side of the forward: y from x and the weight side's results.
     pub fn forward_input_dispatches(&self) -> Vec<&Dispatch> {
-        let mut out = vec![&self.activation_stats];
+        let mut out: Vec<&Dispatch> = self.activation_stats.iter().collect();
         match &self.input_forward {
             InputForward::Binary { pack, conv, .. } => out.extend([pack, conv]),
             InputForward::A32 { standardize, conv } => out.extend([standardize, conv]),
@@ -478,7 +493,12 @@ impl BinaryConv2d {
     pub fn scratch_bytes(&self) -> u64 {
         let s = &self.scratch;
         let mut tensors = vec![&s.w2, &s.wstats, &s.rw, &s.w3, &s.bw, &self.astats];
-        tensors.extend(self.act.iter().chain(&self.wbits));
+        tensors.extend(
+            self.act
+                .iter()
+                .chain(&self.wbits)
+                .chain(&self.stats_partials),
+        );
         if let InputForward::Binary { abits, .. } = &self.input_forward {
             tensors.push(abits);
         }
