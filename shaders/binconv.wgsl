@@ -161,9 +161,6 @@ override DS: u32 = 1u;
 override DKK: u32 = DKH * DKW;
 override DROWS: u32 = 7u * DS + DKH;
 override DSEGS: u32 = (7u * DS + DKW + 7u) / 8u;
-// Subgroups of exactly 8 lanes: hand the input words on with lanes8's constant-lane broadcasts
-// (one vector permute each on lavapipe) instead of shuffles (a loop over the lanes there).
-override DBROADCAST: bool = false;
 
 @compute @workgroup_size(64)
 fn direct(ids: LaneIds) {
@@ -206,14 +203,7 @@ fn direct(ids: LaneIds) {
                 for (var r = 0u; r < DKH; r++) {
                     for (var c = 0u; c < DKW; c++) {
                         let m = tx * DS + c;
-                        let seg = rows[ty * DS + r][m / 8u];
-                        var v = vec2<u32>(0u);
-                        if DBROADCAST {
-                            // lanes8 moves f32 bits unchanged: the words as f32s and back.
-                            v = bitcast<vec2<u32>>(lanes8(vec4<f32>(bitcast<vec2<f32>>(seg), 0.0, 0.0))[m & 7u].xy);
-                        } else {
-                            v = subgroupShuffle(seg, base + (m & 7u));
-                        }
+                        let v = subgroupShuffle(rows[ty * DS + r][m / 8u], base + (m & 7u));
                         let w = wt[r * DKW + c];
                         let both = v.y & w.y;
                         a += i32(countOneBits(both)) - 2 * i32(countOneBits((v.x ^ w.x) & both));

@@ -117,7 +117,6 @@ pub fn binconv(
     }
     check_binconv(s, abits, wbits, alpha, y)?;
     // A group of 8 lanes per 8 output channels of an 8x8 output tile, 8 groups per workgroup.
-    let eight_lanes = gpu.info.subgroup_min_size == 8 && gpu.info.subgroup_max_size == 8;
     let groups = s.n * s.oh().div_ceil(8) * s.ow().div_ceil(8) * s.co.div_ceil(8);
     let k = gpu.kernel(
         "binconv",
@@ -126,7 +125,6 @@ pub fn binconv(
             ("DKH", s.kh as f64),
             ("DKW", s.kw as f64),
             ("DS", s.stride as f64),
-            ("DBROADCAST", if eight_lanes { 1.0 } else { 0.0 }),
         ],
     )?;
     Ok(gpu
