@@ -34,20 +34,13 @@ var<immediate> p: ConvParams;
 @compute @workgroup_size(64)
 fn direct(ids: LaneIds) {
     let gl = group_lane(ids);
-    var c_in = p.ci;
-    var h_in = p.h;
-    var w_in = p.w;
-    var c_out = p.co;
-    var h_out = p.oh;
-    var w_out = p.ow;
-    if DTRANSPOSED {
-        c_in = p.co;
-        h_in = p.oh;
-        w_in = p.ow;
-        c_out = p.ci;
-        h_out = p.h;
-        w_out = p.w;
-    }
+    let dims = gather_dims();
+    let c_in = dims.c_in;
+    let h_in = dims.h_in;
+    let w_in = dims.w_in;
+    let c_out = dims.c_out;
+    let h_out = dims.h_out;
+    let w_out = dims.w_out;
     let tile = direct_tile(gl, p.n, c_out, h_out, w_out);
     let ty0 = tile.ty0;
     let tx0 = tile.tx0;

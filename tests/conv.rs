@@ -74,6 +74,36 @@ fn check(what: &str, got: &[f32], want: &[f32], terms: usize) {
     assert_close(what, got, want, 1e-4, 1e-6 * terms as f64);
 }
 
+/// Random x, w, dy in [-1, 1] for `s` (host copies and tensors) and the output tensors.
+struct Operands {
+    xv: Vec<f32>,
+    wv: Vec<f32>,
+    dyv: Vec<f32>,
+    x: rbnn::gpu::Tensor,
+    w: rbnn::gpu::Tensor,
+    dy: rbnn::gpu::Tensor,
+    y: rbnn::gpu::Tensor,
+    dx: rbnn::gpu::Tensor,
+    dw: rbnn::gpu::Tensor,
+}
+
+fn operands(gpu: &Gpu, s: &ConvShape, rng: &mut Rng) -> Operands {
+    let xv = rng.uniform_vec(s.input_len(), -1.0, 1.0);
+    let wv = rng.uniform_vec(s.weight_len(), -1.0, 1.0);
+    let dyv = rng.uniform_vec(s.output_len(), -1.0, 1.0);
+    Operands {
+        x: gpu.upload_f32("x", &[s.input_len()], &xv),
+        w: gpu.upload_f32("w", &[s.weight_len()], &wv),
+        dy: gpu.upload_f32("dy", &[s.output_len()], &dyv),
+        y: gpu.tensor("y", &[s.output_len()]),
+        dx: gpu.tensor("dx", &[s.input_len()]),
+        dw: gpu.tensor("dw", &[s.weight_len()]),
+        xv,
+        wv,
+        dyv,
+    }
+}
+
 fn run_and_read(gpu: &Gpu, dispatches: &[&Dispatch], out: &rbnn::gpu::Tensor) -> Vec<f32> {
     // Garbage first: every kernel must overwrite its whole output.
     gpu.write(out, &vec![f32::NAN; out.len()]);
@@ -88,15 +118,17 @@ fn gpu_matches_cpu_on_awkward_shapes() {
     let gpu = gpu_or_skip!();
     let mut rng = Rng::new(7);
     for s in awkward_shapes() {
-        let xv = rng.uniform_vec(s.input_len(), -1.0, 1.0);
-        let wv = rng.uniform_vec(s.weight_len(), -1.0, 1.0);
-        let dyv = rng.uniform_vec(s.output_len(), -1.0, 1.0);
-        let x = gpu.upload_f32("x", &[s.input_len()], &xv);
-        let w = gpu.upload_f32("w", &[s.weight_len()], &wv);
-        let dy = gpu.upload_f32("dy", &[s.output_len()], &dyv);
-        let y = gpu.tensor("y", &[s.output_len()]);
-        let dx = gpu.tensor("dx", &[s.input_len()]);
-        let dw = gpu.tensor("dw", &[s.weight_len()]);
+        let Operands {
+            xv,
+            wv,
+            dyv,
+            x,
+            w,
+            dy,
+            y,
+            dx,
+            dw,
+        } = operands(gpu, &s, &mut rng);
 
         let d = conv::forward(gpu, &s, &x, &w, &y).unwrap();
         let got = run_and_read(gpu, &[&d], &y);
@@ -278,15 +310,17 @@ fn vec4_direct_kernels_equal_the_scalar_ones_bit_for_bit() {
             conv::direct_supported(gpu, &s) && eights,
             "{s:?}"
         );
-        let xv = rng.uniform_vec(s.input_len(), -1.0, 1.0);
-        let wv = rng.uniform_vec(s.weight_len(), -1.0, 1.0);
-        let dyv = rng.uniform_vec(s.output_len(), -1.0, 1.0);
-        let x = gpu.upload_f32("x", &[s.input_len()], &xv);
-        let w = gpu.upload_f32("w", &[s.weight_len()], &wv);
-        let dy = gpu.upload_f32("dy", &[s.output_len()], &dyv);
-        let y = gpu.tensor("y", &[s.output_len()]);
-        let dx = gpu.tensor("dx", &[s.input_len()]);
-        let dw = gpu.tensor("dw", &[s.weight_len()]);
+        let Operands {
+            xv,
+            wv,
+            dyv,
+            x,
+            w,
+            dy,
+            y,
+            dx,
+            dw,
+        } = operands(gpu, &s, &mut rng);
         if !conv::direct_supported(gpu, &s) {
             assert!(conv::forward_direct(gpu, &s, DirectLoads::Vec4, &x, &w, &y).is_err());
             continue;

@@ -1,5 +1,5 @@
 // defines: DKH, DKW, DS, DTRANSPOSED, DPMOD, DKK, DCOLS, floor_div, window_origin, window_len,
-// window_index: the tap geometry of the direct convolutions (conv_direct.wgsl and its vec4
+// window_index, GatherDims, gather_dims: the tap geometry of the direct convolutions (conv_direct.wgsl and its vec4
 // variants conv_direct4.wgsl, conv_weight4.wgsl), compiled in as override constants so that
 // every loop over taps and tile positions unrolls. Uses the includer's immediates `p`
 // (ConvParams).
@@ -50,4 +50,21 @@ fn window_index(t: u32, r: u32, k: u32) -> i32 {
         return floor_div(num, i32(DS)) - floor_div(DPMOD + 1 - i32(k), i32(DS));
     }
     return i32(t * DS + r);
+}
+
+// The shapes a gather kernel reads and writes: x -> y, or (DTRANSPOSED) dy -> dx.
+struct GatherDims {
+    c_in: u32,
+    h_in: u32,
+    w_in: u32,
+    c_out: u32,
+    h_out: u32,
+    w_out: u32,
+}
+
+fn gather_dims() -> GatherDims {
+    if DTRANSPOSED {
+        return GatherDims(p.co, p.oh, p.ow, p.ci, p.h, p.w);
+    }
+    return GatherDims(p.ci, p.h, p.w, p.co, p.oh, p.ow);
 }
