@@ -34,14 +34,8 @@ var<immediate> p: ConvParams;
 @compute @workgroup_size(64)
 fn direct(ids: LaneIds) {
     let gl = group_lane(ids);
-    let dims = gather_dims();
-    let c_in = dims.c_in;
-    let h_in = dims.h_in;
-    let w_in = dims.w_in;
-    let c_out = dims.c_out;
-    let h_out = dims.h_out;
-    let w_out = dims.w_out;
-    let tile = direct_tile(gl, p.n, c_out, h_out, w_out);
+    let d = gather_dims();
+    let tile = direct_tile(gl, p.n, d.c_out, d.h_out, d.w_out);
     let ty0 = tile.ty0;
     let tx0 = tile.tx0;
     let img = tile.img;
@@ -51,17 +45,17 @@ fn direct(ids: LaneIds) {
     let ix0 = window_origin(tx0, DKW);
     let rows_len = window_len(DKH);
     let segs = (window_len(DKW) + 7u) / 8u;
-    let in_plane = h_in * w_in;
-    let in_img = img * c_in * in_plane;
+    let in_plane = d.h_in * d.w_in;
+    let in_img = img * d.c_in * in_plane;
 
     // acc[ty][tx]: output pixel (ty0 + ty, tx0 + tx) of channel oc.
     var acc: array<array<f32, 8>, 8>;
-    for (var j = 0u; j < c_in; j++) {
+    for (var j = 0u; j < d.c_in; j++) {
         var wt: array<f32, 9>;
         for (var k = 0u; k < DKK; k++) {
-            var wi = (oc * c_in + j) * DKK + k;
+            var wi = (oc * d.c_in + j) * DKK + k;
             if DTRANSPOSED {
-                wi = (j * c_out + oc) * DKK + k;
+                wi = (j * d.c_out + oc) * DKK + k;
             }
             wt[k] = select(0.0, in_b[select(0u, wi, oc_ok)], oc_ok);
         }
@@ -70,11 +64,11 @@ fn direct(ids: LaneIds) {
         var rows: array<array<f32, 3>, 17>;
         for (var k = 0u; k < rows_len; k++) {
             let iy = iy0 + i32(k);
-            let row_ok = iy >= 0 && iy < i32(h_in) && (DTRANSPOSED || k % DS < DKH);
+            let row_ok = iy >= 0 && iy < i32(d.h_in) && (DTRANSPOSED || k % DS < DKH);
             for (var s = 0u; s < segs; s++) {
                 let ix = ix0 + i32(s * 8u + gl.lane);
-                let ok = row_ok && ix >= 0 && ix < i32(w_in);
-                let idx = plane + u32(iy) * w_in + u32(ix);
+                let ok = row_ok && ix >= 0 && ix < i32(d.w_in);
+                let idx = plane + u32(iy) * d.w_in + u32(ix);
                 rows[k][s] = select(0.0, in_a[select(0u, idx, ok)], ok);
             }
         }
@@ -96,14 +90,14 @@ fn direct(ids: LaneIds) {
         }
     }
 
-    let out_plane = h_out * w_out;
-    let out_base = (img * c_out + oc) * out_plane;
+    let out_plane = d.h_out * d.w_out;
+    let out_base = (img * d.c_out + oc) * out_plane;
     for (var ty = 0u; ty < 8u; ty++) {
         for (var tx = 0u; tx < 8u; tx++) {
             let y = ty0 + ty;
             let x = tx0 + tx;
-            if oc_ok && y < h_out && x < w_out {
-                out[out_base + y * w_out + x] = acc[ty][tx];
+            if oc_ok && y < d.h_out && x < d.w_out {
+                out[out_base + y * d.w_out + x] = acc[ty][tx];
             }
         }
     }

@@ -53,19 +53,13 @@ fn taps_at(base: u32) -> array<f32, 9> {
 @compute @workgroup_size(64)
 fn direct4(ids: LaneIds) {
     let gl = group_lane(ids);
-    let dims = gather_dims();
-    let c_in = dims.c_in;
-    let h_in = dims.h_in;
-    let w_in = dims.w_in;
-    let c_out = dims.c_out;
-    let h_out = dims.h_out;
-    let w_out = dims.w_out;
-    let tile = direct_tile(gl, p.n, c_out, h_out, w_out);
+    let d = gather_dims();
+    let tile = direct_tile(gl, p.n, d.c_out, d.h_out, d.w_out);
     let iy0 = window_origin(tile.ty0, DKH);
     let a0 = window_origin(tile.tx0, DKW) - i32(DOFF);
     let rows_len = window_len(DKH);
-    let in_plane = h_in * w_in;
-    let in_img = tile.img * c_in * in_plane;
+    let in_plane = d.h_in * d.w_in;
+    let in_img = tile.img * d.c_in * in_plane;
 
     // The lane's window slots: the vec4 index within a channel plane, and whether it is inside.
     var at: array<u32, 11>;
@@ -75,17 +69,17 @@ fn direct4(ids: LaneIds) {
         let k = slot / DNV;
         let iy = iy0 + i32(k);
         let ix = a0 + 4 * i32(slot % DNV);
-        let ok = k < rows_len && iy >= 0 && iy < i32(h_in) && ix >= 0 && ix < i32(w_in);
+        let ok = k < rows_len && iy >= 0 && iy < i32(d.h_in) && ix >= 0 && ix < i32(d.w_in);
         inside[q] = ok;
-        at[q] = select(0u, (u32(iy) * w_in + u32(ix)) / 4u, ok);
+        at[q] = select(0u, (u32(iy) * d.w_in + u32(ix)) / 4u, ok);
     }
 
     // acc[ty][tx]: output pixel (ty0 + ty, tx0 + tx) of channel oc.
     var acc: array<array<f32, 8>, 8>;
-    for (var j = 0u; j < c_in; j++) {
-        var wbase = (tile.oc * c_in + j) * DKK;
+    for (var j = 0u; j < d.c_in; j++) {
+        var wbase = (tile.oc * d.c_in + j) * DKK;
         if DTRANSPOSED {
-            wbase = (j * c_out + tile.oc) * DKK;
+            wbase = (j * d.c_out + tile.oc) * DKK;
         }
         let wt = taps_at(select(0u, wbase, tile.ok));
         let plane = (in_img + j * in_plane) / 4u;
@@ -113,14 +107,14 @@ fn direct4(ids: LaneIds) {
         }
     }
 
-    let out_base = (tile.img * c_out + tile.oc) * h_out * w_out;
+    let out_base = (tile.img * d.c_out + tile.oc) * d.h_out * d.w_out;
     for (var ty = 0u; ty < 8u; ty++) {
         let y = tile.ty0 + ty;
         for (var h = 0u; h < 2u; h++) {
             let x = tile.tx0 + 4u * h;
-            if tile.ok && y < h_out && x < w_out {
+            if tile.ok && y < d.h_out && x < d.w_out {
                 let t = acc[ty];
-                out[(out_base + y * w_out + x) / 4u] = vec4<f32>(t[4u * h], t[4u * h + 1u], t[4u * h + 2u], t[4u * h + 3u]);
+                out[(out_base + y * d.w_out + x) / 4u] = vec4<f32>(t[4u * h], t[4u * h + 1u], t[4u * h + 2u], t[4u * h + 3u]);
             }
         }
     }

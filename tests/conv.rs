@@ -310,31 +310,22 @@ fn vec4_direct_kernels_equal_the_scalar_ones_bit_for_bit() {
             conv::direct_supported(gpu, &s) && eights,
             "{s:?}"
         );
-        let Operands {
-            xv,
-            wv,
-            dyv,
-            x,
-            w,
-            dy,
-            y,
-            dx,
-            dw,
-        } = operands(gpu, &s, &mut rng);
+        let ops = operands(gpu, &s, &mut rng);
+        let (x, w, dy, y, dx, dw) = (&ops.x, &ops.w, &ops.dy, &ops.y, &ops.dx, &ops.dw);
         if !conv::direct_supported(gpu, &s) {
-            assert!(conv::forward_direct(gpu, &s, DirectLoads::Vec4, &x, &w, &y).is_err());
+            assert!(conv::forward_direct(gpu, &s, DirectLoads::Vec4, x, w, y).is_err());
             continue;
         }
         took_vec4 += usize::from(conv::vec4_supported(gpu, &s));
         let mut outputs = Vec::new();
         for loads in [DirectLoads::Vec4, DirectLoads::Scalar] {
-            let f = conv::forward_direct(gpu, &s, loads, &x, &w, &y).unwrap();
-            let d = conv::backward_data_direct(gpu, &s, loads, &dy, &w, &dx).unwrap();
-            let bw = conv::backward_weight_direct(gpu, &s, loads, &x, &dy, &dw).unwrap();
+            let f = conv::forward_direct(gpu, &s, loads, x, w, y).unwrap();
+            let d = conv::backward_data_direct(gpu, &s, loads, dy, w, dx).unwrap();
+            let bw = conv::backward_weight_direct(gpu, &s, loads, x, dy, dw).unwrap();
             outputs.push([
-                run_and_read(gpu, &[&f], &y),
-                run_and_read(gpu, &[&d], &dx),
-                run_and_read(gpu, &bw.dispatches(), &dw),
+                run_and_read(gpu, &[&f], y),
+                run_and_read(gpu, &[&d], dx),
+                run_and_read(gpu, &bw.dispatches(), dw),
             ]);
         }
         let [scalar_y, scalar_dx, scalar_dw] = outputs.pop().unwrap();
@@ -342,19 +333,19 @@ fn vec4_direct_kernels_equal_the_scalar_ones_bit_for_bit() {
         check(
             &format!("forward {s:?}"),
             &y4,
-            &cpu::forward(&s, &xv, &wv),
+            &cpu::forward(&s, &ops.xv, &ops.wv),
             s.ci * s.kh * s.kw,
         );
         check(
             &format!("backward_data {s:?}"),
             &dx4,
-            &cpu::backward_data(&s, &dyv, &wv),
+            &cpu::backward_data(&s, &ops.dyv, &ops.wv),
             s.co * s.kh * s.kw,
         );
         check(
             &format!("backward_weight {s:?}"),
             &dw4,
-            &cpu::backward_weight(&s, &xv, &dyv),
+            &cpu::backward_weight(&s, &ops.xv, &ops.dyv),
             s.n * s.oh() * s.ow(),
         );
         assert!(bits(y4) == bits(scalar_y), "forward {s:?}: vec4 != scalar");
