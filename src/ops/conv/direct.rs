@@ -40,6 +40,13 @@ pub enum DirectLoads {
     Scalar,
 }
 
+impl DirectLoads {
+    /// Whether these loads run `s` on the vec4 kernels.
+    fn vec4(self, gpu: &Gpu, s: &ConvShape) -> bool {
+        self == DirectLoads::Vec4 && vec4_supported(gpu, s)
+    }
+}
+
 /// The error `conv::*_direct` give where `direct_supported` does not hold.
 pub(super) fn check_supported(gpu: &Gpu, s: &ConvShape) -> Result<()> {
     ensure!(
@@ -100,7 +107,7 @@ fn direct_kernel(
     s: &ConvShape,
     entry: &str,
     transposed: bool,
-    loads: DirectLoads,
+    vec4: bool,
 ) -> Result<Arc<Kernel>> {
     let pad_mod = if transposed { s.pad % s.stride } else { 0 };
     let mut constants = vec![
@@ -110,7 +117,7 @@ fn direct_kernel(
         ("DPMOD", pad_mod as f64),
         ("DTRANSPOSED", if transposed { 1.0 } else { 0.0 }),
     ];
-    if loads == DirectLoads::Scalar || !vec4_supported(gpu, s) {
+    if !vec4 {
         return gpu.kernel("conv_direct", entry, &constants);
     }
     let offset = window_offset(s, transposed);
@@ -141,7 +148,7 @@ pub(super) fn direct(
         (s.co, s.oh(), s.ow())
     };
     let groups = s.n * h.div_ceil(8) * w.div_ceil(8) * c.div_ceil(8);
-    let k = direct_kernel(gpu, s, "direct", transposed, loads)?;
+    let k = direct_kernel(gpu, s, "direct", transposed, loads.vec4(gpu, s))?;
     Ok(gpu
         .dispatch(
             &k,
@@ -174,10 +181,11 @@ pub(super) fn direct_weight(
         .clamp(1, strips);
     let per_chunk = strips.div_ceil(wanted);
     let splits = strips.div_ceil(per_chunk);
-    let k = direct_kernel(gpu, s, "direct_weight", false, loads)?;
+    let vec4 = loads.vec4(gpu, s);
+    let k = direct_kernel(gpu, s, "direct_weight", false, vec4)?;
     let workgroups = grid((splits * blocks).div_ceil(DIRECT_GROUPS), 1);
     let imm = ConvParams::new(s, 0, per_chunk);
-    let sum = if loads == DirectLoads::Vec4 && vec4_supported(gpu, s) {
+    let sum = if vec4 {
         SplitSum::Vec4
     } else {
         SplitSum::Scalar
